@@ -1,4 +1,5 @@
-// Placeholder until the ingest-kinesis handler lands (issue 2).
-export const handler = async (): Promise<void> => {
-  throw new Error('ingest-kinesis handler not implemented yet');
-};
+// Kinesis ingest Lambda: device messages from the ingest stream into device state.
+import { ingestDepsFromEnv, kinesisIngestHandler } from './ingest-handler.js';
+import { once } from './runtime.js';
+
+export const handler = kinesisIngestHandler(once(() => ingestDepsFromEnv(process.env)));

@@ -1,4 +1,5 @@
-// Placeholder until the ingest-sqs handler lands (issue 2).
-export const handler = async (): Promise<void> => {
-  throw new Error('ingest-sqs handler not implemented yet');
-};
+// SQS ingest Lambda: device messages from the ingest queue into device state.
+import { ingestDepsFromEnv, sqsIngestHandler } from './ingest-handler.js';
+import { once } from './runtime.js';
+
+export const handler = sqsIngestHandler(once(() => ingestDepsFromEnv(process.env)));

@@ -1,0 +1,281 @@
+// The device table in DynamoDB: every read and conditional write the core does, and nothing else.
+import { type AttributeValue, ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  DynamoDBDocumentClient,
+  GetCommand,
+  QueryCommand,
+  UpdateCommand,
+  type UpdateCommandInput,
+} from '@aws-sdk/lib-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
+import type { DeviceEvent, DeviceState } from '../core/device.js';
+import type { Policy } from '../core/policy.js';
+import type {
+  CommitOutcome,
+  CommitRequest,
+  DeviceStore,
+  ExpiredEntry,
+  Page,
+  TouchOutcome,
+  TouchRequest,
+} from '../core/ports.js';
+import { A, DEADLINE_INDEX, KEY, OUTBOX_INDEX, STATUS, type Status } from '../core/table-schema.js';
+
+type Item = Record<string, unknown>;
+
+export interface DynamoDeviceStoreOptions {
+  tableName: string;
+  /** DynamoDB and DynamoDB Local return the item on a failed condition (ReturnValuesOnConditionCheckFailure);
+   * engines that do not (dynalite) get a consistent read instead. */
+  conditionFailureReturnsItem?: boolean;
+}
+
+/** Builds update expressions with every attribute name aliased: several of ours (`shard`, ...) are reserved. */
+class Expression {
+  readonly names: Record<string, string> = {};
+  readonly values: Record<string, unknown> = {};
+  private n = 0;
+
+  name(attribute: string): string {
+    const alias = `#${attribute}`;
+    this.names[alias] = attribute;
+    return alias;
+  }
+
+  value(value: unknown): string {
+    const alias = `:v${this.n++}`;
+    this.values[alias] = value;
+    return alias;
+  }
+
+  input(tableName: string, deviceId: string, update: string, condition: string): UpdateCommandInput {
+    return {
+      TableName: tableName,
+      Key: { [KEY]: deviceId },
+      UpdateExpression: update,
+      ConditionExpression: condition,
+      ExpressionAttributeNames: this.names,
+      ...(Object.keys(this.values).length > 0 ? { ExpressionAttributeValues: this.values } : {}),
+      ReturnConsumedCapacity: 'TOTAL',
+    };
+  }
+}
+
+export class DynamoDeviceStore implements DeviceStore {
+  private readonly doc: DynamoDBDocumentClient;
+  private readonly tableName: string;
+  private readonly conditionFailureReturnsItem: boolean;
+
+  constructor(client: DynamoDBClient, options: DynamoDeviceStoreOptions) {
+    this.doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+    this.tableName = options.tableName;
+    this.conditionFailureReturnsItem = options.conditionFailureReturnsItem ?? true;
+  }
+
+  async touch(request: TouchRequest): Promise<TouchOutcome> {
+    const x = new Expression();
+    const sets = [
+      `${x.name(A.lastSeen)} = ${x.value(request.lastSeen)}`,
+      `${x.name(A.expiresAt)} = ${x.value(request.expiresAt)}`,
+    ];
+    const conditions = [
+      `${x.name(A.status)} = ${x.value(STATUS.online)}`,
+      `${x.name(A.lastSeen)} < ${x.value(request.lastSeen)}`,
+      `(attribute_exists(${x.name(A.override)}) OR (${policyEquals(x, request.typePolicy)}))`,
+    ];
+    if (request.deviceType) conditions.push(`${x.name(A.deviceType)} = ${x.value(request.deviceType)}`);
+    if (request.moveDeadline) {
+      sets.push(`${x.name(A.deadline)} = ${x.value(request.moveDeadline.deadline)}`);
+      conditions.push(policyEquals(x, request.moveDeadline.policy));
+    }
+    const input = x.input(this.tableName, request.deviceId, `SET ${sets.join(', ')}`, conditions.join(' AND '));
+    return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_OLD' }, (item) => ({
+      applied: true,
+      before: toState(item!),
+    }));
+  }
+
+  async commit(request: CommitRequest): Promise<CommitOutcome> {
+    const x = new Expression();
+    const { state } = request;
+    const sets = [
+      [A.deviceType, state.deviceType],
+      [A.timeoutMs, state.timeoutMs],
+      [A.precisionMs, state.precisionMs],
+      [A.lastSeen, state.lastSeen],
+      [A.status, state.status],
+      [A.since, state.since],
+      [A.seq, state.seq],
+    ].map(([attribute, value]) => `${x.name(attribute as string)} = ${x.value(value)}`);
+    const removes: string[] = [];
+    for (const [attribute, value] of [
+      [A.shard, state.shard],
+      [A.deadline, state.deadline],
+    ] as const) {
+      if (value === undefined) removes.push(x.name(attribute));
+      else sets.push(`${x.name(attribute)} = ${x.value(value)}`);
+    }
+    if (request.expiresAt !== undefined) sets.push(`${x.name(A.expiresAt)} = ${x.value(request.expiresAt)}`);
+    if (request.append.length > 0) {
+      const outbox = x.name(A.outbox);
+      const outboxAt = x.name(A.outboxAt);
+      sets.push(
+        `${outbox} = list_append(if_not_exists(${outbox}, ${x.value([])}), ${x.value(request.append.map((e) => JSON.stringify(e)))})`,
+        `${x.name(A.outboxShard)} = ${x.value(request.outboxShard)}`,
+        `${outboxAt} = if_not_exists(${outboxAt}, ${x.value(request.outboxAt)})`,
+      );
+    }
+    const { expect } = request;
+    const condition =
+      'absent' in expect
+        ? `attribute_not_exists(${x.name(KEY)})`
+        : `${x.name(A.seq)} = ${x.value(expect.seq)} AND ${x.name(A.status)} = ${x.value(expect.status)} AND ${x.name(A.lastSeen)} <= ${x.value(expect.lastSeenAtMost)}`;
+    const update = `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`;
+    const input = x.input(this.tableName, request.deviceId, update, condition);
+    return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_NEW' }, (item) => ({
+      applied: true,
+      after: toState(item!),
+    }));
+  }
+
+  async rearm(deviceId: string, policy: Policy, cutoff: number): Promise<TouchOutcome> {
+    const x = new Expression();
+    const window = policy.timeoutMs + policy.precisionMs;
+    const update = `SET ${x.name(A.deadline)} = ${x.name(A.lastSeen)} + ${x.value(window)}`;
+    const condition = [
+      `${x.name(A.status)} = ${x.value(STATUS.online)}`,
+      `${x.name(A.lastSeen)} > ${x.value(cutoff - window)}`,
+      policyEquals(x, policy),
+    ].join(' AND ');
+    const input = x.input(this.tableName, deviceId, update, condition);
+    return this.conditionalWrite(deviceId, { ...input, ReturnValues: 'ALL_OLD' }, (item) => ({
+      applied: true,
+      before: toState(item!),
+    }));
+  }
+
+  async clearOutbox(deviceId: string, seq: number): Promise<void> {
+    const x = new Expression();
+    const update = `REMOVE ${x.name(A.outbox)}, ${x.name(A.outboxShard)}, ${x.name(A.outboxAt)}`;
+    const condition = `${x.name(A.seq)} = ${x.value(seq)} AND attribute_exists(${x.name(A.outbox)})`;
+    try {
+      await this.doc.send(new UpdateCommand(x.input(this.tableName, deviceId, update, condition)));
+    } catch (error) {
+      // A newer transition was committed since: its own publisher clears the outbox, including these events.
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    }
+  }
+
+  async get(deviceId: string): Promise<DeviceState | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: { [KEY]: deviceId }, ConsistentRead: true }),
+    );
+    return out.Item && isDevice(out.Item) ? toState(out.Item) : undefined;
+  }
+
+  async queryExpired(shard: string, cutoff: number, limit: number, cursor?: string): Promise<Page<ExpiredEntry>> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: DEADLINE_INDEX.name,
+        KeyConditionExpression: '#sh = :sh AND #dl <= :cutoff',
+        ExpressionAttributeNames: { '#sh': A.shard, '#dl': A.deadline },
+        ExpressionAttributeValues: { ':sh': shard, ':cutoff': cutoff },
+        Limit: limit,
+        ...(cursor ? { ExclusiveStartKey: decodeCursor(cursor) } : {}),
+      }),
+    );
+    return {
+      items: (out.Items ?? []).map((item) => ({
+        deviceId: item[KEY] as string,
+        deadline: item[A.deadline] as number,
+        timeoutMs: item[A.timeoutMs] as number,
+        precisionMs: item[A.precisionMs] as number,
+      })),
+      ...(out.LastEvaluatedKey ? { next: encodeCursor(out.LastEvaluatedKey) } : {}),
+    };
+  }
+
+  async queryOutbox(shard: string, committedBefore: number, limit: number, cursor?: string): Promise<Page<string>> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: OUTBOX_INDEX.name,
+        KeyConditionExpression: '#ob = :ob AND #at <= :before',
+        ExpressionAttributeNames: { '#ob': A.outboxShard, '#at': A.outboxAt },
+        ExpressionAttributeValues: { ':ob': shard, ':before': committedBefore },
+        Limit: limit,
+        ...(cursor ? { ExclusiveStartKey: decodeCursor(cursor) } : {}),
+      }),
+    );
+    return {
+      items: (out.Items ?? []).map((item) => item[KEY] as string),
+      ...(out.LastEvaluatedKey ? { next: encodeCursor(out.LastEvaluatedKey) } : {}),
+    };
+  }
+
+  private async conditionalWrite<T extends TouchOutcome | CommitOutcome>(
+    deviceId: string,
+    input: UpdateCommandInput,
+    onApplied: (item: Item | undefined) => T,
+  ): Promise<T> {
+    try {
+      const out = await this.doc.send(new UpdateCommand({ ...input, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' }));
+      return { ...onApplied(out.Attributes), units: out.ConsumedCapacity?.CapacityUnits };
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      // A failed condition is billed like a write of the item; the exception does not report units.
+      const item = this.conditionFailureReturnsItem ? unmarshallItem(error.Item) : await this.rawGet(deviceId);
+      return { applied: false, current: item && isDevice(item) ? toState(item) : undefined } as T;
+    }
+  }
+
+  private async rawGet(deviceId: string): Promise<Item | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: { [KEY]: deviceId }, ConsistentRead: true }),
+    );
+    return out.Item;
+  }
+}
+
+function policyEquals(x: Expression, policy: Policy): string {
+  return `${x.name(A.timeoutMs)} = ${x.value(policy.timeoutMs)} AND ${x.name(A.precisionMs)} = ${x.value(policy.precisionMs)}`;
+}
+
+function isDevice(item: Item): boolean {
+  return typeof item[A.status] === 'string';
+}
+
+export function toState(item: Item): DeviceState {
+  const override = item[A.override] as Policy | undefined;
+  return {
+    deviceId: item[KEY] as string,
+    deviceType: item[A.deviceType] as string,
+    timeoutMs: Number(item[A.timeoutMs]),
+    precisionMs: Number(item[A.precisionMs] ?? 0),
+    ...(override
+      ? { override: { timeoutMs: Number(override.timeoutMs), precisionMs: Number(override.precisionMs ?? 0) } }
+      : {}),
+    lastSeen: Number(item[A.lastSeen]),
+    status: item[A.status] as Status,
+    since: Number(item[A.since]),
+    seq: Number(item[A.seq] ?? 0),
+    ...(item[A.shard] !== undefined ? { shard: item[A.shard] as string } : {}),
+    ...(item[A.deadline] !== undefined ? { deadline: Number(item[A.deadline]) } : {}),
+    outbox: ((item[A.outbox] as string[] | undefined) ?? []).map((json) => JSON.parse(json) as DeviceEvent),
+  };
+}
+
+/** The exception carries the raw attribute-value map; the document client only unmarshalls successful output. */
+function unmarshallItem(raw: unknown): Item | undefined {
+  if (!raw) return undefined;
+  return unmarshall(raw as Record<string, AttributeValue>);
+}
+
+function encodeCursor(key: Record<string, unknown>): string {
+  return Buffer.from(JSON.stringify(key)).toString('base64url');
+}
+
+function decodeCursor(cursor: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Record<string, unknown>;
+}

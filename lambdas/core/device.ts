@@ -1,0 +1,63 @@
+// A device's stored state and the events its transitions produce.
+import type { Policy } from './policy.js';
+import type { Status } from './table-schema.js';
+
+export interface DeviceState {
+  deviceId: string;
+  deviceType: string;
+  /** Effective policy: the override when there is one, else the device type's. */
+  timeoutMs: number;
+  precisionMs: number;
+  override?: Policy;
+  lastSeen: number;
+  status: Status;
+  since: number;
+  seq: number;
+  /** Present only while online: where the device sits in the deadline index. */
+  shard?: string;
+  deadline?: number;
+  /** Committed events not yet confirmed published, oldest first. */
+  outbox: DeviceEvent[];
+}
+
+export type EventType = 'device.online' | 'device.offline';
+
+export interface DeviceEvent {
+  eventId: string;
+  type: EventType;
+  deviceId: string;
+  deviceType: string;
+  seq: number;
+  since: number;
+  lastSeen: number;
+  timeoutMs: number;
+  detectedAt: number;
+}
+
+/** Deterministic: the same transition always carries the same id, so consumers can drop duplicates. '#' cannot
+ * occur in a device id, so the id splits back unambiguously. */
+export function eventId(deviceId: string, seq: number): string {
+  return `${deviceId}#${seq}`;
+}
+
+export function transitionEvent(
+  type: EventType,
+  state: Pick<DeviceState, 'deviceId' | 'deviceType' | 'seq' | 'since' | 'lastSeen' | 'timeoutMs'>,
+  detectedAt: number,
+): DeviceEvent {
+  return {
+    eventId: eventId(state.deviceId, state.seq),
+    type,
+    deviceId: state.deviceId,
+    deviceType: state.deviceType,
+    seq: state.seq,
+    since: state.since,
+    lastSeen: state.lastSeen,
+    timeoutMs: state.timeoutMs,
+    detectedAt,
+  };
+}
+
+export function policyOf(state: Pick<DeviceState, 'timeoutMs' | 'precisionMs'>): Policy {
+  return { timeoutMs: state.timeoutMs, precisionMs: state.precisionMs };
+}

@@ -1,0 +1,345 @@
+// The ingest use case: a batch of raw records in, device state written, transitions committed and published,
+// rejects sent away, and the exact set of records that must be retried out. No AWS here: ports only.
+import { mapLimit } from './concurrency.js';
+import type { IngestConfig } from './config.js';
+import { type DeviceState, transitionEvent } from './device.js';
+import type { DeviceCache } from './device-cache.js';
+import { type Parsed, type Probe, parsePayload, type RejectReason } from './message.js';
+import { relayOutboxes } from './outbox.js';
+import { offlineAt, type Policy, samePolicy } from './policy.js';
+import type { CommitRequest, DeviceStore, EventPublisher, RejectedRecord, RejectSink, TouchRequest } from './ports.js';
+import { shardOf } from './shard.js';
+import { STATUS } from './table-schema.js';
+import { seenAt } from './time-basis.js';
+
+/** One source record: an SQS message or a Kinesis record. */
+export interface IngestRecord {
+  /** What the partial batch response names: the SQS messageId or the Kinesis sequence number. */
+  id: string;
+  body: string | Uint8Array;
+  /** When the record entered the pipeline (epoch ms). */
+  enteredAt: number;
+  /** The partition it came from (queue ARN, stream shard): the watermark a probe in it raises. */
+  partition: string;
+}
+
+export interface IngestDeps {
+  config: IngestConfig;
+  store: DeviceStore;
+  publisher: EventPublisher;
+  rejects: RejectSink;
+  cache: DeviceCache;
+  /** Wall clock, used only to stamp events and outbox entries, never to judge a device. */
+  now: () => number;
+}
+
+/** A probe that may raise its partition's watermark: every record before it (or, in an unordered source, every
+ * record of the batch) was committed. */
+export interface CreditableProbe extends Probe {
+  partition: string;
+  recordId: string;
+}
+
+export interface IngestStats {
+  records: number;
+  messages: number;
+  rejected: Partial<Record<RejectReason, number>>;
+  rejectedTotal: number;
+  /** Device updates after coalescing the batch by device. */
+  updates: number;
+  written: number;
+  /** Skipped because the stored state already keeps the device online long enough (precision > 0). */
+  coalesced: number;
+  stale: number;
+  failedWrites: number;
+  onlineTransitions: number;
+  newDevices: number;
+  deadlineMoves: number;
+  writeUnits: number;
+  published: number;
+  publishFailures: number;
+  probes: number;
+}
+
+export interface IngestResult {
+  /** Ids of the records that must be retried; every other record is committed or in the rejects destination. */
+  failedRecordIds: Set<string>;
+  probes: CreditableProbe[];
+  stats: IngestStats;
+}
+
+interface DeviceUpdate {
+  deviceId: string;
+  lastSeen: number;
+  deviceType?: string;
+  recordIds: string[];
+}
+
+type UpdateOutcome =
+  | { kind: 'written' | 'coalesced' | 'stale'; units: number; deadlineMoved?: boolean }
+  | { kind: 'transition'; after: DeviceState; units: number; isNew: boolean }
+  | { kind: 'failed'; error: unknown; units: number };
+
+const MAX_ATTEMPTS = 5;
+
+export async function ingestBatch(
+  records: readonly IngestRecord[],
+  deps: IngestDeps,
+  options: { ordered: boolean },
+): Promise<IngestResult> {
+  const { config } = deps;
+  const knownDeviceTypes = new Set(Object.keys(config.deviceTypes.types));
+  const stats = emptyStats(records.length);
+  const failed = new Set<string>();
+  const updates = new Map<string, DeviceUpdate>();
+  const rejections: RejectedRecord[] = [];
+  const probes: Array<CreditableProbe & { index: number }> = [];
+
+  records.forEach((record, index) => {
+    const parsed: Parsed[] = parsePayload(record.body, {
+      fieldMap: config.fieldMap,
+      maxPayloadBytes: config.maxPayloadBytes,
+      knownDeviceTypes,
+      enteredAt: record.enteredAt,
+      maxFutureMs: config.maxFutureMs,
+    });
+    for (const item of parsed) {
+      if (item.kind === 'reject') {
+        rejections.push({ ...item, source: record.partition, recordId: record.id });
+      } else if (item.kind === 'probe') {
+        probes.push({ ...item, partition: item.partition ?? record.partition, recordId: record.id, index });
+      } else {
+        stats.messages++;
+        const lastSeen = seenAt(record.enteredAt, item.deviceTs, config.deviceTsSkewMs);
+        const update = updates.get(item.deviceId);
+        if (!update) {
+          updates.set(item.deviceId, {
+            deviceId: item.deviceId,
+            lastSeen,
+            deviceType: item.deviceType,
+            recordIds: [record.id],
+          });
+        } else {
+          update.recordIds.push(record.id);
+          if (lastSeen >= update.lastSeen) {
+            update.lastSeen = lastSeen;
+            update.deviceType = item.deviceType ?? update.deviceType;
+          }
+        }
+      }
+    }
+  });
+  stats.probes = probes.length;
+  stats.updates = updates.size;
+
+  const [rejectResult, outcomes] = await Promise.all([
+    rejections.length > 0 ? deps.rejects.send(rejections) : { failed: [] },
+    mapLimit([...updates.values()], config.writeConcurrency, (update) => applyUpdate(update, deps)),
+  ]);
+
+  for (const rejection of rejections) {
+    stats.rejected[rejection.reason] = (stats.rejected[rejection.reason] ?? 0) + 1;
+  }
+  stats.rejectedTotal = rejections.length;
+  // A rejection that could not be delivered is retried with its record rather than lost.
+  for (const rejection of rejectResult.failed) failed.add(rejection.recordId);
+
+  const transitions: DeviceState[] = [];
+  [...updates.values()].forEach((update, i) => {
+    const outcome = outcomes[i]!;
+    stats.writeUnits += outcome.units;
+    switch (outcome.kind) {
+      case 'written':
+        stats.written++;
+        if (outcome.deadlineMoved) stats.deadlineMoves++;
+        break;
+      case 'coalesced':
+        stats.coalesced++;
+        break;
+      case 'stale':
+        stats.stale++;
+        break;
+      case 'transition':
+        stats.written++;
+        if (outcome.isNew) stats.newDevices++;
+        if (outcome.after.outbox.some((event) => event.type === 'device.online')) stats.onlineTransitions++;
+        transitions.push(outcome.after);
+        break;
+      case 'failed':
+        stats.failedWrites++;
+        for (const id of update.recordIds) failed.add(id);
+        break;
+    }
+  });
+
+  if (transitions.length > 0) {
+    const relay = await relayOutboxes(transitions, deps.store, deps.publisher);
+    stats.published = relay.published;
+    stats.publishFailures = relay.failed;
+  }
+
+  const firstFailure = options.ordered
+    ? records.findIndex((record) => failed.has(record.id))
+    : failed.size > 0
+      ? -2
+      : -1;
+  const creditable = probes
+    .filter((probe) => firstFailure === -1 || (firstFailure >= 0 && probe.index < firstFailure))
+    .map(({ index: _index, ...probe }) => probe);
+  return { failedRecordIds: failed, probes: creditable, stats };
+}
+
+async function applyUpdate(update: DeviceUpdate, deps: IngestDeps): Promise<UpdateOutcome> {
+  const { config, cache } = deps;
+  const cached = cache.get(update.deviceId);
+  const typePolicy = policyFor(config, update.deviceType ?? cached?.deviceType);
+  let units = 0;
+  try {
+    if (cached?.online && update.lastSeen <= cached.lastSeen) {
+      cached.lastMessageAt = Math.max(cached.lastMessageAt, update.lastSeen);
+      return { kind: 'stale', units };
+    }
+    if (cached && canSkipWrite(cached, update, typePolicy)) {
+      cached.lastMessageAt = Math.max(cached.lastMessageAt, update.lastSeen);
+      return { kind: 'coalesced', units };
+    }
+
+    const request: TouchRequest = {
+      deviceId: update.deviceId,
+      lastSeen: update.lastSeen,
+      expiresAt: update.lastSeen + config.housekeepingTtlMs,
+      typePolicy,
+      ...(update.deviceType ? { deviceType: update.deviceType } : {}),
+    };
+    const moveTo = cached?.online ? deadlineToMove(cached, update.lastSeen) : undefined;
+    if (moveTo !== undefined && cached) request.moveDeadline = { deadline: moveTo, policy: cached.policy };
+
+    const touched = await deps.store.touch(request);
+    units += touched.units ?? 0;
+    if (touched.applied) {
+      const deadline = request.moveDeadline?.deadline ?? touched.before.deadline;
+      cache.remember({ ...touched.before, lastSeen: update.lastSeen, deadline }, update.lastSeen);
+      return { kind: 'written', units, deadlineMoved: moveTo !== undefined };
+    }
+
+    // The failed condition returned the stored item: decide from it, without a read.
+    let current = touched.current;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const commit = planCommit(current, update, deps);
+      if (!commit) {
+        if (current) cache.remember(current, update.lastSeen);
+        return { kind: 'stale', units };
+      }
+      const result = await deps.store.commit(commit.request);
+      units += result.units ?? 0;
+      if (result.applied) {
+        cache.remember(result.after, update.lastSeen);
+        if (commit.request.append.length === 0) return { kind: 'written', units, deadlineMoved: true };
+        return { kind: 'transition', after: result.after, units, isNew: current === undefined };
+      }
+      current = result.current;
+    }
+    throw new Error(`device ${update.deviceId}: state kept changing under ${MAX_ATTEMPTS} attempts`);
+  } catch (error) {
+    return { kind: 'failed', error, units };
+  }
+}
+
+function policyFor(config: IngestConfig, deviceType: string | undefined): Policy {
+  const types = config.deviceTypes.types;
+  const type = (deviceType && types[deviceType]) || types[config.deviceTypes.defaultType]!;
+  return { timeoutMs: type.timeoutMs, precisionMs: type.precisionMs };
+}
+
+function typeNameFor(config: IngestConfig, deviceType: string | undefined): string {
+  return deviceType && config.deviceTypes.types[deviceType] ? deviceType : config.deviceTypes.defaultType;
+}
+
+/** Write coalescing: the stored `lastSeen` keeps the device online until `lastSeen + timeout + precision`, which
+ * is no earlier than this message's true deadline when the message is at most `precision` newer. */
+function canSkipWrite(cached: NonNullable<ReturnType<DeviceCache['get']>>, update: DeviceUpdate, typePolicy: Policy) {
+  if (!cached.online || cached.policy.precisionMs === 0) return false;
+  if (update.deviceType && update.deviceType !== cached.deviceType) return false;
+  if (!cached.hasOverride && !samePolicy(cached.policy, typePolicy)) return false;
+  return update.lastSeen <= cached.lastSeen + cached.policy.precisionMs;
+}
+
+/** Moving the deadline costs the index a delete and a put, so it moves only when it would otherwise expire before
+ * the device's next message is expected; when the cache cannot tell, the sweep re-arms it instead. */
+function deadlineToMove(cached: NonNullable<ReturnType<DeviceCache['get']>>, lastSeen: number): number | undefined {
+  if (cached.deadline === undefined) return undefined;
+  const interval = lastSeen - cached.lastMessageAt;
+  if (interval <= 0) return undefined;
+  const target = offlineAt(lastSeen, cached.policy);
+  if (cached.deadline >= lastSeen + interval || target <= cached.deadline) return undefined;
+  return target;
+}
+
+/** The state change a message causes when the happy-path write did not apply, or undefined when it is stale. */
+function planCommit(
+  current: DeviceState | undefined,
+  update: DeviceUpdate,
+  deps: IngestDeps,
+): { request: CommitRequest } | undefined {
+  const { config } = deps;
+  const t = update.lastSeen;
+  if (current && current.lastSeen >= t) return undefined;
+
+  const deviceType = typeNameFor(config, update.deviceType ?? current?.deviceType);
+  const policy = current?.override ?? policyFor(config, deviceType);
+  const shard = shardOf(update.deviceId, config.shardCount);
+  const base = {
+    deviceType,
+    ...policy,
+    lastSeen: t,
+    status: STATUS.online,
+    shard,
+    deadline: offlineAt(t, policy),
+  };
+  const now = deps.now();
+  const common = {
+    deviceId: update.deviceId,
+    expiresAt: t + config.housekeepingTtlMs,
+    outboxShard: shard,
+    outboxAt: now,
+  };
+
+  if (!current) {
+    const state = { ...base, since: t, seq: config.announceNewDevices ? 1 : 0 };
+    const append = config.announceNewDevices
+      ? [transitionEvent('device.online', { deviceId: update.deviceId, ...state }, now)]
+      : [];
+    return { request: { ...common, expect: { absent: true }, state, append } };
+  }
+  const expect = { seq: current.seq, status: current.status, lastSeenAtMost: t - 1 };
+  if (current.status === STATUS.offline) {
+    const state = { ...base, since: t, seq: current.seq + 1 };
+    const event = transitionEvent('device.online', { deviceId: update.deviceId, ...state }, now);
+    return { request: { ...common, expect, state, append: [event] } };
+  }
+  // Online, older than this message, but the stored policy or type is not the one assumed: rewrite them, and the
+  // deadline that follows from them.
+  const state = { ...base, since: current.since, seq: current.seq };
+  return { request: { ...common, expect, state, append: [] } };
+}
+
+function emptyStats(records: number): IngestStats {
+  return {
+    records,
+    messages: 0,
+    rejected: {},
+    rejectedTotal: 0,
+    updates: 0,
+    written: 0,
+    coalesced: 0,
+    stale: 0,
+    failedWrites: 0,
+    onlineTransitions: 0,
+    newDevices: 0,
+    deadlineMoves: 0,
+    writeUnits: 0,
+    published: 0,
+    publishFailures: 0,
+    probes: 0,
+  };
+}

@@ -1,0 +1,91 @@
+// What the core needs from the outside world. Adapters implement these over AWS; tests also run the core against
+// an in-memory model that implements the same contracts.
+import type { DeviceEvent, DeviceState } from './device.js';
+import type { Rejection } from './message.js';
+import type { Policy } from './policy.js';
+import type { Status } from './table-schema.js';
+
+/** Write units a request consumed, as DynamoDB billed them (table + indexes), when the store can tell. */
+export interface Billed {
+  units?: number;
+}
+
+/** The happy-path write of a message: record `lastSeen`, no read. Applies only when the device is online, older
+ * than `lastSeen`, and its stored policy is still the one the caller assumes; otherwise `applied` is false and
+ * `current` is the stored item as it was (the failed condition is the read). */
+export interface TouchRequest {
+  deviceId: string;
+  lastSeen: number;
+  expiresAt: number;
+  /** A device without a per-device override must still have this policy (a changed type policy fails the write). */
+  typePolicy: Policy;
+  /** When the message names its type, the stored type must be it. */
+  deviceType?: string;
+  /** Move the deadline in the same write; requires the stored effective policy to equal `policy`. */
+  moveDeadline?: { deadline: number; policy: Policy };
+}
+
+export type TouchOutcome = Billed &
+  ({ applied: true; before: DeviceState } | { applied: false; current: DeviceState | undefined });
+
+/** Optimistic concurrency for state changes: the item must still be absent, or still at this seq and status with
+ * `lastSeen` not above the given value. */
+export type Expectation = { absent: true } | { seq: number; status: Status; lastSeenAtMost: number };
+
+/** Writes a device's new state (and appends its transition events to the outbox) in one conditional write.
+ * `shard`/`deadline` left undefined are removed, taking the device out of the deadline index. */
+export interface CommitRequest {
+  deviceId: string;
+  expect: Expectation;
+  state: Omit<DeviceState, 'deviceId' | 'outbox' | 'override'>;
+  expiresAt?: number;
+  append: DeviceEvent[];
+  /** Outbox index keys, set when `append` is not empty: re-published from there if the publisher never confirms. */
+  outboxShard: string;
+  outboxAt: number;
+}
+
+export type CommitOutcome = Billed &
+  ({ applied: true; after: DeviceState } | { applied: false; current: DeviceState | undefined });
+
+/** An entry of the deadline index. */
+export interface ExpiredEntry {
+  deviceId: string;
+  deadline: number;
+  timeoutMs: number;
+  precisionMs: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  next?: string;
+}
+
+export interface DeviceStore {
+  touch(request: TouchRequest): Promise<TouchOutcome>;
+  commit(request: CommitRequest): Promise<CommitOutcome>;
+  /** Moves an online device's deadline to `lastSeen + timeout + precision` when it is still alive at `cutoff`
+   * and still has `policy`; otherwise returns the stored item. */
+  rearm(deviceId: string, policy: Policy, cutoff: number): Promise<TouchOutcome>;
+  /** Drops the outbox once everything up to `seq` is published, unless a newer transition was committed since. */
+  clearOutbox(deviceId: string, seq: number): Promise<void>;
+  get(deviceId: string): Promise<DeviceState | undefined>;
+  queryExpired(shard: string, cutoff: number, limit: number, cursor?: string): Promise<Page<ExpiredEntry>>;
+  queryOutbox(shard: string, committedBefore: number, limit: number, cursor?: string): Promise<Page<string>>;
+}
+
+export interface EventPublisher {
+  /** Publishes the events (in the given order); returns those that could not be published. */
+  publish(events: DeviceEvent[]): Promise<{ failed: DeviceEvent[] }>;
+}
+
+export interface RejectedRecord extends Rejection {
+  /** Where the record came from, e.g. the queue ARN or the Kinesis shard. */
+  source: string;
+  recordId: string;
+}
+
+export interface RejectSink {
+  /** Sends rejections to the rejects destination; returns those that could not be sent. */
+  send(rejections: RejectedRecord[]): Promise<{ failed: RejectedRecord[] }>;
+}

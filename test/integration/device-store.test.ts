@@ -1,0 +1,146 @@
+// The DynamoDB adapter against a real engine: every condition the protocol relies on, both ways.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
+import { transitionEvent } from '../../lambdas/core/device.js';
+import type { CommitRequest } from '../../lambdas/core/ports.js';
+import { createDeviceTable } from '../../local/resources.js';
+import { testClients, uniqueName } from '../support/aws.js';
+
+const clients = testClients();
+const tableName = uniqueName('store');
+let drop: () => Promise<void>;
+const store = new DynamoDeviceStore(clients.dynamodb, { tableName });
+const policy = { timeoutMs: 300_000, precisionMs: 0 };
+
+beforeAll(async () => {
+  drop = await createDeviceTable(clients.dynamodb, tableName);
+});
+afterAll(() => drop());
+
+function register(deviceId: string, t: number): CommitRequest {
+  const state = {
+    deviceType: 'meter',
+    ...policy,
+    lastSeen: t,
+    status: 'ONLINE' as const,
+    since: t,
+    seq: 1,
+    shard: '3',
+    deadline: t + policy.timeoutMs,
+  };
+  return {
+    deviceId,
+    expect: { absent: true },
+    state,
+    expiresAt: t + 1000,
+    append: [transitionEvent('device.online', { deviceId, ...state }, t + 5)],
+    outboxShard: '3',
+    outboxAt: t + 5,
+  };
+}
+
+describe('DynamoDeviceStore', () => {
+  it('touch on an unknown device fails its condition and reports no item', async () => {
+    const out = await store.touch({ deviceId: 'nobody', lastSeen: 1, expiresAt: 2, typePolicy: policy });
+    expect(out).toMatchObject({ applied: false, current: undefined });
+  });
+
+  it('registers a device once, with its event in the outbox, and refuses a second registration', async () => {
+    const first = await store.commit(register('dev-1', 1_000));
+    expect(first.applied).toBe(true);
+    if (!first.applied) return;
+    expect(first.after).toMatchObject({ deviceId: 'dev-1', status: 'ONLINE', seq: 1, shard: '3', deadline: 301_000 });
+    expect(first.after.outbox.map((e) => e.eventId)).toEqual(['dev-1#1']);
+    const second = await store.commit(register('dev-1', 2_000));
+    expect(second).toMatchObject({ applied: false, current: { lastSeen: 1_000, seq: 1 } });
+  });
+
+  it('touch records a newer lastSeen without a read and returns the old item', async () => {
+    const out = await store.touch({ deviceId: 'dev-1', lastSeen: 61_000, expiresAt: 9, typePolicy: policy });
+    expect(out).toMatchObject({ applied: true, before: { lastSeen: 1_000, deadline: 301_000 } });
+    const stale = await store.touch({ deviceId: 'dev-1', lastSeen: 61_000, expiresAt: 9, typePolicy: policy });
+    expect(stale).toMatchObject({ applied: false, current: { lastSeen: 61_000 } });
+  });
+
+  it('touch fails when the stored policy or type is not the one assumed', async () => {
+    const other = { timeoutMs: 90_000, precisionMs: 0 };
+    expect((await store.touch({ deviceId: 'dev-1', lastSeen: 62_000, expiresAt: 9, typePolicy: other })).applied).toBe(
+      false,
+    );
+    const typed = await store.touch({
+      deviceId: 'dev-1',
+      lastSeen: 62_000,
+      expiresAt: 9,
+      typePolicy: policy,
+      deviceType: 'tracker',
+    });
+    expect(typed.applied).toBe(false);
+  });
+
+  it('touch can move the deadline in the same write', async () => {
+    const out = await store.touch({
+      deviceId: 'dev-1',
+      lastSeen: 120_000,
+      expiresAt: 9,
+      typePolicy: policy,
+      moveDeadline: { deadline: 420_000, policy },
+    });
+    expect(out.applied).toBe(true);
+    expect((await store.get('dev-1'))?.deadline).toBe(420_000);
+  });
+
+  it('rearm moves the deadline to lastSeen + timeout only while the device is alive at the cutoff', async () => {
+    expect((await store.rearm('dev-1', policy, 400_000)).applied).toBe(true);
+    expect((await store.get('dev-1'))?.deadline).toBe(420_000);
+    const dead = await store.rearm('dev-1', policy, 420_000);
+    expect(dead).toMatchObject({ applied: false, current: { lastSeen: 120_000, status: 'ONLINE' } });
+  });
+
+  it('finds expired deadlines per shard, page by page', async () => {
+    for (let i = 0; i < 5; i++) await store.commit({ ...register(`q-${i}`, 10_000 + i), outboxShard: '3' });
+    const first = await store.queryExpired('3', 310_002, 2);
+    expect(first.items.map((e) => e.deviceId)).toEqual(['q-0', 'q-1']);
+    expect(first.items[0]).toMatchObject({ deadline: 310_000, ...policy });
+    const second = await store.queryExpired('3', 310_002, 10, first.next);
+    expect(second.items.map((e) => e.deviceId)).toEqual(['q-2']);
+    expect((await store.queryExpired('4', 999_999_999, 10)).items).toEqual([]);
+  });
+
+  it('commits an offline transition conditionally, leaving the deadline index', async () => {
+    const current = (await store.get('q-0'))!;
+    const state = {
+      ...current,
+      status: 'OFFLINE' as const,
+      since: 310_000,
+      seq: 2,
+      shard: undefined,
+      deadline: undefined,
+    };
+    const request: CommitRequest = {
+      deviceId: 'q-0',
+      expect: { seq: 1, status: 'ONLINE', lastSeenAtMost: current.lastSeen },
+      state,
+      append: [transitionEvent('device.offline', { ...state }, 320_000)],
+      outboxShard: '3',
+      outboxAt: 320_000,
+    };
+    const out = await store.commit(request);
+    expect(out.applied).toBe(true);
+    if (!out.applied) return;
+    expect(out.after.shard).toBeUndefined();
+    expect(out.after.deadline).toBeUndefined();
+    expect(out.after.outbox.map((e) => e.type)).toEqual(['device.online', 'device.offline']);
+    expect((await store.commit(request)).applied).toBe(false);
+    expect((await store.queryExpired('3', 999_999_999, 10)).items.map((e) => e.deviceId)).not.toContain('q-0');
+  });
+
+  it('lists outboxes committed before a time and clears them only at the current seq', async () => {
+    const pending = await store.queryOutbox('3', 10_000_000, 100);
+    expect(pending.items).toContain('q-0');
+    await store.clearOutbox('q-0', 1);
+    expect((await store.get('q-0'))?.outbox).toHaveLength(2);
+    await store.clearOutbox('q-0', 2);
+    expect((await store.get('q-0'))?.outbox).toEqual([]);
+    expect((await store.queryOutbox('3', 10_000_000, 100)).items).not.toContain('q-0');
+  });
+});
