@@ -133,3 +133,45 @@ export function loadIngestConfig(env: Env): IngestConfig {
     offlineTopicArn: env[ENV.offlineTopicArn] || undefined,
   };
 }
+
+function listSetting(env: Env, name: string): string[] {
+  return (env[name] ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0);
+}
+
+/** What the dispatcher and the sweep share: the shards to sweep, the tick, and the ingest partitions to probe. */
+export interface SweepConfig {
+  tableName: string;
+  shardCount: number;
+  deviceTypes: DeviceTypes;
+  sweepQueueUrl?: string;
+  /** Seconds between sweeps of a shard (the dispatcher runs every minute and spreads jobs over it). */
+  sweepTickSeconds: number;
+  /** How long one sweep job may work before it hands the rest of its shard to a continuation job. */
+  sweepBudgetMs: number;
+  /** Added to the slowest watermark: one probe interval plus the healthy pipeline latency. */
+  watermarkToleranceMs: number;
+  ingestQueueUrls: string[];
+  ingestStreamArns: string[];
+  onlineTopicArn?: string;
+  offlineTopicArn?: string;
+}
+
+export function loadSweepConfig(env: Env): SweepConfig {
+  const sweepTickSeconds = intSetting(env, ENV.sweepTickSeconds, 10, 1, 60);
+  return {
+    tableName: requireString(env, ENV.tableName),
+    shardCount: intSetting(env, ENV.shardCount, DEFAULT_SHARD_COUNT, 1, 10_000),
+    deviceTypes: loadDeviceTypes(env),
+    sweepQueueUrl: env[ENV.sweepQueueUrl] || undefined,
+    sweepTickSeconds,
+    sweepBudgetMs: intSetting(env, ENV.sweepBudgetMs, 20_000, 100),
+    watermarkToleranceMs: intSetting(env, ENV.watermarkToleranceMs, 2 * sweepTickSeconds * 1000 + 5_000, 0),
+    ingestQueueUrls: listSetting(env, ENV.ingestQueueUrls),
+    ingestStreamArns: listSetting(env, ENV.ingestStreamArns),
+    onlineTopicArn: env[ENV.onlineTopicArn] || undefined,
+    offlineTopicArn: env[ENV.offlineTopicArn] || undefined,
+  };
+}
