@@ -1,0 +1,305 @@
+// The dashboard a person opens during an incident, and the alarms that send them there. Top to bottom it follows
+// the flow: ingest → table → lag/watermarks → transitions → sweep and outbox → Lambda health and dead letters.
+import { Duration } from 'aws-cdk-lib';
+import * as cw from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+
+export interface AlarmOptions {
+  /** Offline transitions per minute above which an offline storm is declared. @default 1000 */
+  readonly offlineStormPerMinute?: number;
+  /** Age of the oldest ingest message (SQS) or record (Kinesis iterator age) that means ingest is behind.
+   * @default 2 minutes */
+  readonly maxIngestAge?: Duration;
+  /** Sweep lag (how far the sweep cutoff trails the wall clock) that means detection is late. @default 1 minute */
+  readonly maxSweepLag?: Duration;
+  /** Watermark age that means some ingest partition stopped crediting probes. @default 2 minutes */
+  readonly maxWatermarkAge?: Duration;
+}
+
+export interface OfflineDetectorDashboardProps {
+  readonly dashboardName?: string;
+  readonly namespace: string;
+  readonly table: dynamodb.ITableV2;
+  readonly indexNames: readonly string[];
+  readonly functions: readonly lambda.IFunction[];
+  readonly ingestQueue?: sqs.IQueue;
+  readonly ingestStream?: kinesis.IStream;
+  readonly deadLetterQueues: readonly { name: string; queue: sqs.IQueue }[];
+  readonly rejectsQueue: sqs.IQueue;
+  readonly alarmTopic: sns.ITopic;
+  readonly alarms?: AlarmOptions;
+}
+
+const PERIOD = Duration.minutes(1);
+const WIDTH = 8; // three graphs per row of 24
+
+export class OfflineDetectorDashboard extends Construct {
+  readonly dashboard: cw.Dashboard;
+  readonly alarms: cw.Alarm[] = [];
+  private readonly namespace: string;
+  private readonly alarmAction: cw.IAlarmAction;
+
+  constructor(scope: Construct, id: string, props: OfflineDetectorDashboardProps) {
+    super(scope, id);
+    this.namespace = props.namespace;
+    this.alarmAction = new cwActions.SnsAction(props.alarmTopic);
+    const opts = props.alarms ?? {};
+    const tableName = props.table.tableName;
+
+    const app = (service: string, metricName: string, statistic = cw.Stats.SUM, label?: string) =>
+      new cw.Metric({
+        namespace: this.namespace,
+        metricName,
+        dimensionsMap: { service },
+        statistic,
+        period: PERIOD,
+        label,
+      });
+    const ddb = (metricName: string, index?: string, statistic = cw.Stats.SUM) =>
+      new cw.Metric({
+        namespace: 'AWS/DynamoDB',
+        metricName,
+        dimensionsMap: index ? { TableName: tableName, GlobalSecondaryIndexName: index } : { TableName: tableName },
+        statistic,
+        period: PERIOD,
+        label: index ? `${metricName} (${index})` : `${metricName} (table)`,
+      });
+    const ddbAll = (metricName: string) => [ddb(metricName), ...props.indexNames.map((i) => ddb(metricName, i))];
+
+    // ── Alarms
+    for (const { name, queue } of props.deadLetterQueues) {
+      this.alarm(`${idOf(name)}Depth`, {
+        metric: queue.metricApproximateNumberOfMessagesVisible({ period: PERIOD, statistic: cw.Stats.MAXIMUM }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        alarmDescription: `${name} holds messages: they failed every retry and need a look (redrive after fixing).`,
+      });
+    }
+    const maxIngestAge = opts.maxIngestAge ?? Duration.minutes(2);
+    if (props.ingestQueue) {
+      this.alarm('IngestQueueAge', {
+        metric: props.ingestQueue.metricApproximateAgeOfOldestMessage({ period: PERIOD, statistic: cw.Stats.MAXIMUM }),
+        threshold: maxIngestAge.toSeconds(),
+        evaluationPeriods: 3,
+        alarmDescription:
+          'Ingest is behind on the SQS queue. Watermarks hold the sweep cutoff back, so detection is delayed, ' +
+          'not wrong. Check ingest errors, throttles and concurrency.',
+      });
+    }
+    if (props.ingestStream) {
+      this.alarm('IngestIteratorAge', {
+        metric: props.ingestStream.metricGetRecordsIteratorAgeMilliseconds({
+          period: PERIOD,
+          statistic: cw.Stats.MAXIMUM,
+        }),
+        threshold: maxIngestAge.toMilliseconds(),
+        evaluationPeriods: 3,
+        alarmDescription:
+          'Ingest is behind on the Kinesis stream. Watermarks hold the sweep cutoff back, so detection is delayed, ' +
+          'not wrong. Check ingest errors and add shards if the stream is at capacity.',
+      });
+    }
+    this.alarm('SweepLag', {
+      metric: app('sweep', 'SweepLagMs', cw.Stats.MAXIMUM),
+      threshold: (opts.maxSweepLag ?? Duration.minutes(1)).toMilliseconds(),
+      evaluationPeriods: 3,
+      alarmDescription:
+        'Sweep cutoff trails the clock: offline events are late. Usually follows ingest lag (watermarks) or a ' +
+        'sweep that cannot keep up (continuations, throttles, sweep concurrency).',
+    });
+    this.alarm('WatermarkAge', {
+      metric: app('sweep', 'WatermarkAgeMs', cw.Stats.MAXIMUM),
+      threshold: (opts.maxWatermarkAge ?? Duration.minutes(2)).toMilliseconds(),
+      evaluationPeriods: 3,
+      alarmDescription:
+        'An ingest partition stopped crediting watermark probes: ingest is stalled or probes are not sent ' +
+        '(dispatch). Offline detection is frozen at the last watermark until it recovers.',
+    });
+    const dispatch = props.functions.find((f) => f.node.id === 'DispatchFunction');
+    if (dispatch) {
+      this.alarm('DispatchNotRunning', {
+        metric: dispatch.metricInvocations({ period: PERIOD, statistic: cw.Stats.SUM }),
+        threshold: 1,
+        comparisonOperator: cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+        evaluationPeriods: 3,
+        treatMissingData: cw.TreatMissingData.BREACHING,
+        alarmDescription: 'The dispatcher has not run for 3 minutes: no sweeps, no probes, no offline detection.',
+      });
+    }
+    this.alarm('TableThrottles', {
+      metric: new cw.MathExpression({
+        expression: 'SUM(METRICS())',
+        usingMetrics: Object.fromEntries(
+          [...ddbAll('WriteThrottleEvents'), ...ddbAll('ReadThrottleEvents')].map((m, i) => [`t${i}`, m]),
+        ),
+        period: PERIOD,
+        label: 'throttle events (table + indexes)',
+      }),
+      threshold: 1,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      alarmDescription:
+        'DynamoDB throttles on the table or an index (an index write throttle throttles the base table). ' +
+        'Provisioned: raise capacity; on-demand: a hot shard or a sudden 2× peak; check the deadline shard count.',
+    });
+    this.alarm('OfflineStorm', {
+      metric: app('sweep', 'OfflineTransitions'),
+      threshold: opts.offlineStormPerMinute ?? 1000,
+      evaluationPeriods: 1,
+      alarmDescription:
+        'More devices went offline in a minute than the storm threshold: a network or upstream outage, or a ' +
+        'mass disconnect. The detector is doing its job; the fleet needs attention.',
+    });
+    this.alarm('PublishFailures', {
+      metric: app('sweep', 'PublishFailures'),
+      threshold: 1,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      alarmDescription:
+        'Events keep failing to publish to SNS. Nothing is lost (the outbox re-publishes), but subscribers are ' +
+        'behind. Check the topics, their key and SNS throttling.',
+    });
+    for (const fn of props.functions) {
+      this.alarm(`${fn.node.id}Errors`, {
+        metric: fn.metricErrors({ period: PERIOD, statistic: cw.Stats.SUM }),
+        threshold: 1,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 2,
+        alarmDescription: `${fn.node.id} fails whole invocations (not single records): see its logs.`,
+      });
+    }
+
+    // ── Dashboard
+    const fnMetric = (label: string, f: (fn: lambda.IFunction) => cw.IMetric) =>
+      props.functions.map((fn) => withLabel(f(fn), `${fn.node.id.replace('Function', '')} ${label}`));
+    const graph = (title: string, left: cw.IMetric[], extra: Partial<cw.GraphWidgetProps> = {}) =>
+      new cw.GraphWidget({ title, left, width: WIDTH, height: 6, period: PERIOD, ...extra });
+
+    const lagMetrics: cw.IMetric[] = [];
+    if (props.ingestQueue) {
+      lagMetrics.push(
+        withLabel(
+          props.ingestQueue.metricApproximateAgeOfOldestMessage({ period: PERIOD, statistic: cw.Stats.MAXIMUM }),
+          'SQS age of oldest message (s)',
+        ),
+      );
+    }
+    const iteratorAge = props.ingestStream
+      ? [
+          withLabel(
+            props.ingestStream.metricGetRecordsIteratorAgeMilliseconds({ period: PERIOD, statistic: cw.Stats.MAXIMUM }),
+            'Kinesis iterator age (ms)',
+          ),
+        ]
+      : [];
+
+    this.dashboard = new cw.Dashboard(this, 'Dashboard', {
+      dashboardName: props.dashboardName,
+      defaultInterval: Duration.hours(3),
+      widgets: [
+        [
+          new cw.TextWidget({
+            markdown:
+              '# offline-detector\nIngest → table → watermarks/sweep → events. Lag graphs explain late detection; ' +
+              'the outbox graph explains duplicate events; DLQs must stay empty.',
+            width: 24,
+            height: 2,
+          }),
+        ],
+        [
+          graph('Ingest rate and rejects (per minute)', [
+            app('ingest', 'MessagesReceived'),
+            app('ingest', 'MessagesRejected'),
+            app('ingest', 'StaleMessages'),
+          ]),
+          graph('Writes vs skipped writes', [
+            app('ingest', 'WritesCommitted'),
+            app('ingest', 'WritesCoalesced', cw.Stats.SUM, 'WritesCoalesced (skipped)'),
+            app('ingest', 'WriteFailures'),
+          ]),
+          graph('Write units consumed', ddbAll('ConsumedWriteCapacityUnits'), {
+            right: [app('ingest', 'WriteUnits', cw.Stats.SUM, 'WriteUnits (ingest, EMF)')],
+          }),
+        ],
+        [
+          graph('Throttles (table and indexes)', [...ddbAll('WriteThrottleEvents'), ...ddbAll('ReadThrottleEvents')]),
+          graph('Ingest lag', lagMetrics, { right: iteratorAge }),
+          graph('Watermark and sweep lag (ms)', [
+            app('sweep', 'WatermarkAgeMs', cw.Stats.MAXIMUM),
+            app('sweep', 'SweepLagMs', cw.Stats.MAXIMUM),
+          ]),
+        ],
+        [
+          graph('Transitions (per minute)', [app('sweep', 'OfflineTransitions'), app('ingest', 'OnlineTransitions')]),
+          graph(
+            'Detection lateness (ms after the deadline)',
+            ['p50', 'p90', 'p99', 'Maximum'].map((s) =>
+              app('sweep', 'DetectionLatenessMs', s, `DetectionLatenessMs ${s}`),
+            ),
+          ),
+          graph('Outbox and publishing', [
+            app('sweep', 'EventsPublished'),
+            app('sweep', 'OutboxRepublished'),
+            app('sweep', 'PublishFailures'),
+          ]),
+        ],
+        [
+          graph('Sweep work', [
+            app('dispatch', 'SweepJobsEnqueued'),
+            app('sweep', 'ItemsScanned'),
+            app('sweep', 'Rearms'),
+            app('sweep', 'Continuations'),
+          ]),
+          graph('Watermark probes', [app('dispatch', 'ProbesSent'), app('ingest', 'ProbesCredited')]),
+          graph('Read units consumed', ddbAll('ConsumedReadCapacityUnits')),
+        ],
+        [
+          graph('Lambda errors and throttles', [
+            ...fnMetric('errors', (fn) => fn.metricErrors({ period: PERIOD })),
+            ...fnMetric('throttles', (fn) => fn.metricThrottles({ period: PERIOD })),
+          ]),
+          graph(
+            'Lambda duration p99 (ms)',
+            fnMetric('p99', (fn) => fn.metricDuration({ period: PERIOD, statistic: 'p99' })),
+          ),
+          graph('Dead letters and rejects (messages)', [
+            ...props.deadLetterQueues.map(({ name, queue }) =>
+              withLabel(queue.metricApproximateNumberOfMessagesVisible({ period: PERIOD, statistic: 'Maximum' }), name),
+            ),
+            withLabel(
+              props.rejectsQueue.metricApproximateNumberOfMessagesVisible({ period: PERIOD, statistic: 'Maximum' }),
+              'rejects',
+            ),
+          ]),
+        ],
+        [new cw.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24, height: 4 })],
+      ],
+    });
+  }
+
+  private alarm(id: string, props: cw.AlarmProps): cw.Alarm {
+    const alarm = new cw.Alarm(this, id, {
+      treatMissingData: cw.TreatMissingData.NOT_BREACHING,
+      comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      ...props,
+    });
+    alarm.addAlarmAction(this.alarmAction);
+    alarm.addOkAction(this.alarmAction);
+    this.alarms.push(alarm);
+    return alarm;
+  }
+}
+
+function withLabel(metric: cw.IMetric, label: string): cw.IMetric {
+  return metric instanceof cw.Metric ? metric.with({ label }) : metric;
+}
+
+function idOf(name: string): string {
+  return name.replace(/(^|\s)(\w)/g, (_m, _s, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, '');
+}

@@ -1,0 +1,576 @@
+// The OfflineDetector construct. Its structure follows the flow of DESIGN.md §2: ingest sources → ingest Lambdas →
+// devices table → (scheduler → dispatch → sweep queue → sweep Lambda) → event topics, then the dashboard and alarms.
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Annotations, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { DEFAULT_DEVICE_TYPES, ENV, type FieldMap } from '../lambdas/core/config.js';
+import { parseDeviceTypes } from '../lambdas/core/policy.js';
+import { DEADLINE_INDEX, DEFAULT_SHARD_COUNT, KEY, OUTBOX_INDEX, TTL_ATTRIBUTE } from '../lambdas/core/table-schema.js';
+import { type AlarmOptions, OfflineDetectorDashboard } from './dashboard.js';
+
+/** CloudWatch namespace of the EMF metrics every Lambda emits (dimension `service`). */
+export const METRICS_NAMESPACE = 'OfflineDetector';
+/** Powertools service names, also the `service` metric dimension. */
+export const SERVICE = { ingest: 'ingest', dispatch: 'dispatch', sweep: 'sweep' } as const;
+
+export const LAMBDAS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'lambdas');
+const PROJECT_ROOT = path.resolve(LAMBDAS_DIR, '..');
+
+/** How one device type is watched. */
+export interface DeviceTypeOptions {
+  /** Silence after which a device of this type is offline. */
+  readonly timeout: Duration;
+  /** Extra lateness accepted in exchange for skipped writes (write coalescing). @default Duration.millis(0) */
+  readonly precision?: Duration;
+  /** The devices' usual interval between messages; lets synthesis check the watermark tolerance. @default unknown */
+  readonly heartbeat?: Duration;
+}
+
+export interface SqsIngestOptions {
+  /** An existing queue devices already send to. @default a new queue with a dead-letter queue */
+  readonly queue?: sqs.IQueue;
+  /** @default 100 */
+  readonly batchSize?: number;
+  /** @default 1 second */
+  readonly maxBatchingWindow?: Duration;
+  /** Maximum concurrent ingest invocations for this queue: bounds the write rate on the table. @default 50 */
+  readonly maxConcurrency?: number;
+}
+
+export interface KinesisIngestOptions {
+  /** An existing stream devices already put to (partition key = deviceId). @default a new stream */
+  readonly stream?: kinesis.IStream;
+  /** Capacity mode of a new stream. @default ON_DEMAND */
+  readonly streamMode?: kinesis.StreamMode;
+  /** Shards of a new PROVISIONED stream. @default 4 */
+  readonly shardCount?: number;
+  /** @default 500 */
+  readonly batchSize?: number;
+  /** @default 1 second */
+  readonly maxBatchingWindow?: Duration;
+  /** Concurrent batches per shard. Keep 1: watermark probes rely on per-shard order, which a factor above 1 keeps
+   * only per partition key (DESIGN.md §5.3); scale with shards instead. @default 1 */
+  readonly parallelizationFactor?: number;
+  /** Records older than this go to the on-failure queue instead of being retried. @default 12 hours */
+  readonly maxRecordAge?: Duration;
+  /** @default 10 */
+  readonly retryAttempts?: number;
+  /** @default true */
+  readonly bisectBatchOnError?: boolean;
+  /** @default LATEST */
+  readonly startingPosition?: lambda.StartingPosition;
+}
+
+export interface OfflineDetectorProps {
+  /** SQS ingest source; `false` for none. At least one of `sqsIngest` and `kinesisIngest` is required.
+   * @default a new SQS ingest queue */
+  readonly sqsIngest?: SqsIngestOptions | false;
+  /** Kinesis ingest source. @default none */
+  readonly kinesisIngest?: KinesisIngestOptions;
+  /** Device types by name. @default `{ default: { timeout: 5 minutes } }` */
+  readonly deviceTypes?: Record<string, DeviceTypeOptions>;
+  /** Type of devices whose messages name none. @default the first of `deviceTypes` */
+  readonly defaultDeviceType?: string;
+  /** Where deviceId, ts and deviceType are found in a message payload (dotted paths). @default the same names */
+  readonly fieldMap?: Partial<FieldMap>;
+  /** Use the device's own timestamp when within this of the pipeline entry time. @default 0 (never) */
+  readonly deviceTimestampSkew?: Duration;
+  /** Publish device.online for a device's very first message. @default true */
+  readonly announceNewDevices?: boolean;
+  /** Shards of the deadline index; ≥ 2 × peak index writes/s ÷ 1000. @default 64 */
+  readonly shardCount?: number;
+  /** Sweep period; a whole number of seconds dividing 60. @default 10 seconds */
+  readonly sweepTick?: Duration;
+  /** Maximum concurrent sweep invocations: protects the table during an offline storm. @default 20 */
+  readonly sweepMaxConcurrency?: number;
+  /** Time one sweep job works before it hands the rest of its shard to a continuation job. @default 20 seconds */
+  readonly sweepBudget?: Duration;
+  /** Allowed watermark lag: one probe interval plus healthy pipeline latency. @default sweepTick + 20 seconds */
+  readonly watermarkTolerance?: Duration;
+  /** Topic of device.online events. @default a new KMS-encrypted topic */
+  readonly onlineTopic?: sns.ITopic;
+  /** Topic of device.offline events. @default a new KMS-encrypted topic */
+  readonly offlineTopic?: sns.ITopic;
+  /** Topic the alarms notify. @default a new KMS-encrypted ops topic */
+  readonly alarmTopic?: sns.ITopic;
+  /** Devices silent this long are forgotten (DynamoDB TTL; housekeeping only). @default 30 days */
+  readonly housekeepingTtl?: Duration;
+  /** Table capacity. @default on-demand */
+  readonly billing?: dynamodb.Billing;
+  /** Table encryption at rest. @default the AWS managed key (aws/dynamodb) */
+  readonly tableEncryption?: dynamodb.TableEncryptionV2;
+  /** What happens to the table, keys and queues when removed from the stack. @default RETAIN */
+  readonly removalPolicy?: RemovalPolicy;
+  /** Retention of the Lambdas' logs. @default one month */
+  readonly logRetention?: logs.RetentionDays;
+  /** Alarm thresholds. */
+  readonly alarms?: AlarmOptions;
+  /** Name of the CloudWatch dashboard. @default generated */
+  readonly dashboardName?: string;
+}
+
+/** DynamoDB actions each role needs, on the table's items (the Lambdas never scan, batch or delete items). */
+const TABLE_ACTIONS = {
+  ingest: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+  dispatch: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+  sweep: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+} as const;
+
+/** Lets CommonJS dependencies that call `require` (some AWS packages do) run inside the ESM bundle. */
+export const ESM_BANNER = "import { createRequire } from 'module'; const require = createRequire(import.meta.url);";
+
+/** The handler file of each function, in lambdas/ (each exports `handler`). */
+export const HANDLER_ENTRIES = {
+  ingestSqs: 'ingest-sqs.ts',
+  ingestKinesis: 'ingest-kinesis.ts',
+  dispatch: 'dispatch.ts',
+  sweep: 'sweep.ts',
+} as const;
+
+export class OfflineDetector extends Construct {
+  readonly table: dynamodb.TableV2;
+  /** The SQS ingest queue devices send to (absent with `sqsIngest: false`). */
+  readonly ingestQueue?: sqs.IQueue;
+  /** Dead-letter queue of a created ingest queue. */
+  readonly ingestDeadLetterQueue?: sqs.Queue;
+  readonly ingestStream?: kinesis.IStream;
+  /** On-failure destination of the Kinesis event source. */
+  readonly kinesisFailureQueue?: sqs.Queue;
+  /** Invalid messages, each with the reason it was rejected. */
+  readonly rejectsQueue: sqs.Queue;
+  readonly sweepQueue: sqs.Queue;
+  readonly sweepDeadLetterQueue: sqs.Queue;
+  readonly onlineTopic: sns.ITopic;
+  readonly offlineTopic: sns.ITopic;
+  readonly alarmTopic: sns.ITopic;
+  /** Key of the topics this construct creates. */
+  readonly topicKey: kms.Key;
+  readonly ingestSqsFunction?: nodejs.NodejsFunction;
+  readonly ingestKinesisFunction?: nodejs.NodejsFunction;
+  readonly dispatchFunction: nodejs.NodejsFunction;
+  readonly sweepFunction: nodejs.NodejsFunction;
+  readonly schedule: scheduler.Schedule;
+  readonly dashboard: OfflineDetectorDashboard;
+
+  constructor(scope: Construct, id: string, props: OfflineDetectorProps = {}) {
+    super(scope, id);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const shardCount = props.shardCount ?? DEFAULT_SHARD_COUNT;
+    const tickSeconds = (props.sweepTick ?? Duration.seconds(10)).toSeconds();
+    const sweepMaxConcurrency = props.sweepMaxConcurrency ?? 20;
+    const sweepBudget = props.sweepBudget ?? Duration.seconds(20);
+    const tolerance = props.watermarkTolerance ?? Duration.seconds(tickSeconds + 20);
+    if (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > 10_000) {
+      throw new Error(`shardCount must be a whole number in 1..10000, got ${shardCount}`);
+    }
+    if (!Number.isInteger(tickSeconds) || tickSeconds < 1 || 60 % tickSeconds !== 0) {
+      throw new Error(`sweepTick must be a whole number of seconds dividing 60, got ${tickSeconds}`);
+    }
+    if (sweepMaxConcurrency < 2 || sweepMaxConcurrency > 1000) {
+      throw new Error(`sweepMaxConcurrency must be in 2..1000 (SQS event source limits), got ${sweepMaxConcurrency}`);
+    }
+    if (props.sqsIngest === false && !props.kinesisIngest) {
+      throw new Error('OfflineDetector needs an ingest source: sqsIngest, kinesisIngest or both');
+    }
+    const deviceTypesJson = this.deviceTypesJson(props, tolerance);
+    const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+
+    // ── Devices table (DESIGN.md §3). SSE with the AWS managed key by default: encrypted at rest with key use
+    // logged in CloudTrail, no key policy to maintain and no kms grants for the Lambdas; pass a customer key via
+    // `tableEncryption` where policy demands one (the grants below then include it).
+    this.table = new dynamodb.TableV2(this, 'Table', {
+      partitionKey: { name: KEY, type: dynamodb.AttributeType.STRING },
+      billing: props.billing ?? dynamodb.Billing.onDemand(),
+      encryption: props.tableEncryption ?? dynamodb.TableEncryptionV2.awsManagedKey(),
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      timeToLiveAttribute: TTL_ATTRIBUTE,
+      deletionProtection: removalPolicy === RemovalPolicy.RETAIN,
+      removalPolicy,
+      globalSecondaryIndexes: [
+        {
+          // Sparse and sharded: only online devices carry `shard`/`deadline`; the projection holds only what
+          // changes together with the keys, so a heartbeat that moves only `lastSeen` costs the index nothing.
+          indexName: DEADLINE_INDEX.name,
+          partitionKey: { name: DEADLINE_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
+          sortKey: { name: DEADLINE_INDEX.sortKey, type: dynamodb.AttributeType.NUMBER },
+          projectionType: dynamodb.ProjectionType.INCLUDE,
+          nonKeyAttributes: [...DEADLINE_INDEX.projected],
+        },
+        {
+          indexName: OUTBOX_INDEX.name,
+          partitionKey: { name: OUTBOX_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
+          sortKey: { name: OUTBOX_INDEX.sortKey, type: dynamodb.AttributeType.NUMBER },
+          projectionType: dynamodb.ProjectionType.KEYS_ONLY,
+        },
+      ],
+    });
+
+    // ── Event topics (DESIGN.md §6) and the ops topic, under one rotated customer key: CloudWatch alarms can only
+    // publish to an encrypted topic whose key policy lets them, which the AWS managed aws/sns key cannot.
+    this.topicKey = new kms.Key(this, 'TopicKey', {
+      description: 'offline-detector SNS topics',
+      enableKeyRotation: true,
+      removalPolicy,
+    });
+    this.onlineTopic = props.onlineTopic ?? this.newTopic('OnlineTopic', 'Device online events');
+    this.offlineTopic = props.offlineTopic ?? this.newTopic('OfflineTopic', 'Device offline events');
+    this.alarmTopic = props.alarmTopic ?? this.newTopic('AlarmTopic', 'offline-detector alarms');
+    if (!props.alarmTopic) {
+      this.topicKey.addToResourcePolicy(
+        new iam.PolicyStatement({
+          principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+          actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+          resources: ['*'], // in a key policy, '*' is this key
+        }),
+      );
+      this.alarmTopic.addToResourcePolicy(
+        new iam.PolicyStatement({
+          principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+          actions: ['sns:Publish'],
+          resources: [this.alarmTopic.topicArn],
+          conditions: { StringEquals: { 'aws:SourceAccount': this.alarmTopic.env.account } },
+        }),
+      );
+    }
+
+    // ── Queues. SSE-SQS everywhere: encrypted without a key that every producer would need a grant on.
+    const queueDefaults = {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      removalPolicy,
+    };
+    this.rejectsQueue = new sqs.Queue(this, 'RejectsQueue', { ...queueDefaults, retentionPeriod: Duration.days(14) });
+
+    const sweepTimeout = Duration.seconds(sweepBudget.toSeconds() + 25);
+    this.sweepDeadLetterQueue = new sqs.Queue(this, 'SweepDLQ', {
+      ...queueDefaults,
+      retentionPeriod: Duration.days(14),
+    });
+    this.sweepQueue = new sqs.Queue(this, 'SweepQueue', {
+      ...queueDefaults,
+      // AWS guidance for SQS event sources: at least 6 × the function timeout, so retries don't double-process.
+      visibilityTimeout: Duration.seconds(6 * sweepTimeout.toSeconds()),
+      // A job older than a few ticks is superseded by newer jobs for the same shard.
+      retentionPeriod: Duration.hours(1),
+      deadLetterQueue: { queue: this.sweepDeadLetterQueue, maxReceiveCount: 5 },
+    });
+
+    const ingestSqsTimeout = Duration.seconds(30);
+    const sqsIngest = props.sqsIngest === false ? undefined : (props.sqsIngest ?? {});
+    if (sqsIngest) {
+      if (sqsIngest.queue) {
+        this.ingestQueue = sqsIngest.queue;
+      } else {
+        this.ingestDeadLetterQueue = new sqs.Queue(this, 'IngestDLQ', {
+          ...queueDefaults,
+          retentionPeriod: Duration.days(14),
+        });
+        this.ingestQueue = new sqs.Queue(this, 'IngestQueue', {
+          ...queueDefaults,
+          visibilityTimeout: Duration.seconds(6 * ingestSqsTimeout.toSeconds()),
+          retentionPeriod: Duration.days(4),
+          deadLetterQueue: { queue: this.ingestDeadLetterQueue, maxReceiveCount: 5 },
+        });
+      }
+    }
+
+    const kinesisIngest = props.kinesisIngest;
+    if (kinesisIngest) {
+      const streamMode = kinesisIngest.streamMode ?? kinesis.StreamMode.ON_DEMAND;
+      this.ingestStream =
+        kinesisIngest.stream ??
+        new kinesis.Stream(this, 'IngestStream', {
+          streamMode,
+          shardCount: streamMode === kinesis.StreamMode.PROVISIONED ? (kinesisIngest.shardCount ?? 4) : undefined,
+          encryption: kinesis.StreamEncryption.MANAGED,
+          removalPolicy,
+        });
+      this.kinesisFailureQueue = new sqs.Queue(this, 'KinesisFailureQueue', {
+        ...queueDefaults,
+        retentionPeriod: Duration.days(14),
+      });
+    }
+
+    const ingestQueueUrls = this.ingestQueue ? this.ingestQueue.queueUrl : '';
+    const ingestStreamArns = this.ingestStream ? this.ingestStream.streamArn : '';
+
+    // ── Functions
+    const common: Record<string, string> = {
+      [ENV.tableName]: this.table.tableName,
+      [ENV.shardCount]: String(shardCount),
+      [ENV.deviceTypes]: deviceTypesJson.json,
+      [ENV.defaultDeviceType]: deviceTypesJson.defaultType,
+      [ENV.onlineTopicArn]: this.onlineTopic.topicArn,
+      [ENV.offlineTopicArn]: this.offlineTopic.topicArn,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+    const ingestEnv: Record<string, string> = {
+      ...common,
+      POWERTOOLS_SERVICE_NAME: SERVICE.ingest,
+      [ENV.deviceTsSkewMs]: String((props.deviceTimestampSkew ?? Duration.millis(0)).toMilliseconds()),
+      [ENV.announceNewDevices]: String(props.announceNewDevices ?? true),
+      [ENV.housekeepingTtlDays]: String((props.housekeepingTtl ?? Duration.days(30)).toDays()),
+      [ENV.rejectsQueueUrl]: this.rejectsQueue.queueUrl,
+      [ENV.ingestQueueUrls]: ingestQueueUrls,
+      ...(props.fieldMap ? { [ENV.fieldMap]: JSON.stringify(props.fieldMap) } : {}),
+    };
+    const newFunction = (
+      id: string,
+      entry: string,
+      opts: { timeout: Duration; memorySize: number; environment: Record<string, string>; description: string },
+    ) => {
+      // An own role whose only log permissions are this function's log group, instead of the managed
+      // AWSLambdaBasicExecutionRole (logs:* on every log group).
+      const logGroup = new logs.LogGroup(this, `${id}Logs`, { retention: logRetention, removalPolicy });
+      const role = new iam.Role(this, `${id}Role`, {
+        assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      });
+      logGroup.grantWrite(role);
+      const fn = new nodejs.NodejsFunction(this, id, {
+        entry: path.join(LAMBDAS_DIR, entry),
+        handler: 'handler',
+        projectRoot: PROJECT_ROOT,
+        depsLockFilePath: path.join(PROJECT_ROOT, 'package-lock.json'),
+        runtime: lambda.Runtime.NODEJS_22_X,
+        architecture: lambda.Architecture.ARM_64,
+        timeout: opts.timeout,
+        memorySize: opts.memorySize,
+        description: opts.description,
+        environment: opts.environment,
+        role,
+        logGroup,
+        bundling: {
+          format: nodejs.OutputFormat.ESM,
+          target: 'node22',
+          platform: 'node',
+          mainFields: ['module', 'main'],
+          banner: ESM_BANNER,
+          minify: true,
+          sourceMap: true,
+          // Ship the SDK versions the tests ran against rather than whatever the runtime happens to carry.
+          bundleAwsSDK: true,
+          forceDockerBundling: false,
+        },
+      });
+      Validations.of(fn).acknowledge({
+        id: 'AwsSolutions-L1',
+        reason:
+          'nodejs22.x is the runtime the project is built and tested for; a runtime upgrade is a deliberate, ' +
+          'tested change, not an automatic one.',
+      });
+      return fn;
+    };
+
+    if (this.ingestQueue && sqsIngest) {
+      const fn = newFunction('IngestSqsFunction', HANDLER_ENTRIES.ingestSqs, {
+        timeout: ingestSqsTimeout,
+        memorySize: 1024,
+        environment: ingestEnv,
+        description: 'offline-detector: SQS ingest (coalesce, conditional write, online transitions)',
+      });
+      fn.addEventSource(
+        new sources.SqsEventSource(this.ingestQueue, {
+          batchSize: sqsIngest.batchSize ?? 100,
+          maxBatchingWindow: sqsIngest.maxBatchingWindow ?? Duration.seconds(1),
+          maxConcurrency: sqsIngest.maxConcurrency ?? 50,
+          reportBatchItemFailures: true,
+        }),
+      ); // grants consume, which includes sqs:GetQueueAttributes for probe crediting
+      this.grantIngest(fn);
+      this.ingestSqsFunction = fn;
+    }
+
+    if (this.ingestStream && kinesisIngest && this.kinesisFailureQueue) {
+      const fn = newFunction('IngestKinesisFunction', HANDLER_ENTRIES.ingestKinesis, {
+        timeout: Duration.seconds(60),
+        memorySize: 1024,
+        environment: { ...ingestEnv, [ENV.ingestStreamArns]: ingestStreamArns },
+        description: 'offline-detector: Kinesis ingest (coalesce, conditional write, online transitions)',
+      });
+      fn.addEventSource(
+        new sources.KinesisEventSource(this.ingestStream, {
+          startingPosition: kinesisIngest.startingPosition ?? lambda.StartingPosition.LATEST,
+          batchSize: kinesisIngest.batchSize ?? 500,
+          maxBatchingWindow: kinesisIngest.maxBatchingWindow ?? Duration.seconds(1),
+          parallelizationFactor: kinesisIngest.parallelizationFactor ?? 1,
+          bisectBatchOnError: kinesisIngest.bisectBatchOnError ?? true,
+          // Half the default 24 h retention: a stuck record reaches the failure queue before the stream expires it.
+          maxRecordAge: kinesisIngest.maxRecordAge ?? Duration.hours(12),
+          retryAttempts: kinesisIngest.retryAttempts ?? 10,
+          onFailure: new sources.SqsDlq(this.kinesisFailureQueue),
+          reportBatchItemFailures: true,
+        }),
+      ); // grants stream read
+      this.grantIngest(fn);
+      this.ingestKinesisFunction = fn;
+    }
+
+    const sweepSide = {
+      ...common,
+      [ENV.sweepQueueUrl]: this.sweepQueue.queueUrl,
+      [ENV.sweepTickSeconds]: String(tickSeconds),
+      [ENV.ingestQueueUrls]: ingestQueueUrls,
+      [ENV.ingestStreamArns]: ingestStreamArns,
+    };
+
+    this.dispatchFunction = newFunction('DispatchFunction', HANDLER_ENTRIES.dispatch, {
+      timeout: Duration.seconds(30),
+      memorySize: 256,
+      environment: { ...sweepSide, POWERTOOLS_SERVICE_NAME: SERVICE.dispatch },
+      description: 'offline-detector: every minute, enqueue sweep jobs per shard and tick, send watermark probes',
+    });
+    this.sweepQueue.grantSendMessages(this.dispatchFunction);
+    this.ingestQueue?.grantSendMessages(this.dispatchFunction); // watermark probes
+    this.ingestStream?.grantWrite(this.dispatchFunction); // ListShards + PutRecord(s): one probe per shard
+    this.grantTable(this.dispatchFunction, TABLE_ACTIONS.dispatch);
+
+    this.sweepFunction = newFunction('SweepFunction', HANDLER_ENTRIES.sweep, {
+      timeout: sweepTimeout,
+      memorySize: 512,
+      environment: {
+        ...sweepSide,
+        POWERTOOLS_SERVICE_NAME: SERVICE.sweep,
+        [ENV.sweepBudgetMs]: String(sweepBudget.toMilliseconds()),
+        [ENV.watermarkToleranceMs]: String(tolerance.toMilliseconds()),
+      },
+      description: 'offline-detector: sweep one deadline-index shard, commit offline transitions, publish events',
+    });
+    this.sweepFunction.addEventSource(
+      new sources.SqsEventSource(this.sweepQueue, {
+        batchSize: 1, // one shard per invocation, so maxConcurrency is the number of shards swept at once
+        maxConcurrency: sweepMaxConcurrency,
+        reportBatchItemFailures: true,
+      }),
+    );
+    this.sweepQueue.grantSendMessages(this.sweepFunction); // continuation jobs
+    this.grantTable(this.sweepFunction, TABLE_ACTIONS.sweep);
+    iam.Grant.addToPrincipal({
+      grantee: this.sweepFunction,
+      actions: ['dynamodb:Query'],
+      resourceArns: [DEADLINE_INDEX.name, OUTBOX_INDEX.name].map((index) => `${this.table.tableArn}/index/${index}`),
+    });
+    this.onlineTopic.grantPublish(this.sweepFunction); // outbox re-publishes include online events
+    this.offlineTopic.grantPublish(this.sweepFunction);
+
+    this.schedule = new scheduler.Schedule(this, 'DispatchSchedule', {
+      schedule: scheduler.ScheduleExpression.rate(Duration.minutes(1)),
+      description: 'offline-detector sweep tick',
+      // A tick that could not run within a minute is superseded by the next one.
+      target: new schedulerTargets.LambdaInvoke(this.dispatchFunction, {
+        retryAttempts: 2,
+        maxEventAge: Duration.minutes(1),
+      }),
+    });
+
+    this.acknowledgeNagFindings();
+
+    this.dashboard = new OfflineDetectorDashboard(this, 'Dashboard', {
+      dashboardName: props.dashboardName,
+      namespace: METRICS_NAMESPACE,
+      table: this.table,
+      indexNames: [DEADLINE_INDEX.name, OUTBOX_INDEX.name],
+      functions: [this.ingestSqsFunction, this.ingestKinesisFunction, this.dispatchFunction, this.sweepFunction].filter(
+        (f): f is nodejs.NodejsFunction => f !== undefined,
+      ),
+      ingestQueue: this.ingestQueue,
+      ingestStream: this.ingestStream,
+      deadLetterQueues: [
+        { name: 'ingest DLQ', queue: this.ingestDeadLetterQueue },
+        { name: 'sweep DLQ', queue: this.sweepDeadLetterQueue },
+        { name: 'Kinesis failures', queue: this.kinesisFailureQueue },
+      ].flatMap(({ name, queue }) => (queue ? [{ name, queue }] : [])),
+      rejectsQueue: this.rejectsQueue,
+      alarmTopic: this.alarmTopic,
+      alarms: props.alarms,
+    });
+  }
+
+  /** cdk-nag AwsSolutions findings this construct accepts, each with its reason. */
+  private acknowledgeNagFindings(): void {
+    for (const queue of [this.rejectsQueue, this.kinesisFailureQueue]) {
+      if (!queue) continue;
+      Validations.of(queue).acknowledge({
+        id: 'AwsSolutions-SQS3',
+        reason:
+          'A terminal destination (rejected messages / Kinesis records that failed every retry), i.e. a dead-letter ' +
+          'queue itself: it is read by operators and alarmed on, never consumed by a function.',
+      });
+    }
+    Validations.of(this).acknowledge({
+      id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+      reason:
+        'grantPublish on a KMS-encrypted topic: SNS needs GenerateDataKey on the topic key, and the statement is ' +
+        'scoped to that one key.',
+    });
+    // The scheduler's role is a stack-level singleton created by aws-scheduler-targets.
+    const fnLogicalId = Stack.of(this).getLogicalId(this.dispatchFunction.node.defaultChild as lambda.CfnFunction);
+    Validations.of(Stack.of(this)).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${fnLogicalId}.Arn>:*]`,
+      reason: 'The scheduler may invoke the dispatch function and its versions/aliases: one function, nothing else.',
+    });
+  }
+
+  private newTopic(id: string, displayName: string): sns.Topic {
+    return new sns.Topic(this, id, { displayName, masterKey: this.topicKey, enforceSSL: true });
+  }
+
+  private grantIngest(fn: nodejs.NodejsFunction): void {
+    this.grantTable(fn, TABLE_ACTIONS.ingest);
+    this.rejectsQueue.grantSendMessages(fn);
+    this.onlineTopic.grantPublish(fn);
+    this.offlineTopic.grantPublish(fn); // an online transition can flush an older offline event from the outbox
+  }
+
+  /** Item-level actions on the table itself; index access is granted separately, per index. */
+  private grantTable(fn: iam.IGrantable, actions: readonly string[]): void {
+    iam.Grant.addToPrincipal({ grantee: fn, actions: [...actions], resourceArns: [this.table.tableArn] });
+    // With a customer key, DynamoDB decrypts the table key on the caller's behalf (kms:ViaService): name the actions
+    // rather than grantEncryptDecrypt, whose ReEncrypt* nobody here needs.
+    this.table.encryptionKey?.grant(fn, 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey');
+  }
+
+  /** Device types as the Lambdas read them (DEVICE_TYPES), validated here with the Lambdas' own parser so a bad
+   * configuration fails at synth rather than at cold start; also checks the watermark bound of DESIGN.md §5.3. */
+  private deviceTypesJson(props: OfflineDetectorProps, tolerance: Duration): { json: string; defaultType: string } {
+    const raw: Record<string, { timeoutMs: number; precisionMs: number; heartbeatMs?: number }> = {};
+    if (props.deviceTypes) {
+      for (const [name, t] of Object.entries(props.deviceTypes)) {
+        raw[name] = {
+          timeoutMs: t.timeout.toMilliseconds(),
+          precisionMs: (t.precision ?? Duration.millis(0)).toMilliseconds(),
+          ...(t.heartbeat ? { heartbeatMs: t.heartbeat.toMilliseconds() } : {}),
+        };
+      }
+    } else {
+      Object.assign(raw, DEFAULT_DEVICE_TYPES);
+    }
+    const defaultType = props.defaultDeviceType ?? Object.keys(raw)[0] ?? 'default';
+    const parsed = parseDeviceTypes(raw, defaultType);
+    const toleranceMs = tolerance.toMilliseconds();
+    for (const [name, t] of Object.entries(parsed.types)) {
+      const margin = t.timeoutMs - (t.heartbeatMs ?? 0);
+      if (toleranceMs >= margin) {
+        Annotations.of(this).addWarningV2(
+          `offline-detector:tolerance:${name}`,
+          `Device type "${name}": watermark tolerance ${toleranceMs} ms is not below timeout − heartbeat ` +
+            `(${margin} ms); during an ingest stall its devices may be reported offline although they kept sending.`,
+        );
+      }
+    }
+    return { json: JSON.stringify(raw), defaultType };
+  }
+}
