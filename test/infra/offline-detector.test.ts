@@ -1,0 +1,504 @@
+// The synthesized template of the OfflineDetector construct and stack: every resource and setting issue 4 asks for,
+// and IAM statements scoped to the resources they touch. Bundling is skipped (the bundling test covers it).
+import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { describe, expect, it } from 'vitest';
+import { ENV } from '../../lambdas/core/config.js';
+import {
+  DEADLINE_INDEX,
+  DEFAULT_SHARD_COUNT,
+  KEY,
+  OUTBOX_INDEX,
+  TTL_ATTRIBUTE,
+} from '../../lambdas/core/table-schema.js';
+import { METRICS_NAMESPACE, OfflineDetector, type OfflineDetectorProps } from '../../lib/offline-detector.js';
+import { OfflineDetectorStack } from '../../lib/offline-detector-stack.js';
+
+const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
+
+function stackWith(context: Record<string, unknown> = {}): { stack: OfflineDetectorStack; template: Template } {
+  const app = new App({ context: { ...NO_BUNDLING, ...context } });
+  const stack = new OfflineDetectorStack(app, 'Test');
+  return { stack, template: Template.fromStack(stack) };
+}
+
+function construct(props: OfflineDetectorProps): { detector: OfflineDetector; template: Template; stack: Stack } {
+  const app = new App({ context: NO_BUNDLING });
+  const stack = new Stack(app, 'Embed');
+  const detector = new OfflineDetector(stack, 'Detector', props);
+  return { detector, stack, template: Template.fromStack(stack) };
+}
+
+type Resource = { Type: string; Properties: Record<string, unknown>; DeletionPolicy?: string };
+type Statement = { Effect: string; Action: string | string[]; Resource: unknown };
+
+function resources(template: Template, type: string): Record<string, Resource> {
+  return template.findResources(type) as Record<string, Resource>;
+}
+function only(template: Template, type: string): [string, Resource] {
+  const entries = Object.entries(resources(template, type));
+  expect(entries).toHaveLength(1);
+  return entries[0]!;
+}
+function logicalId(stack: Stack, construct: { node: { defaultChild?: unknown } }): string {
+  return stack.getLogicalId(construct.node.defaultChild as never);
+}
+function functionEnv(template: Template, id: string): Record<string, unknown> {
+  const fn = resources(template, 'AWS::Lambda::Function')[id];
+  expect(fn, id).toBeDefined();
+  return (fn!.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+}
+/** The statements of the default policy attached to a function's role. */
+function statements(template: Template, stack: Stack, fn: { role?: unknown }): Statement[] {
+  const roleId = stack.getLogicalId((fn.role as { node: { defaultChild: never } }).node.defaultChild);
+  return Object.values(resources(template, 'AWS::IAM::Policy'))
+    .filter((p) => JSON.stringify(p.Properties.Roles).includes(roleId))
+    .flatMap((p) => (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
+}
+function actionsOn(stmts: Statement[], resourceFragment: string): string[] {
+  return stmts
+    .filter((s) => JSON.stringify(s.Resource).includes(resourceFragment))
+    .flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]));
+}
+
+describe('OfflineDetectorStack (defaults)', () => {
+  const { stack, template } = stackWith();
+  const d = stack.detector;
+
+  it('builds the devices table from table-schema.ts', () => {
+    template.hasResourceProperties('AWS::DynamoDB::GlobalTable', {
+      KeySchema: [{ AttributeName: KEY, KeyType: 'HASH' }],
+      BillingMode: 'PAY_PER_REQUEST',
+      SSESpecification: { SSEEnabled: true },
+      TimeToLiveSpecification: { AttributeName: TTL_ATTRIBUTE, Enabled: true },
+      Replicas: [
+        Match.objectLike({
+          PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+          DeletionProtectionEnabled: true,
+        }),
+      ],
+      GlobalSecondaryIndexes: Match.arrayEquals([
+        {
+          IndexName: DEADLINE_INDEX.name,
+          KeySchema: [
+            { AttributeName: DEADLINE_INDEX.partitionKey, KeyType: 'HASH' },
+            { AttributeName: DEADLINE_INDEX.sortKey, KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: DEADLINE_INDEX.projected },
+        },
+        {
+          IndexName: OUTBOX_INDEX.name,
+          KeySchema: [
+            { AttributeName: OUTBOX_INDEX.partitionKey, KeyType: 'HASH' },
+            { AttributeName: OUTBOX_INDEX.sortKey, KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'KEYS_ONLY' },
+        },
+      ]),
+      AttributeDefinitions: Match.arrayWith([
+        { AttributeName: DEADLINE_INDEX.partitionKey, AttributeType: 'S' },
+        { AttributeName: DEADLINE_INDEX.sortKey, AttributeType: 'N' },
+      ]),
+    });
+    const [, table] = only(template, 'AWS::DynamoDB::GlobalTable');
+    expect(table.DeletionPolicy).toBe('Retain');
+    // No sort key on the table: one item per device.
+    expect(table.Properties.KeySchema).toHaveLength(1);
+  });
+
+  it('creates the ingest queue with a DLQ and redrive, and a rejects queue, all encrypted', () => {
+    const queues = resources(template, 'AWS::SQS::Queue');
+    const ingest = queues[logicalId(stack, d.ingestQueue as sqs.Queue)]!;
+    expect(ingest.Properties.RedrivePolicy).toEqual({
+      deadLetterTargetArn: { 'Fn::GetAtt': [logicalId(stack, d.ingestDeadLetterQueue!), 'Arn'] },
+      maxReceiveCount: 5,
+    });
+    expect(ingest.Properties.VisibilityTimeout).toBe(6 * 30);
+    expect(queues[logicalId(stack, d.rejectsQueue)]).toBeDefined();
+    for (const q of Object.values(queues)) expect(q.Properties.SqsManagedSseEnabled).toBe(true);
+    // Every queue policy denies non-TLS access.
+    const policies = Object.values(resources(template, 'AWS::SQS::QueuePolicy'));
+    expect(policies).toHaveLength(Object.keys(queues).length);
+    for (const p of policies) expect(JSON.stringify(p.Properties)).toContain('aws:SecureTransport');
+  });
+
+  it('wires the SQS ingest event source with partial batch responses and bounded concurrency', () => {
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: { 'Fn::GetAtt': [logicalId(stack, d.ingestQueue as sqs.Queue), 'Arn'] },
+      FunctionName: { Ref: logicalId(stack, d.ingestSqsFunction!) },
+      BatchSize: 100,
+      MaximumBatchingWindowInSeconds: 1,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 50 },
+    });
+  });
+
+  it('creates no Kinesis stream unless asked', () => {
+    template.resourceCountIs('AWS::Kinesis::Stream', 0);
+    expect(d.ingestKinesisFunction).toBeUndefined();
+  });
+
+  it('has a sweep queue with a DLQ and visibility ≥ 6 × the sweep timeout, consumed with maxConcurrency', () => {
+    const sweepQueue = resources(template, 'AWS::SQS::Queue')[logicalId(stack, d.sweepQueue)]!;
+    const sweepFn = resources(template, 'AWS::Lambda::Function')[logicalId(stack, d.sweepFunction)]!;
+    expect(sweepQueue.Properties.VisibilityTimeout).toBeGreaterThanOrEqual(6 * (sweepFn.Properties.Timeout as number));
+    expect(sweepQueue.Properties.RedrivePolicy).toMatchObject({
+      deadLetterTargetArn: { 'Fn::GetAtt': [logicalId(stack, d.sweepDeadLetterQueue), 'Arn'] },
+    });
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: { 'Fn::GetAtt': [logicalId(stack, d.sweepQueue), 'Arn'] },
+      FunctionName: { Ref: logicalId(stack, d.sweepFunction) },
+      BatchSize: 1,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 20 },
+    });
+  });
+
+  it('runs the dispatcher every minute with EventBridge Scheduler', () => {
+    template.hasResourceProperties('AWS::Scheduler::Schedule', {
+      ScheduleExpression: 'rate(1 minute)',
+      State: 'ENABLED',
+      FlexibleTimeWindow: { Mode: 'OFF' },
+      Target: Match.objectLike({
+        Arn: { 'Fn::GetAtt': [logicalId(stack, d.dispatchFunction), 'Arn'] },
+        RetryPolicy: { MaximumEventAgeInSeconds: 60, MaximumRetryAttempts: 2 },
+      }),
+    });
+  });
+
+  it('encrypts every topic with the rotated customer key and enforces TLS', () => {
+    const keyId = logicalId(stack, d.topicKey);
+    template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    const topics = Object.values(resources(template, 'AWS::SNS::Topic'));
+    expect(topics).toHaveLength(3);
+    for (const t of topics) expect(t.Properties.KmsMasterKeyId).toEqual({ 'Fn::GetAtt': [keyId, 'Arn'] });
+    for (const p of Object.values(resources(template, 'AWS::SNS::TopicPolicy'))) {
+      expect(JSON.stringify(p.Properties)).toContain('aws:SecureTransport');
+    }
+    // CloudWatch may use the key and publish to the ops topic, or alarms would fail silently.
+    template.hasResourceProperties('AWS::KMS::Key', {
+      KeyPolicy: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Principal: { Service: 'cloudwatch.amazonaws.com' },
+            Action: Match.arrayWith(['kms:Decrypt']),
+          }),
+        ]),
+      },
+    });
+  });
+
+  it('bundles every function as nodejs22.x on arm64 with a log group of bounded retention', () => {
+    const fns = Object.values(resources(template, 'AWS::Lambda::Function'));
+    expect(fns).toHaveLength(3);
+    for (const fn of fns) {
+      expect(fn.Properties).toMatchObject({
+        Runtime: 'nodejs22.x',
+        Architectures: ['arm64'],
+        Handler: 'index.handler',
+      });
+      expect(fn.Properties.LoggingConfig).toBeDefined();
+    }
+    const logGroups = Object.values(resources(template, 'AWS::Logs::LogGroup'));
+    expect(logGroups).toHaveLength(3);
+    for (const lg of logGroups) expect(lg.Properties.RetentionInDays).toBe(30);
+  });
+
+  it('gives each function the environment its handler reads, by ENV name', () => {
+    const common = [ENV.tableName, ENV.shardCount, ENV.deviceTypes, ENV.defaultDeviceType];
+    const topics = [ENV.onlineTopicArn, ENV.offlineTopicArn];
+    const ingest = functionEnv(template, logicalId(stack, d.ingestSqsFunction!));
+    const dispatch = functionEnv(template, logicalId(stack, d.dispatchFunction));
+    const sweep = functionEnv(template, logicalId(stack, d.sweepFunction));
+    for (const env of [ingest, dispatch, sweep]) {
+      for (const name of [...common, ...topics]) expect(env, name).toHaveProperty(name);
+      expect(env.POWERTOOLS_METRICS_NAMESPACE).toBe(METRICS_NAMESPACE);
+      expect(env[ENV.shardCount]).toBe(String(DEFAULT_SHARD_COUNT));
+      expect(env[ENV.tableName]).toEqual({ Ref: logicalId(stack, d.table) });
+    }
+    expect(ingest.POWERTOOLS_SERVICE_NAME).toBe('ingest');
+    expect(dispatch.POWERTOOLS_SERVICE_NAME).toBe('dispatch');
+    expect(sweep.POWERTOOLS_SERVICE_NAME).toBe('sweep');
+    for (const name of [
+      ENV.deviceTsSkewMs,
+      ENV.announceNewDevices,
+      ENV.housekeepingTtlDays,
+      ENV.rejectsQueueUrl,
+      ENV.ingestQueueUrls,
+    ]) {
+      expect(ingest, name).toHaveProperty(name);
+    }
+    expect(ingest[ENV.ingestQueueUrls]).toEqual({ Ref: logicalId(stack, d.ingestQueue as sqs.Queue) });
+    for (const name of [ENV.sweepQueueUrl, ENV.sweepTickSeconds, ENV.ingestQueueUrls, ENV.ingestStreamArns]) {
+      expect(dispatch, name).toHaveProperty(name);
+    }
+    for (const name of [
+      ENV.sweepQueueUrl,
+      ENV.sweepTickSeconds,
+      ENV.sweepBudgetMs,
+      ENV.watermarkToleranceMs,
+      ENV.ingestQueueUrls,
+      ENV.ingestStreamArns,
+    ]) {
+      expect(sweep, name).toHaveProperty(name);
+    }
+    expect(sweep[ENV.sweepTickSeconds]).toBe('10');
+    expect(sweep[ENV.watermarkToleranceMs]).toBe('30000');
+    // The app's cdk.json context is not read here: the construct's own default device type applies.
+    expect(JSON.parse(ingest[ENV.deviceTypes] as string)).toEqual({ default: { timeoutMs: 300000, precisionMs: 0 } });
+  });
+
+  it('uses the metrics namespace the Lambdas emit to', async () => {
+    const runtime = await import('../../lambdas/runtime.js').catch(() => undefined);
+    if (runtime && 'METRICS_NAMESPACE' in runtime) expect(runtime.METRICS_NAMESPACE).toBe(METRICS_NAMESPACE);
+  });
+
+  it('scopes every IAM statement to named resources (no "*")', () => {
+    for (const [id, policy] of Object.entries(resources(template, 'AWS::IAM::Policy'))) {
+      for (const s of (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement) {
+        const list = Array.isArray(s.Resource) ? s.Resource : [s.Resource];
+        for (const r of list) expect(r, `${id}: ${JSON.stringify(s.Action)}`).not.toBe('*');
+      }
+    }
+    for (const role of Object.values(resources(template, 'AWS::IAM::Role'))) {
+      expect(role.Properties.ManagedPolicyArns, 'no managed policies').toBeUndefined();
+    }
+  });
+
+  it('grants ingest only item writes, rejects, topics and its source', () => {
+    const s = statements(template, stack, d.ingestSqsFunction!);
+    const table = logicalId(stack, d.table);
+    expect(actionsOn(s, table).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    expect(JSON.stringify(s)).not.toContain('/index/');
+    expect(actionsOn(s, logicalId(stack, d.rejectsQueue))).toContain('sqs:SendMessage');
+    expect(actionsOn(s, logicalId(stack, d.ingestQueue as sqs.Queue))).toEqual(
+      expect.arrayContaining(['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes']),
+    );
+    expect(actionsOn(s, logicalId(stack, d.onlineTopic as sns.Topic))).toEqual(['sns:Publish']);
+    expect(actionsOn(s, logicalId(stack, d.topicKey))).toEqual(['kms:Decrypt', 'kms:GenerateDataKey*']);
+    expect(actionsOn(s, logicalId(stack, d.sweepQueue))).toEqual([]);
+  });
+
+  it('grants dispatch sweep-job and probe sends and the watermark item, nothing else', () => {
+    const s = statements(template, stack, d.dispatchFunction);
+    expect(actionsOn(s, logicalId(stack, d.sweepQueue))).toContain('sqs:SendMessage');
+    expect(actionsOn(s, logicalId(stack, d.ingestQueue as sqs.Queue))).toContain('sqs:SendMessage');
+    expect(actionsOn(s, logicalId(stack, d.table)).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    expect(JSON.stringify(s)).not.toContain('sns:Publish');
+  });
+
+  it('grants sweep Query on exactly the two indexes, item writes, continuations and publishing', () => {
+    const s = statements(template, stack, d.sweepFunction);
+    const query = s.find((st) => st.Action === 'dynamodb:Query');
+    expect(query?.Resource).toEqual(
+      [DEADLINE_INDEX.name, OUTBOX_INDEX.name].map((i) => ({
+        'Fn::Join': ['', [{ 'Fn::GetAtt': [logicalId(stack, d.table), 'Arn'] }, `/index/${i}`]],
+      })),
+    );
+    expect(actionsOn(s, logicalId(stack, d.sweepQueue))).toEqual(
+      expect.arrayContaining(['sqs:SendMessage', 'sqs:ReceiveMessage']),
+    );
+    expect(actionsOn(s, logicalId(stack, d.offlineTopic as sns.Topic))).toEqual(['sns:Publish']);
+    expect(actionsOn(s, logicalId(stack, d.rejectsQueue))).toEqual([]);
+  });
+
+  it('alarms on DLQs, ingest age, sweep lag, watermark, dispatch, throttles, offline storm, publish and Lambda errors', () => {
+    const alarms = Object.entries(resources(template, 'AWS::CloudWatch::Alarm'));
+    const named = (fragment: string) => alarms.filter(([id]) => id.includes(fragment));
+    for (const fragment of [
+      'IngestDLQDepth',
+      'SweepDLQDepth',
+      'IngestQueueAge',
+      'SweepLag',
+      'WatermarkAge',
+      'DispatchNotRunning',
+      'TableThrottles',
+      'OfflineStorm',
+      'PublishFailures',
+      'IngestSqsFunctionErrors',
+      'DispatchFunctionErrors',
+      'SweepFunctionErrors',
+    ]) {
+      expect(named(fragment), fragment).toHaveLength(1);
+    }
+    const alarmTopic = logicalId(stack, d.alarmTopic as sns.Topic);
+    for (const [id, alarm] of alarms) {
+      expect(alarm.Properties.AlarmActions, id).toEqual([{ Ref: alarmTopic }]);
+      expect(alarm.Properties.AlarmDescription, id).toEqual(expect.any(String));
+    }
+    const storm = named('OfflineStorm')[0]![1].Properties;
+    expect(storm).toMatchObject({ Namespace: METRICS_NAMESPACE, MetricName: 'OfflineTransitions', Threshold: 1000 });
+    expect(storm.Dimensions).toEqual([{ Name: 'service', Value: 'sweep' }]);
+    // Throttles sum the table and both indexes.
+    const throttles = JSON.stringify(named('TableThrottles')[0]![1].Properties);
+    for (const index of [DEADLINE_INDEX.name, OUTBOX_INDEX.name]) expect(throttles).toContain(index);
+    expect(named('DispatchNotRunning')[0]![1].Properties.TreatMissingData).toBe('breaching');
+  });
+
+  it('has a dashboard with the incident widgets', () => {
+    const [, dash] = only(template, 'AWS::CloudWatch::Dashboard');
+    const body = JSON.stringify(dash.Properties.DashboardBody);
+    for (const title of [
+      'Ingest rate and rejects',
+      'Writes vs skipped writes',
+      'Write units consumed',
+      'Throttles (table and indexes)',
+      'Ingest lag',
+      'Watermark and sweep lag',
+      'Transitions',
+      'Detection lateness',
+      'Outbox and publishing',
+      'Lambda errors and throttles',
+      'Lambda duration p99',
+      'Dead letters and rejects',
+      'Alarms',
+    ]) {
+      expect(body, title).toContain(title);
+    }
+    for (const metric of ['MessagesRejected', 'WritesCoalesced', 'WatermarkAgeMs', 'DetectionLatenessMs', 'p99']) {
+      expect(body).toContain(metric);
+    }
+  });
+
+  it('outputs what users and the end-to-end test need', () => {
+    const outputs = template.findOutputs('*');
+    for (const name of ['TableName', 'IngestQueueUrl', 'OfflineTopicArn', 'OnlineTopicArn', 'DispatchFunctionName']) {
+      expect(outputs, name).toHaveProperty(name);
+    }
+  });
+});
+
+describe('OfflineDetectorStack (context)', () => {
+  it('adds a Kinesis source configured for real traffic', () => {
+    const { stack, template } = stackWith({ kinesis: '4' });
+    const d = stack.detector;
+    template.hasResourceProperties('AWS::Kinesis::Stream', {
+      ShardCount: 4,
+      StreamModeDetails: { StreamMode: 'PROVISIONED' },
+      StreamEncryption: { EncryptionType: 'KMS', KeyId: 'alias/aws/kinesis' },
+    });
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: { 'Fn::GetAtt': [logicalId(stack, d.ingestStream as kinesis.Stream), 'Arn'] },
+      FunctionName: { Ref: logicalId(stack, d.ingestKinesisFunction!) },
+      StartingPosition: 'LATEST',
+      BatchSize: 500,
+      MaximumBatchingWindowInSeconds: 1,
+      ParallelizationFactor: 1,
+      BisectBatchOnFunctionError: true,
+      MaximumRecordAgeInSeconds: 12 * 3600,
+      MaximumRetryAttempts: 10,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      DestinationConfig: {
+        OnFailure: { Destination: { 'Fn::GetAtt': [logicalId(stack, d.kinesisFailureQueue!), 'Arn'] } },
+      },
+    });
+    const dispatch = statements(template, stack, d.dispatchFunction);
+    expect(actionsOn(dispatch, logicalId(stack, d.ingestStream as kinesis.Stream)).sort()).toEqual([
+      'kinesis:ListShards',
+      'kinesis:PutRecord',
+      'kinesis:PutRecords',
+    ]);
+    const env = functionEnv(template, logicalId(stack, d.sweepFunction));
+    expect(env[ENV.ingestStreamArns]).toEqual({
+      'Fn::GetAtt': [logicalId(stack, d.ingestStream as kinesis.Stream), 'Arn'],
+    });
+    const alarms = Object.keys(resources(template, 'AWS::CloudWatch::Alarm'));
+    expect(alarms.some((id) => id.includes('IngestIteratorAge'))).toBe(true);
+    expect(alarms.some((id) => id.includes('KinesisFailuresDepth'))).toBe(true);
+  });
+
+  it('supports provisioned capacity with auto-scaling, destroy, and device types from context', () => {
+    const { stack, template } = stackWith({
+      billing: 'provisioned',
+      maxWriteCapacity: '2000',
+      removalPolicy: 'destroy',
+      deviceTypes: '{"meter":{"timeoutMs":900000,"precisionMs":60000}}',
+      shardCount: 16,
+      sweepTickSeconds: '20',
+      sqs: 'false',
+      kinesis: 'on-demand',
+    });
+    template.hasResourceProperties('AWS::DynamoDB::GlobalTable', {
+      BillingMode: 'PROVISIONED',
+      WriteProvisionedThroughputSettings: {
+        WriteCapacityAutoScalingSettings: Match.objectLike({
+          MaxCapacity: 2000,
+          TargetTrackingScalingPolicyConfiguration: { TargetValue: 70 },
+        }),
+      },
+    });
+    const [, table] = only(template, 'AWS::DynamoDB::GlobalTable');
+    expect(table.DeletionPolicy).toBe('Delete');
+    template.resourceCountIs('AWS::SQS::Queue', 4); // rejects, sweep + DLQ, Kinesis failures
+    const env = functionEnv(template, logicalId(stack, stack.detector.ingestKinesisFunction!));
+    expect(JSON.parse(env[ENV.deviceTypes] as string)).toEqual({ meter: { timeoutMs: 900000, precisionMs: 60000 } });
+    expect(env[ENV.defaultDeviceType]).toBe('meter');
+    expect(env[ENV.shardCount]).toBe('16');
+    expect(functionEnv(template, logicalId(stack, stack.detector.sweepFunction))[ENV.sweepTickSeconds]).toBe('20');
+  });
+
+  it('rejects bad context early', () => {
+    expect(() => stackWith({ billing: 'cheap' })).toThrow(/billing/);
+    expect(() => stackWith({ deviceTypes: '{"x":{"precisionMs":1}}' })).toThrow(/timeoutMs/);
+    expect(() => stackWith({ kinesis: 'lots' })).toThrow(/kinesis/);
+  });
+});
+
+describe('OfflineDetector (embedded)', () => {
+  it('uses existing queue, stream and topics without creating new ones, and grants on them', () => {
+    const app = new App({ context: NO_BUNDLING });
+    const stack = new Stack(app, 'Embed');
+    const queue = sqs.Queue.fromQueueArn(stack, 'Q', 'arn:aws:sqs:eu-west-1:111111111111:devices');
+    const stream = kinesis.Stream.fromStreamArn(stack, 'K', 'arn:aws:kinesis:eu-west-1:111111111111:stream/devices');
+    const offline = sns.Topic.fromTopicArn(stack, 'T', 'arn:aws:sns:eu-west-1:111111111111:offline');
+    const d = new OfflineDetector(stack, 'Detector', {
+      sqsIngest: { queue, batchSize: 10, maxBatchingWindow: Duration.seconds(0), maxConcurrency: 5 },
+      kinesisIngest: { stream, parallelizationFactor: 2 },
+      offlineTopic: offline,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('AWS::Kinesis::Stream', 0);
+    template.resourceCountIs('AWS::SNS::Topic', 2); // online + alarms
+    expect(d.ingestQueue).toBe(queue);
+    expect(d.ingestDeadLetterQueue).toBeUndefined();
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: queue.queueArn,
+      BatchSize: 10,
+      ScalingConfig: { MaximumConcurrency: 5 },
+    });
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: stream.streamArn,
+      ParallelizationFactor: 2,
+    });
+    const sweep = statements(template, stack, d.sweepFunction);
+    expect(actionsOn(sweep, offline.topicArn)).toEqual(['sns:Publish']);
+    const dispatch = statements(template, stack, d.dispatchFunction);
+    expect(actionsOn(dispatch, queue.queueArn)).toContain('sqs:SendMessage');
+    expect(actionsOn(dispatch, stream.streamArn)).toContain('kinesis:PutRecords');
+  });
+
+  it('validates its configuration at synth time', () => {
+    expect(() => construct({ sqsIngest: false })).toThrow(/ingest source/);
+    expect(() => construct({ sweepTick: Duration.seconds(7) })).toThrow(/sweepTick/);
+    expect(() => construct({ sweepMaxConcurrency: 1 })).toThrow(/sweepMaxConcurrency/);
+    expect(() => construct({ deviceTypes: { a: { timeout: Duration.minutes(1) } }, defaultDeviceType: 'b' })).toThrow(
+      /DEFAULT_DEVICE_TYPE/,
+    );
+  });
+
+  it('warns when the watermark tolerance does not fit a device type (DESIGN.md §5.3)', () => {
+    const { stack } = construct({
+      deviceTypes: {
+        tight: { timeout: Duration.seconds(40), heartbeat: Duration.seconds(20) },
+        fine: { timeout: Duration.minutes(15), heartbeat: Duration.minutes(1) },
+      },
+    });
+    const warnings = Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('tolerance'));
+    expect(warnings).toHaveLength(1);
+    expect(String(warnings[0]!.entry.data)).toContain('"tight"');
+  });
+});
