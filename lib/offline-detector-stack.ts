@@ -68,7 +68,7 @@ function deviceTypes(node: Node): Record<string, DeviceTypeOptions> | undefined 
 
 /** OfflineDetector props from context. Keys (all optional): deviceTypes, defaultDeviceType, fieldMap, sqs (false to
  * disable the SQS source), kinesis ("on-demand" or a shard count), shardCount, sweepTickSeconds,
- * sweepMaxConcurrency, billing ("on-demand" | "provisioned"), maxReadCapacity, maxWriteCapacity, removalPolicy
+ * sweepMaxConcurrency, watermarkToleranceMs, billing ("on-demand" | "provisioned"), maxReadCapacity, maxWriteCapacity, removalPolicy
  * ("retain" | "destroy"), housekeepingTtlDays, offlineStormPerMinute, announceNewDevices, deviceTsSkewMs. */
 export function propsFromContext(node: Node): OfflineDetectorProps {
   const kinesisCtx = ctx(node, 'kinesis');
@@ -106,6 +106,7 @@ export function propsFromContext(node: Node): OfflineDetectorProps {
   const ttlDays = num(node, 'housekeepingTtlDays');
   const skew = num(node, 'deviceTsSkewMs');
   const storm = num(node, 'offlineStormPerMinute');
+  const tolerance = num(node, 'watermarkToleranceMs');
   const fieldMap = ctx(node, 'fieldMap');
   if (fieldMap !== undefined && (typeof fieldMap !== 'object' || fieldMap === null || Array.isArray(fieldMap))) {
     throw new Error('context "fieldMap" must be an object like {"deviceId": "thingName"}');
@@ -122,6 +123,7 @@ export function propsFromContext(node: Node): OfflineDetectorProps {
     shardCount: num(node, 'shardCount'),
     sweepTick: tick === undefined ? undefined : Duration.seconds(tick),
     sweepMaxConcurrency: num(node, 'sweepMaxConcurrency'),
+    watermarkTolerance: tolerance === undefined ? undefined : Duration.millis(tolerance),
     billing,
     removalPolicy: removal === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
     housekeepingTtl: ttlDays === undefined ? undefined : Duration.days(ttlDays),
