@@ -151,7 +151,7 @@ describe('fuzzed input', () => {
     const cases = fc.sample(
       fc.oneof(
         { weight: 3, arbitrary: badCase },
-        { weight: 1, arbitrary: fc.nat(1_000_000).map((n) => ({ body: `{"deviceId":"fuzz-${n}"}` })) },
+        { weight: 1, arbitrary: fc.nat(1_000_000).map((n): Case => ({ body: `{"deviceId":"fuzz-${n}"}` })) },
       ),
       { numRuns: 1_400, seed: 42 },
     );
