@@ -7,14 +7,16 @@ export interface WatermarkSnapshot {
   /** Partitions that count: the configured ingest queues and the open shards of the ingest streams. */
   live: string[];
   marks: Readonly<Record<string, number>>;
+  /** When the live list was last recorded (epoch ms), if ever: lets the sweep notice a dispatcher that stopped. */
+  liveAt?: number;
 }
 
 export interface WatermarkStore {
   read(): Promise<WatermarkSnapshot>;
   /** Raises a partition's watermark to `probeAt`; never lowers it. */
   credit(partition: string, probeAt: number): Promise<void>;
-  /** Records which partitions are live (the dispatcher does, as shards open and close). */
-  setLive(partitions: string[]): Promise<void>;
+  /** Records which partitions are live (the dispatcher does, as shards open and close), as of `at` (epoch ms). */
+  setLive(partitions: string[], at?: number): Promise<void>;
 }
 
 /** The time up to which silence may be judged: `min(now, min over live partitions of watermark + tolerance)`.

@@ -1,0 +1,90 @@
+// The watermark control item against DynamoDB Local: monotonic credits, first credit before the map exists,
+// concurrent credits, the live list, and forgetting partitions that are no longer live.
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DynamoWatermarkStore } from '../../lambdas/adapters/watermark-store.js';
+import { KEY, WATERMARKS_KEY } from '../../lambdas/core/table-schema.js';
+import { sweepCutoff } from '../../lambdas/core/watermark.js';
+import { createDeviceTable } from '../../local/resources.js';
+import { testClients, uniqueName } from '../support/aws.js';
+
+const clients = testClients();
+const tables: Array<() => Promise<void>> = [];
+
+async function freshStore() {
+  const tableName = uniqueName('wm');
+  tables.push(await createDeviceTable(clients.dynamodb, tableName));
+  return { store: new DynamoWatermarkStore(clients.dynamodb, tableName), tableName };
+}
+
+const queueArn = 'arn:aws:sqs:us-east-1:000000000000:ingest';
+const shard0 = 'arn:aws:kinesis:us-east-1:000000000000:stream/devices/shardId-000000000000';
+const shard1 = 'arn:aws:kinesis:us-east-1:000000000000:stream/devices/shardId-000000000001';
+
+let store: DynamoWatermarkStore;
+beforeAll(async () => {
+  ({ store } = await freshStore());
+});
+afterAll(() => Promise.allSettled(tables.map((drop) => drop())));
+
+describe('DynamoWatermarkStore', () => {
+  it('reads an empty snapshot before anything was written', async () => {
+    expect(await store.read()).toEqual({ live: [], marks: {} });
+  });
+
+  it('creates the map on the first credit, before the dispatcher ever ran', async () => {
+    await store.credit(queueArn, 1_000);
+    expect(await store.read()).toEqual({ live: [], marks: { [queueArn]: 1_000 } });
+  });
+
+  it('only ever raises a watermark', async () => {
+    await store.credit(queueArn, 5_000);
+    await store.credit(queueArn, 3_000);
+    await store.credit(queueArn, 5_000);
+    await store.credit(shard0, 4_000);
+    expect((await store.read()).marks).toEqual({ [queueArn]: 5_000, [shard0]: 4_000 });
+  });
+
+  it('keeps the highest of concurrent credits, also when they race to create the map', async () => {
+    const { store: fresh } = await freshStore();
+    const stamps = Array.from({ length: 20 }, (_, i) => 10_000 + ((i * 7) % 20) * 100);
+    await Promise.all(stamps.flatMap((t) => [fresh.credit(shard0, t), fresh.credit(shard1, t + 1)]));
+    expect((await fresh.read()).marks).toEqual({ [shard0]: 11_900, [shard1]: 11_901 });
+  });
+
+  it('records the live partitions and when, and forgets watermarks of partitions no longer live', async () => {
+    const { store: fresh, tableName } = await freshStore();
+    await fresh.setLive([queueArn, shard0, shard1], 50_000);
+    await Promise.all([fresh.credit(queueArn, 40_000), fresh.credit(shard0, 41_000), fresh.credit(shard1, 42_000)]);
+    expect(await fresh.read()).toEqual({
+      live: [queueArn, shard0, shard1],
+      liveAt: 50_000,
+      marks: { [queueArn]: 40_000, [shard0]: 41_000, [shard1]: 42_000 },
+    });
+    // shard1 closed (merged into a new shard2): it no longer counts, and its mark is dropped.
+    const shard2 = shard1.replace(/1$/, '2');
+    await fresh.setLive([queueArn, shard0, shard2], 110_000);
+    const snapshot = await fresh.read();
+    expect(snapshot).toEqual({
+      live: [queueArn, shard0, shard2],
+      liveAt: 110_000,
+      marks: { [queueArn]: 40_000, [shard0]: 41_000 },
+    });
+    // The new shard has no watermark yet: nothing is judged until it is credited.
+    expect(sweepCutoff(120_000, snapshot, 25_000)).toBeUndefined();
+    await fresh.credit(shard2, 100_000);
+    expect(sweepCutoff(120_000, await fresh.read(), 25_000)).toBe(65_000);
+    // One item, read strongly consistently: the layout other tools can rely on.
+    const raw = await clients.dynamodb.send(
+      new GetItemCommand({ TableName: tableName, Key: { [KEY]: { S: WATERMARKS_KEY } }, ConsistentRead: true }),
+    );
+    expect(Object.keys(raw.Item ?? {}).sort()).toEqual(['live', 'liveAt', 'marks', KEY].sort());
+  });
+
+  it('an empty live list is allowed (no partitions configured)', async () => {
+    const { store: fresh } = await freshStore();
+    await fresh.setLive([], 1);
+    expect(await fresh.read()).toEqual({ live: [], liveAt: 1, marks: {} });
+    expect(sweepCutoff(9, await fresh.read(), 5)).toBe(9);
+  });
+});
