@@ -224,9 +224,12 @@ export class DynamoDeviceStore implements DeviceStore {
       return { ...onApplied(out.Attributes), units: out.ConsumedCapacity?.CapacityUnits };
     } catch (error) {
       if (!(error instanceof ConditionalCheckFailedException)) throw error;
-      // A failed condition is billed like a write of the item; the exception does not report units.
       const item = this.conditionFailureReturnsItem ? unmarshallItem(error.Item) : await this.rawGet(deviceId);
-      return { applied: false, current: item && isDevice(item) ? toState(item) : undefined } as T;
+      return {
+        applied: false,
+        current: item && isDevice(item) ? toState(item) : undefined,
+        units: failedWriteUnits(item),
+      } as T;
     }
   }
 
@@ -240,6 +243,12 @@ export class DynamoDeviceStore implements DeviceStore {
 
 function policyEquals(x: Expression, policy: Policy): string {
   return `${x.name(A.timeoutMs)} = ${x.value(policy.timeoutMs)} AND ${x.name(A.precisionMs)} = ${x.value(policy.precisionMs)}`;
+}
+
+/** A failed conditional write is billed like a write of the item (1 unit per started KB), but the exception does
+ * not report it: estimate from the item's JSON size, which is close to DynamoDB's item size for these items. */
+function failedWriteUnits(item: Item | undefined): number {
+  return Math.max(1, Math.ceil(Buffer.byteLength(JSON.stringify(item ?? {})) / 1024));
 }
 
 function isDevice(item: Item): boolean {
