@@ -1,5 +1,6 @@
 // The synthesized template of the OfflineDetector construct and stack: every resource and setting issue 4 asks for,
 // and IAM statements scoped to the resources they touch. Bundling is skipped (the bundling test covers it).
+import { readFileSync } from 'node:fs';
 import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
@@ -363,6 +364,12 @@ describe('OfflineDetectorStack (defaults)', () => {
     }
   });
 
+  it('synthesizes without errors or warnings', () => {
+    const annotations = Annotations.fromStack(stack);
+    expect(annotations.findError('*', Match.anyValue())).toEqual([]);
+    expect(annotations.findWarning('*', Match.anyValue())).toEqual([]);
+  });
+
   it('outputs what users and the end-to-end test need', () => {
     const outputs = template.findOutputs('*');
     for (const name of ['TableName', 'IngestQueueUrl', 'OfflineTopicArn', 'OnlineTopicArn', 'DispatchFunctionName']) {
@@ -444,6 +451,24 @@ describe('OfflineDetectorStack (context)', () => {
     expect(() => stackWith({ billing: 'cheap' })).toThrow(/billing/);
     expect(() => stackWith({ deviceTypes: '{"x":{"precisionMs":1}}' })).toThrow(/timeoutMs/);
     expect(() => stackWith({ kinesis: 'lots' })).toThrow(/kinesis/);
+  });
+});
+
+describe('LocalStack deployment context', () => {
+  it('synthesizes cleanly with the context local/localstack/deploy.sh passes', () => {
+    const script = readFileSync(new URL('../../local/localstack/deploy.sh', import.meta.url), 'utf8');
+    const context = Object.fromEntries(
+      [...script.matchAll(/^\s*-c '?(\w+)=(.*?)'?$/gm)].map((m) => [m[1]!, m[2]!] as const),
+    );
+    expect(Object.keys(context)).toEqual(expect.arrayContaining(['deviceTypes', 'sweepTickSeconds', 'removalPolicy']));
+    const { stack, template } = stackWith(context);
+    const annotations = Annotations.fromStack(stack);
+    expect(annotations.findError('*', Match.anyValue())).toEqual([]);
+    expect(annotations.findWarning('*', Match.stringLikeRegexp('offline-detector'))).toEqual([]);
+    const [, table] = only(template, 'AWS::DynamoDB::GlobalTable');
+    expect(table.DeletionPolicy).toBe('Delete');
+    const env = functionEnv(template, logicalId(stack, stack.detector.sweepFunction));
+    expect(JSON.parse(env[ENV.deviceTypes] as string)).toHaveProperty('e2e.timeoutMs', 30000);
   });
 });
 
