@@ -28,6 +28,8 @@ export interface OfflineDetectorDashboardProps {
   readonly table: dynamodb.ITableV2;
   readonly indexNames: readonly string[];
   readonly functions: readonly lambda.IFunction[];
+  /** The scheduled function whose silence means no detection at all. */
+  readonly dispatchFunction: lambda.IFunction;
   readonly ingestQueue?: sqs.IQueue;
   readonly ingestStream?: kinesis.IStream;
   readonly deadLetterQueues: readonly { name: string; queue: sqs.IQueue }[];
@@ -121,17 +123,14 @@ export class OfflineDetectorDashboard extends Construct {
         'An ingest partition stopped crediting watermark probes: ingest is stalled or probes are not sent ' +
         '(dispatch). Offline detection is frozen at the last watermark until it recovers.',
     });
-    const dispatch = props.functions.find((f) => f.node.id === 'DispatchFunction');
-    if (dispatch) {
-      this.alarm('DispatchNotRunning', {
-        metric: dispatch.metricInvocations({ period: PERIOD, statistic: cw.Stats.SUM }),
-        threshold: 1,
-        comparisonOperator: cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-        evaluationPeriods: 3,
-        treatMissingData: cw.TreatMissingData.BREACHING,
-        alarmDescription: 'The dispatcher has not run for 3 minutes: no sweeps, no probes, no offline detection.',
-      });
-    }
+    this.alarm('DispatchNotRunning', {
+      metric: props.dispatchFunction.metricInvocations({ period: PERIOD, statistic: cw.Stats.SUM }),
+      threshold: 1,
+      comparisonOperator: cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      treatMissingData: cw.TreatMissingData.BREACHING,
+      alarmDescription: 'The dispatcher has not run for 3 minutes: no sweeps, no probes, no offline detection.',
+    });
     this.alarm('TableThrottles', {
       metric: new cw.MathExpression({
         expression: 'SUM(METRICS())',

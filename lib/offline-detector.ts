@@ -486,6 +486,7 @@ export class OfflineDetector extends Construct {
       functions: [this.ingestSqsFunction, this.ingestKinesisFunction, this.dispatchFunction, this.sweepFunction].filter(
         (f): f is nodejs.NodejsFunction => f !== undefined,
       ),
+      dispatchFunction: this.dispatchFunction,
       ingestQueue: this.ingestQueue,
       ingestStream: this.ingestStream,
       deadLetterQueues: [
