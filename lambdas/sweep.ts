@@ -1,4 +1,84 @@
-// Placeholder until the sweep handler lands (issue 3); exists so the infrastructure can bundle and wire it.
-export const handler = async (): Promise<void> => {
-  throw new Error('sweep handler not implemented yet');
-};
+// Sweep Lambda: one SQS message per job (a shard, or a continuation of one). Finds the shard's expired devices by
+// the watermark cutoff, commits their offline transitions, publishes through the outbox, re-publishes stale outboxes.
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import middy from '@middy/core';
+import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
+import { DynamoDeviceStore } from './adapters/device-store.js';
+import { EventTopics } from './adapters/event-topics.js';
+import { SweepQueue } from './adapters/sweep-queue.js';
+import { DynamoWatermarkStore } from './adapters/watermark-store.js';
+import { ENV, type Env, loadSweepConfig, requireString } from './core/config.js';
+import { parseSweepJob, type SweepDeps, type SweepStats, sweepShard } from './core/sweep.js';
+import { type AwsClients, awsClients, logger, metrics, once } from './runtime.js';
+
+export function sweepDepsFromEnv(env: Env, clients: AwsClients = awsClients()): SweepDeps {
+  const config = loadSweepConfig(env);
+  return {
+    settings: {
+      toleranceMs: config.watermarkToleranceMs,
+      budgetMs: config.sweepBudgetMs,
+      pageSize: config.sweepPageSize,
+      concurrency: config.sweepConcurrency,
+      republishAfterMs: config.outboxRepublishAfterMs,
+    },
+    store: new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName }),
+    publisher: new EventTopics(clients.sns, {
+      'device.online': config.onlineTopicArn,
+      'device.offline': config.offlineTopicArn,
+    }),
+    watermarks: new DynamoWatermarkStore(clients.dynamodb, config.tableName),
+    queue: new SweepQueue(clients.sqs, requireString(env, ENV.sweepQueueUrl)),
+    now: Date.now,
+  };
+}
+
+export class SweepIncomplete extends Error {
+  constructor(readonly stats: SweepStats) {
+    super(`shard ${stats.shard}: ${stats.errors.length} device(s) not settled: ${String(stats.errors[0])}`);
+    this.name = 'SweepIncomplete';
+  }
+}
+
+export function report(stats: SweepStats): void {
+  const count = (name: string, value: number) => metrics.addMetric(name, MetricUnit.Count, value);
+  count('ItemsScanned', stats.scanned);
+  count('OfflineTransitions', stats.offline);
+  count('Rearms', stats.rearmed);
+  count('Continuations', stats.continued ? 1 : 0);
+  count('OutboxRepublished', stats.republished);
+  count('EventsPublished', stats.published);
+  count('PublishFailures', stats.publishFailures);
+  count('WriteUnits', stats.writeUnits);
+  if (stats.lagMs !== undefined) metrics.addMetric('SweepLagMs', MetricUnit.Milliseconds, stats.lagMs);
+  for (const ms of stats.latenessMs) metrics.addMetric('DetectionLatenessMs', MetricUnit.Milliseconds, ms);
+  const { errors, latenessMs: _l, ...summary } = stats;
+  if (stats.cutoff === undefined) logger.warn('no cutoff: a live ingest partition has no watermark yet', summary);
+  else logger.info('shard swept', summary);
+}
+
+export function sweepHandler(deps: () => SweepDeps) {
+  const processor = new BatchProcessor(EventType.SQS);
+  return middy<SQSEvent, unknown, Error, Context>()
+    .use(injectLambdaContext(logger))
+    .use(logMetrics(metrics, { captureColdStartMetric: true }))
+    .handler(async (event, context) =>
+      processPartialResponse(
+        event,
+        async (record: SQSRecord) => {
+          const stats = await sweepShard(parseSweepJob(record.body), deps(), {
+            remainingMs: () => context.getRemainingTimeInMillis(),
+          });
+          report(stats);
+          // The job is retried: every write is conditional, so redoing what did settle is harmless.
+          if (stats.errors.length > 0) throw new SweepIncomplete(stats);
+        },
+        processor,
+        { context },
+      ),
+    );
+}
+
+export const handler = sweepHandler(once(() => sweepDepsFromEnv(process.env)));

@@ -17,6 +17,7 @@ export const ENV = {
   housekeepingTtlDays: 'HOUSEKEEPING_TTL_DAYS',
   cacheSize: 'COALESCE_CACHE_SIZE',
   writeConcurrency: 'WRITE_CONCURRENCY',
+  probeMaxBacklog: 'PROBE_MAX_BACKLOG',
   rejectsQueueUrl: 'REJECTS_QUEUE_URL',
   onlineTopicArn: 'ONLINE_TOPIC_ARN',
   offlineTopicArn: 'OFFLINE_TOPIC_ARN',
@@ -25,6 +26,9 @@ export const ENV = {
   sweepTickSeconds: 'SWEEP_TICK_SECONDS',
   sweepBudgetMs: 'SWEEP_BUDGET_MS',
   watermarkToleranceMs: 'WATERMARK_TOLERANCE_MS',
+  sweepPageSize: 'SWEEP_PAGE_SIZE',
+  sweepConcurrency: 'SWEEP_CONCURRENCY',
+  outboxRepublishAfterMs: 'OUTBOX_REPUBLISH_AFTER_MS',
   ingestQueueUrls: 'INGEST_QUEUE_URLS',
   ingestStreamArns: 'INGEST_STREAM_ARNS',
 } as const;
@@ -53,6 +57,10 @@ export interface IngestConfig {
   housekeepingTtlMs: number;
   cacheSize: number;
   writeConcurrency: number;
+  /** An SQS probe is credited only while the ingest queue shows at most this many visible messages (see
+   * `probeCredit`). Default: one ReceiveMessage's worth, which the next poll takes at once. At high throughput set
+   * it to the visible backlog a healthy pipeline shows, well below what one tolerance of stall would pile up. */
+  probeMaxBacklog: number;
   rejectsQueueUrl?: string;
   onlineTopicArn?: string;
   offlineTopicArn?: string;
@@ -128,6 +136,7 @@ export function loadIngestConfig(env: Env): IngestConfig {
     housekeepingTtlMs: intSetting(env, ENV.housekeepingTtlDays, 30, 1, 3650) * 24 * 3600_000,
     cacheSize: intSetting(env, ENV.cacheSize, 100_000),
     writeConcurrency: intSetting(env, ENV.writeConcurrency, 32, 1, 1000),
+    probeMaxBacklog: intSetting(env, ENV.probeMaxBacklog, 10),
     rejectsQueueUrl: env[ENV.rejectsQueueUrl] || undefined,
     onlineTopicArn: env[ENV.onlineTopicArn] || undefined,
     offlineTopicArn: env[ENV.offlineTopicArn] || undefined,
@@ -153,6 +162,13 @@ export interface SweepConfig {
   sweepBudgetMs: number;
   /** Added to the slowest watermark: one probe interval plus the healthy pipeline latency. */
   watermarkToleranceMs: number;
+  /** Deadline-index entries per query page (one page is the unit of work between budget checks). */
+  sweepPageSize: number;
+  /** Devices one sweep job settles in parallel. */
+  sweepConcurrency: number;
+  /** Outbox entries older than this are re-published by the sweep: well above a healthy commit-to-publish time,
+   * so a re-publish rarely duplicates an event that is merely in flight. */
+  outboxRepublishAfterMs: number;
   ingestQueueUrls: string[];
   ingestStreamArns: string[];
   onlineTopicArn?: string;
@@ -169,6 +185,9 @@ export function loadSweepConfig(env: Env): SweepConfig {
     sweepTickSeconds,
     sweepBudgetMs: intSetting(env, ENV.sweepBudgetMs, 20_000, 100),
     watermarkToleranceMs: intSetting(env, ENV.watermarkToleranceMs, 2 * sweepTickSeconds * 1000 + 5_000, 0),
+    sweepPageSize: intSetting(env, ENV.sweepPageSize, 100, 1, 1000),
+    sweepConcurrency: intSetting(env, ENV.sweepConcurrency, 16, 1, 256),
+    outboxRepublishAfterMs: intSetting(env, ENV.outboxRepublishAfterMs, 15_000, 0),
     ingestQueueUrls: listSetting(env, ENV.ingestQueueUrls),
     ingestStreamArns: listSetting(env, ENV.ingestStreamArns),
     onlineTopicArn: env[ENV.onlineTopicArn] || undefined,

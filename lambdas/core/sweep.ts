@@ -1,0 +1,302 @@
+// The sweep use case: for one shard of the deadline index, find the devices whose deadline passed by the cutoff,
+// re-arm those still alive and commit the offline transition of the others, then publish through the outbox. The
+// cutoff comes from the ingest watermarks, never the wall clock alone, so our own lag never makes a device look
+// silent. No AWS here: ports only.
+import { mapLimit } from './concurrency.js';
+import { type DeviceState, policyOf, transitionEvent } from './device.js';
+import { relayOutboxes } from './outbox.js';
+import { offlineAt, type Policy } from './policy.js';
+import type { Billed, CommitRequest, DeviceStore, EventPublisher, ExpiredEntry } from './ports.js';
+import { STATUS } from './table-schema.js';
+import { sweepCutoff, type WatermarkStore } from './watermark.js';
+
+/** One unit of sweep work on the sweep queue. The dispatcher enqueues `{shard}`; a job that runs out of budget
+ * enqueues its continuation with the cutoff it judged by and where it stopped. */
+export interface SweepJob {
+  shard: string;
+  /** Set on continuations: judge by the same cutoff as the job they continue. */
+  cutoff?: number;
+  /** Set on continuations: the deadline-index position to resume after. */
+  cursor?: string;
+  /** How many jobs precede this one in its chain of continuations (for logs). */
+  continuation?: number;
+}
+
+/** Where sweep jobs go: the sweep queue. Tick jobs are delayed to spread them over the minute. */
+export interface SweepJobQueue {
+  enqueue(jobs: SweepJob[], delaySeconds?: number): Promise<void>;
+}
+
+export interface SweepSettings {
+  /** Added to the slowest watermark (see `sweepCutoff`). */
+  toleranceMs: number;
+  /** How long one job may work before it hands the rest of its shard to a continuation. */
+  budgetMs: number;
+  /** Deadline-index entries per query page. */
+  pageSize: number;
+  /** Devices settled in parallel within a page. */
+  concurrency: number;
+  /** Outbox entries older than this are re-published (their committer crashed or could not publish). */
+  republishAfterMs: number;
+}
+
+export interface SweepDeps {
+  settings: SweepSettings;
+  store: DeviceStore;
+  publisher: EventPublisher;
+  watermarks: Pick<WatermarkStore, 'read'>;
+  queue: SweepJobQueue;
+  /** Stamps events and measures the budget. Judging uses the cutoff, which never exceeds it. */
+  now: () => number;
+}
+
+export interface SweepOptions {
+  /** Time the runtime still grants (Lambda's `getRemainingTimeInMillis`): the budget never exceeds it. */
+  remainingMs?: () => number;
+}
+
+export interface SweepStats {
+  shard: string;
+  /** Undefined when nothing could be judged: a live ingest partition has no watermark yet. */
+  cutoff?: number;
+  /** `now - cutoff` when the job started: how far behind the wall clock the sweep judges. */
+  lagMs?: number;
+  pages: number;
+  scanned: number;
+  offline: number;
+  rearmed: number;
+  /** Index entries whose device had already left the index (index lag, a duplicate job). */
+  skipped: number;
+  /** A continuation job was enqueued for the rest of the shard. */
+  continued: boolean;
+  /** Events published by the outbox re-publish (older outbox entries), part of `published`. */
+  republished: number;
+  published: number;
+  /** Devices whose events could not all be published: they stay in the outbox for the re-publish. */
+  publishFailures: number;
+  writeUnits: number;
+  /** Per offline transition: `detectedAt - (lastSeen + timeout)`. */
+  latenessMs: number[];
+  /** Devices that could not be settled (store errors); the next sweep finds them again. */
+  errors: unknown[];
+}
+
+/** How many times one device is re-decided when its state keeps changing under the sweep (a busy device). */
+const MAX_ATTEMPTS = 4;
+/** Left of the runtime's remaining time for the last page to finish and the job to report. */
+const RUNTIME_MARGIN_MS = 5_000;
+
+export class InvalidSweepJob extends Error {
+  constructor(readonly body: string) {
+    super(`not a sweep job: ${body.slice(0, 200)}`);
+    this.name = 'InvalidSweepJob';
+  }
+}
+
+export function parseSweepJob(body: string): SweepJob {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body);
+  } catch {
+    throw new InvalidSweepJob(body);
+  }
+  const job = raw as Partial<Record<keyof SweepJob, unknown>> | null;
+  const valid =
+    typeof job === 'object' &&
+    job !== null &&
+    typeof job.shard === 'string' &&
+    job.shard !== '' &&
+    (job.cutoff === undefined || Number.isSafeInteger(job.cutoff)) &&
+    (job.cursor === undefined || typeof job.cursor === 'string') &&
+    (job.continuation === undefined || Number.isSafeInteger(job.continuation));
+  if (!valid) throw new InvalidSweepJob(body);
+  return job as SweepJob;
+}
+
+/** Runs one sweep job: the expired part of the shard (or its continuation), then the outbox re-publish. */
+export async function sweepShard(job: SweepJob, deps: SweepDeps, options: SweepOptions = {}): Promise<SweepStats> {
+  const { settings } = deps;
+  const startedAt = deps.now();
+  const stats = emptyStats(job.shard);
+  const budgetEnd = startedAt + settings.budgetMs;
+  const { remainingMs } = options;
+  const hasTime = (t: number) => t < budgetEnd && (!remainingMs || remainingMs() > RUNTIME_MARGIN_MS);
+
+  // A continuation keeps its cutoff: an older cutoff is only more cautious, and its cursor is only meaningful for
+  // the range it was taken from. Newer expiries are the next tick's work.
+  const cutoff = job.cutoff ?? sweepCutoff(startedAt, await deps.watermarks.read(), settings.toleranceMs);
+  if (cutoff !== undefined) {
+    stats.cutoff = cutoff;
+    stats.lagMs = startedAt - cutoff;
+    await sweepExpired(job, cutoff, deps, stats, hasTime);
+  }
+  await republish(job.shard, deps, stats, hasTime);
+  return stats;
+}
+
+async function sweepExpired(
+  job: SweepJob,
+  cutoff: number,
+  deps: SweepDeps,
+  stats: SweepStats,
+  hasTime: (t: number) => boolean,
+): Promise<void> {
+  const { settings, store } = deps;
+  let cursor = job.cursor;
+  do {
+    const t = deps.now();
+    // The first page always runs, so that every job makes progress however small its budget.
+    if (stats.pages > 0 && !hasTime(t)) {
+      await deps.queue.enqueue([{ shard: job.shard, cutoff, cursor, continuation: (job.continuation ?? 0) + 1 }]);
+      stats.continued = true;
+      return;
+    }
+    const page = await store.queryExpired(job.shard, cutoff, settings.pageSize, cursor);
+    stats.pages++;
+    stats.scanned += page.items.length;
+    const outcomes = await mapLimit(page.items, settings.concurrency, (entry) =>
+      settle(entry, cutoff, job.shard, t, store).catch((error: unknown) => ({
+        kind: 'error' as const,
+        error,
+        units: 0,
+      })),
+    );
+    const transitions: DeviceState[] = [];
+    for (const outcome of outcomes) {
+      stats.writeUnits += outcome.units;
+      if (outcome.kind === 'offline') {
+        stats.offline++;
+        transitions.push(outcome.after);
+        stats.latenessMs.push(t - (outcome.after.lastSeen + outcome.after.timeoutMs));
+      } else if (outcome.kind === 'rearmed') stats.rearmed++;
+      else if (outcome.kind === 'skipped') stats.skipped++;
+      else stats.errors.push(outcome.error);
+    }
+    if (transitions.length > 0) {
+      const relay = await relayOutboxes(transitions, store, deps.publisher);
+      stats.published += relay.published;
+      stats.publishFailures += relay.failed;
+    }
+    cursor = page.next;
+  } while (cursor);
+}
+
+type Settled =
+  | { kind: 'rearmed' | 'skipped'; units: number }
+  | { kind: 'offline'; after: DeviceState; units: number }
+  | { kind: 'error'; error: unknown; units: number };
+
+/** What the stored state calls for at `cutoff`. */
+type Judgement = { kind: 'skip' } | { kind: 'rearm'; policy: Policy } | { kind: 'offline' };
+
+export function judge(current: DeviceState | undefined, cutoff: number): Judgement {
+  // Absent or already offline: the index entry is lagging behind the item, or a duplicate job got there first.
+  if (!current || current.status !== STATUS.online) return { kind: 'skip' };
+  const policy = policyOf(current);
+  return offlineAt(current.lastSeen, policy) > cutoff ? { kind: 'rearm', policy } : { kind: 'offline' };
+}
+
+/** Settles one index entry. The re-arm comes first because it is the common case in steady state (the ingest
+ * moves deadlines rarely, so most entries found are alive devices) and costs one write; when its condition fails
+ * the item comes back with the failure, so the offline decision needs no read. */
+async function settle(entry: ExpiredEntry, cutoff: number, shard: string, now: number, store: DeviceStore) {
+  const first = await store.rearm(entry.deviceId, policyOf(entry), cutoff);
+  let units = billed(first);
+  if (first.applied) return { kind: 'rearmed', units } satisfies Settled;
+  let current = first.current;
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const judgement = judge(current, cutoff);
+    if (judgement.kind === 'skip') return { kind: 'skipped', units } satisfies Settled;
+    if (judgement.kind === 'rearm') {
+      // Alive, but under another policy than the index entry's: re-arm by the stored one. Conditional on that
+      // policy and on being alive, so a concurrent change sends us round again rather than being overwritten.
+      const out = await store.rearm(entry.deviceId, judgement.policy, cutoff);
+      units += billed(out);
+      if (out.applied) return { kind: 'rearmed', units } satisfies Settled;
+      current = out.current;
+    } else {
+      const out = await store.commit(offlineCommit(current!, shard, now));
+      units += billed(out);
+      if (out.applied) return { kind: 'offline', after: out.after, units } satisfies Settled;
+      current = out.current;
+    }
+  }
+  throw new Error(`device ${entry.deviceId}: state kept changing under ${MAX_ATTEMPTS} attempts`);
+}
+
+/** The offline transition of a device found expired at the cutoff. Everything comes from the stored item: the
+ * device went offline at the deadline that expired, not when we noticed. Conditional on nothing having changed
+ * since the item was read (same seq, still online, no newer `lastSeen`). */
+export function offlineCommit(current: DeviceState, shard: string, detectedAt: number): CommitRequest {
+  const state = {
+    deviceType: current.deviceType,
+    timeoutMs: current.timeoutMs,
+    precisionMs: current.precisionMs,
+    lastSeen: current.lastSeen,
+    status: STATUS.offline,
+    since: offlineAt(current.lastSeen, policyOf(current)),
+    seq: current.seq + 1,
+  };
+  return {
+    deviceId: current.deviceId,
+    expect: { seq: current.seq, status: STATUS.online, lastSeenAtMost: current.lastSeen },
+    // No shard/deadline: the device leaves the deadline index in the same write.
+    state,
+    append: [transitionEvent('device.offline', { deviceId: current.deviceId, ...state }, detectedAt)],
+    outboxShard: shard,
+    outboxAt: detectedAt,
+  };
+}
+
+/** Write units of one conditional write. A failed condition is billed like a write of the item but the store
+ * cannot report it; our items are under 1 KB, so it is one unit. */
+function billed(outcome: Billed & { applied: boolean }): number {
+  return outcome.units ?? (outcome.applied ? 0 : 1);
+}
+
+/** Re-publishes outbox entries that stayed longer than `republishAfterMs`: a committer crashed between commit and
+ * publish or clear, or the publish failed. Events are deterministic, so a duplicate is harmless. Runs after the
+ * expiry sweep and gets at least one page, so that neither starves the other. */
+async function republish(
+  shard: string,
+  deps: SweepDeps,
+  stats: SweepStats,
+  hasTime: (t: number) => boolean,
+): Promise<void> {
+  const { settings, store } = deps;
+  const before = deps.now() - settings.republishAfterMs;
+  let cursor: string | undefined;
+  let pages = 0;
+  do {
+    if (pages > 0 && !hasTime(deps.now())) return;
+    const page = await store.queryOutbox(shard, before, settings.pageSize, cursor);
+    pages++;
+    const states = await mapLimit(page.items, settings.concurrency, (deviceId) => store.get(deviceId));
+    const pending = states.filter((state): state is DeviceState => state !== undefined && state.outbox.length > 0);
+    if (pending.length > 0) {
+      const relay = await relayOutboxes(pending, store, deps.publisher);
+      stats.republished += relay.published;
+      stats.published += relay.published;
+      stats.publishFailures += relay.failed;
+    }
+    cursor = page.next;
+  } while (cursor);
+}
+
+function emptyStats(shard: string): SweepStats {
+  return {
+    shard,
+    pages: 0,
+    scanned: 0,
+    offline: 0,
+    rearmed: 0,
+    skipped: 0,
+    continued: false,
+    republished: 0,
+    published: 0,
+    publishFailures: 0,
+    writeUnits: 0,
+    latenessMs: [],
+    errors: [],
+  };
+}

@@ -1,0 +1,34 @@
+// An in-memory WatermarkStore: tests set the snapshot directly (to hold the cutoff back, to simulate lag) or drive
+// it through `credit` as the ingest would.
+import type { WatermarkSnapshot, WatermarkStore } from '../../lambdas/core/watermark.js';
+
+export class MemoryWatermarks implements WatermarkStore {
+  snapshot: WatermarkSnapshot;
+
+  /** With no partitions the cutoff is the wall clock; `at` gives one partition `p` that watermark. */
+  constructor(at?: number) {
+    this.snapshot = at === undefined ? { live: [], marks: {} } : { live: ['p'], marks: { p: at } };
+  }
+
+  /** Sets the one partition's watermark, up or down (a test may model any lag). */
+  set(at: number, partition = 'p'): void {
+    this.snapshot = {
+      live: this.snapshot.live.includes(partition) ? this.snapshot.live : [...this.snapshot.live, partition],
+      marks: { ...this.snapshot.marks, [partition]: at },
+    };
+  }
+
+  async read(): Promise<WatermarkSnapshot> {
+    return structuredClone(this.snapshot);
+  }
+
+  async credit(partition: string, probeAt: number): Promise<void> {
+    const mark = this.snapshot.marks[partition];
+    if (mark === undefined || probeAt > mark)
+      this.snapshot = { ...this.snapshot, marks: { ...this.snapshot.marks, [partition]: probeAt } };
+  }
+
+  async setLive(partitions: string[], at?: number): Promise<void> {
+    this.snapshot = { ...this.snapshot, live: [...partitions], ...(at === undefined ? {} : { liveAt: at }) };
+  }
+}
