@@ -11,7 +11,8 @@ const outDir = mkdtempSync(path.join(tmpdir(), 'od-cdk-out-'));
 afterAll(() => rmSync(outDir, { recursive: true, force: true }));
 
 describe('cdk synth', () => {
-  it('synthesizes the app with no credentials and no network', () => {
+  // ≈5 s on an idle machine; generous limits because CI may run it beside the other suites.
+  it('synthesizes the app with no credentials and no network', { timeout: 120_000 }, () => {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       AWS_EC2_METADATA_DISABLED: 'true',
@@ -25,7 +26,7 @@ describe('cdk synth', () => {
       cwd: root,
       env,
       encoding: 'utf8',
-      timeout: 60_000,
+      timeout: 110_000,
     });
     expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
 
