@@ -1,4 +1,72 @@
-// Placeholder until the dispatch handler lands (issue 3); exists so the infrastructure can bundle and wire it.
-export const handler = async (): Promise<void> => {
-  throw new Error('dispatch handler not implemented yet');
-};
+// Dispatch Lambda, invoked every minute by EventBridge Scheduler: sweep jobs per shard and tick on the sweep queue,
+// the live ingest partitions recorded, and watermark probes into every ingest partition at every tick.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { KinesisClient } from '@aws-sdk/client-kinesis';
+import middy from '@middy/core';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { Context } from 'aws-lambda';
+import { QueueProbes, StreamProbes } from './adapters/probes.js';
+import { SweepQueue } from './adapters/sweep-queue.js';
+import { DynamoWatermarkStore } from './adapters/watermark-store.js';
+import { ENV, type Env, loadSweepConfig, requireString } from './core/config.js';
+import { type DispatchDeps, type DispatchResult, dispatch, toleranceWarnings } from './core/dispatch.js';
+import { type AwsClients, awsClients, logger, metrics, once } from './runtime.js';
+
+export function dispatchDepsFromEnv(
+  env: Env,
+  clients: AwsClients & { kinesis?: KinesisClient } = awsClients(),
+): DispatchDeps {
+  const config = loadSweepConfig(env);
+  // Checked once per container: a tolerance that cannot protect a device type is a deployment mistake to shout about.
+  for (const warning of toleranceWarnings(config.deviceTypes, config.watermarkToleranceMs, config.sweepTickSeconds)) {
+    logger.warn(warning.message, { deviceType: warning.deviceType });
+  }
+  // HTTP/1.1: the same client works against AWS and the emulators (which do not speak the SDK's default HTTP/2).
+  const kinesis = clients.kinesis ?? new KinesisClient({ requestHandler: new NodeHttpHandler() });
+  return {
+    shardCount: config.shardCount,
+    tickSeconds: config.sweepTickSeconds,
+    sweepQueue: new SweepQueue(clients.sqs, requireString(env, ENV.sweepQueueUrl)),
+    watermarks: new DynamoWatermarkStore(clients.dynamodb, config.tableName),
+    queues: new QueueProbes(clients.sqs, config.ingestQueueUrls),
+    streams: new StreamProbes(kinesis, config.ingestStreamArns),
+    now: Date.now,
+    sleep: (ms) => sleep(ms),
+  };
+}
+
+export class DispatchIncomplete extends Error {
+  constructor(readonly result: DispatchResult) {
+    super(`sweep jobs not enqueued: ${String(result.errors.find((e) => e.step === 'enqueue')?.error)}`);
+    this.name = 'DispatchIncomplete';
+  }
+}
+
+function report(result: DispatchResult): void {
+  metrics.addMetric('SweepJobsEnqueued', MetricUnit.Count, result.jobsEnqueued);
+  metrics.addMetric('ProbesSent', MetricUnit.Count, result.probesSent);
+  metrics.addMetric('ProbeFailures', MetricUnit.Count, result.probeFailures);
+  if (result.live) metrics.addMetric('LivePartitions', MetricUnit.Count, result.live.length);
+  const { errors, ...summary } = result;
+  for (const { step, error } of errors) logger.error(`dispatch step failed: ${step}`, { error });
+  if (result.ticksSkipped > 0) logger.warn('Kinesis probe ticks skipped: the function timeout is under a minute');
+  logger.info('dispatched', summary);
+}
+
+export function dispatchHandler(deps: () => DispatchDeps) {
+  return middy<unknown, void, Error, Context>()
+    .use(injectLambdaContext(logger))
+    .use(logMetrics(metrics, { captureColdStartMetric: true }))
+    .handler(async (_event, context) => {
+      const result = await dispatch(deps(), { remainingMs: () => context.getRemainingTimeInMillis() });
+      report(result);
+      // Missing sweep jobs are worth a retry by the scheduler (duplicates are harmless); probes and the live list
+      // are redone by the next minute anyway.
+      if (result.errors.some((e) => e.step === 'enqueue')) throw new DispatchIncomplete(result);
+    });
+}
+
+export const handler = dispatchHandler(once(() => dispatchDepsFromEnv(process.env)));

@@ -8,11 +8,14 @@ import middy from '@middy/core';
 import type { Context, KinesisStreamEvent, KinesisStreamRecord, SQSEvent, SQSRecord } from 'aws-lambda';
 import { DynamoDeviceStore } from './adapters/device-store.js';
 import { EventTopics } from './adapters/event-topics.js';
+import { QueueBacklog } from './adapters/queue-backlog.js';
 import { RejectQueue } from './adapters/reject-queue.js';
+import { DynamoWatermarkStore } from './adapters/watermark-store.js';
 import { ENV, type Env, loadIngestConfig } from './core/config.js';
 import { DeviceCache } from './core/device-cache.js';
 import { type IngestDeps, type IngestRecord, type IngestResult, ingestBatch } from './core/ingest.js';
 import type { RejectSink } from './core/ports.js';
+import { newestPerPartition, probeCredit, type WatermarkStore } from './core/watermark.js';
 import { type AwsClients, awsClients, logger, metrics } from './runtime.js';
 
 export class RecordNotCommitted extends Error {
@@ -22,7 +25,13 @@ export class RecordNotCommitted extends Error {
   }
 }
 
-export function ingestDepsFromEnv(env: Env, clients: AwsClients = awsClients()): IngestDeps {
+/** What the handlers need besides the core: where probes are credited, and how to see an SQS queue's backlog. */
+export interface IngestHandlerDeps extends IngestDeps {
+  watermarks: Pick<WatermarkStore, 'credit'>;
+  backlog: Pick<QueueBacklog, 'visible'>;
+}
+
+export function ingestDepsFromEnv(env: Env, clients: AwsClients = awsClients()): IngestHandlerDeps {
   const config = loadIngestConfig(env);
   return {
     config,
@@ -34,6 +43,8 @@ export function ingestDepsFromEnv(env: Env, clients: AwsClients = awsClients()):
     rejects: config.rejectsQueueUrl ? new RejectQueue(clients.sqs, config.rejectsQueueUrl) : missingRejectsQueue,
     cache: new DeviceCache(config.cacheSize),
     now: Date.now,
+    watermarks: new DynamoWatermarkStore(clients.dynamodb, config.tableName),
+    backlog: new QueueBacklog(clients.sqs),
   };
 }
 
@@ -89,20 +100,54 @@ function report(result: IngestResult) {
   }
 }
 
+/** Raises the watermark of every partition a committed probe was read from (not the one its body names: a probe
+ * can land in a child shard when a split races the dispatcher). Never fails the batch: its records are committed,
+ * and a probe not credited only holds the sweep back until the next one. */
+async function creditProbes(result: IngestResult, records: IngestRecord[], deps: IngestHandlerDeps, ordered: boolean) {
+  const readFrom = new Map(records.map((record) => [record.id, record.partition]));
+  const seen = result.probes.map((p) => ({ partition: readFrom.get(p.recordId) ?? p.partition, probeAt: p.probeAt }));
+  let credited = 0;
+  let notCredited = 0;
+  await Promise.all(
+    newestPerPartition(seen).map(async (probe) => {
+      try {
+        const visibleBacklog = ordered ? undefined : await deps.backlog.visible(probe.partition).catch(() => undefined);
+        const source = ordered
+          ? { ordered: true as const }
+          : { ordered: false as const, visibleBacklog, maxBacklog: deps.config.probeMaxBacklog };
+        const mark = probeCredit(probe.probeAt, deps.now(), source);
+        if (mark === undefined) {
+          notCredited += probe.count;
+          return;
+        }
+        await deps.watermarks.credit(probe.partition, mark);
+        credited += probe.count;
+      } catch (error) {
+        notCredited += probe.count;
+        logger.warn('probe not credited', { partition: probe.partition, error });
+      }
+    }),
+  );
+  metrics.addMetric('ProbesCredited', MetricUnit.Count, credited);
+  metrics.addMetric('ProbesNotCredited', MetricUnit.Count, notCredited + result.stats.probes - result.probes.length);
+}
+
 type Source<E> = {
   eventType: (typeof EventType)[keyof typeof EventType];
   ordered: boolean;
   records: (event: E) => IngestRecord[];
 };
 
-function ingestHandler<E extends SQSEvent | KinesisStreamEvent>(source: Source<E>, deps: () => IngestDeps) {
+function ingestHandler<E extends SQSEvent | KinesisStreamEvent>(source: Source<E>, deps: () => IngestHandlerDeps) {
   const processor = new BatchProcessor(source.eventType);
   return middy<E, unknown, Error, Context>()
     .use(injectLambdaContext(logger))
     .use(logMetrics(metrics, { captureColdStartMetric: true }))
     .handler(async (event, context) => {
-      const result = await ingestBatch(source.records(event), deps(), { ordered: source.ordered });
+      const records = source.records(event);
+      const result = await ingestBatch(records, deps(), { ordered: source.ordered });
       report(result);
+      await creditProbes(result, records, deps(), source.ordered);
       return processPartialResponse(
         event,
         (record: SQSRecord | KinesisStreamRecord) => {
@@ -115,13 +160,13 @@ function ingestHandler<E extends SQSEvent | KinesisStreamEvent>(source: Source<E
     });
 }
 
-export const sqsIngestHandler = (deps: () => IngestDeps) =>
+export const sqsIngestHandler = (deps: () => IngestHandlerDeps) =>
   ingestHandler<SQSEvent>(
     { eventType: EventType.SQS, ordered: false, records: (event) => event.Records.map(fromSqs) },
     deps,
   );
 
-export const kinesisIngestHandler = (deps: () => IngestDeps) =>
+export const kinesisIngestHandler = (deps: () => IngestHandlerDeps) =>
   ingestHandler<KinesisStreamEvent>(
     { eventType: EventType.KinesisDataStreams, ordered: true, records: (event) => event.Records.map(fromKinesis) },
     deps,
