@@ -428,7 +428,9 @@ export class OfflineDetector extends Construct {
     };
 
     this.dispatchFunction = newFunction('DispatchFunction', HANDLER_ENTRIES.dispatch, {
-      timeout: Duration.seconds(30),
+      // Kinesis has no per-record delay, so with a stream the dispatcher stays the whole minute and puts each tick's
+      // probes on time; without one it enqueues everything (SQS DelaySeconds) and returns at once.
+      timeout: Duration.seconds(this.ingestStream ? 75 : 30),
       memorySize: 256,
       environment: { ...sweepSide, POWERTOOLS_SERVICE_NAME: SERVICE.dispatch },
       description: 'offline-detector: every minute, enqueue sweep jobs per shard and tick, send watermark probes',

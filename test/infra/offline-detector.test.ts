@@ -408,6 +408,9 @@ describe('OfflineDetectorStack (context)', () => {
       'kinesis:PutRecord',
       'kinesis:PutRecords',
     ]);
+    // The dispatcher stays the minute to put each tick's probes into the shards.
+    const dispatchFn = resources(template, 'AWS::Lambda::Function')[logicalId(stack, d.dispatchFunction)]!;
+    expect(dispatchFn.Properties.Timeout).toBeGreaterThan(60);
     const env = functionEnv(template, logicalId(stack, d.sweepFunction));
     expect(env[ENV.ingestStreamArns]).toEqual({
       'Fn::GetAtt': [logicalId(stack, d.ingestStream as kinesis.Stream), 'Arn'],
