@@ -265,11 +265,13 @@ function canSkipWrite(cached: NonNullable<ReturnType<DeviceCache['get']>>, updat
 }
 
 /** Moving the deadline costs the index a delete and a put, so it moves only when it would otherwise expire before
- * the device's next message is expected; when the cache cannot tell, the sweep re-arms it instead. */
+ * the device's next message is expected. The cache can tell only when this container saw the device's previous
+ * message (Kinesis keeps a device on one container; SQS rarely does): an entry older than half the timeout is not
+ * the previous message, and its deadline may be stale. Otherwise the sweep re-arms the deadline when it finds it. */
 function deadlineToMove(cached: NonNullable<ReturnType<DeviceCache['get']>>, lastSeen: number): number | undefined {
   if (cached.deadline === undefined) return undefined;
   const interval = lastSeen - cached.lastMessageAt;
-  if (interval <= 0) return undefined;
+  if (interval <= 0 || interval > cached.policy.timeoutMs / 2) return undefined;
   const target = offlineAt(lastSeen, cached.policy);
   if (cached.deadline >= lastSeen + interval || target <= cached.deadline) return undefined;
   return target;
