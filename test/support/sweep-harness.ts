@@ -46,12 +46,14 @@ export interface HarnessOptions {
   shardCount?: number;
   settings?: Partial<SweepSettings>;
   config?: Partial<IngestConfig>;
+  /** Device types (the first is the default); TYPES unless given. */
+  types?: Record<string, { timeoutMs: number; precisionMs: number }>;
 }
 
 export function harness(options: HarnessOptions = {}) {
   const shardCount = options.shardCount ?? 2;
   const config: IngestConfig = {
-    ...loadIngestConfig({ TABLE_NAME: 'memory', DEVICE_TYPES: JSON.stringify(TYPES), DEFAULT_DEVICE_TYPE: 'tracker' }),
+    ...loadIngestConfig({ TABLE_NAME: 'memory', DEVICE_TYPES: JSON.stringify(options.types ?? TYPES) }),
     shardCount,
     ...options.config,
   };
