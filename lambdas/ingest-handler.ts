@@ -100,12 +100,10 @@ function report(result: IngestResult) {
   }
 }
 
-/** Raises the watermark of every partition a committed probe was read from (not the one its body names: a probe
- * can land in a child shard when a split races the dispatcher). Never fails the batch: its records are committed,
- * and a probe not credited only holds the sweep back until the next one. */
-async function creditProbes(result: IngestResult, records: IngestRecord[], deps: IngestHandlerDeps, ordered: boolean) {
-  const readFrom = new Map(records.map((record) => [record.id, record.partition]));
-  const seen = result.probes.map((p) => ({ partition: readFrom.get(p.recordId) ?? p.partition, probeAt: p.probeAt }));
+/** Raises the watermark of every partition a committed probe was read from. Never fails the batch: its records
+ * are committed, and a probe not credited only holds the sweep back until the next one. */
+async function creditProbes(result: IngestResult, deps: IngestHandlerDeps, ordered: boolean) {
+  const seen = result.probes.map(({ partition, probeAt }) => ({ partition, probeAt }));
   let credited = 0;
   let notCredited = 0;
   await Promise.all(
@@ -144,10 +142,9 @@ function ingestHandler<E extends SQSEvent | KinesisStreamEvent>(source: Source<E
     .use(injectLambdaContext(logger))
     .use(logMetrics(metrics, { captureColdStartMetric: true }))
     .handler(async (event, context) => {
-      const records = source.records(event);
-      const result = await ingestBatch(records, deps(), { ordered: source.ordered });
+      const result = await ingestBatch(source.records(event), deps(), { ordered: source.ordered });
       report(result);
-      await creditProbes(result, records, deps(), source.ordered);
+      await creditProbes(result, deps(), source.ordered);
       return processPartialResponse(
         event,
         (record: SQSRecord | KinesisStreamRecord) => {

@@ -107,7 +107,8 @@ export async function ingestBatch(
       if (item.kind === 'reject') {
         rejections.push({ ...item, source: record.partition, recordId: record.id });
       } else if (item.kind === 'probe') {
-        probes.push({ ...item, partition: item.partition ?? record.partition, recordId: record.id, index });
+        // Credit the partition the probe was read from: a shard split can race the dispatcher and land it in a child.
+        probes.push({ ...item, partition: record.partition, recordId: record.id, index });
       } else {
         stats.messages++;
         const lastSeen = seenAt(record.enteredAt, item.deviceTs, config.deviceTsSkewMs);
