@@ -16,13 +16,11 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { DEFAULT_DEVICE_TYPES, ENV, type FieldMap } from '../lambdas/core/config.js';
+import { DEFAULT_DEVICE_TYPES, ENV, type FieldMap, METRICS_NAMESPACE } from '../lambdas/core/config.js';
 import { parseDeviceTypes } from '../lambdas/core/policy.js';
 import { DEADLINE_INDEX, DEFAULT_SHARD_COUNT, KEY, OUTBOX_INDEX, TTL_ATTRIBUTE } from '../lambdas/core/table-schema.js';
 import { type AlarmOptions, OfflineDetectorDashboard } from './dashboard.js';
 
-/** CloudWatch namespace of the EMF metrics every Lambda emits (dimension `service`). */
-export const METRICS_NAMESPACE = 'OfflineDetector';
 /** Powertools service names, also the `service` metric dimension. */
 export const SERVICE = { ingest: 'ingest', dispatch: 'dispatch', sweep: 'sweep' } as const;
 

@@ -4,6 +4,9 @@ import { ConfigError } from './errors.js';
 import { type DeviceTypes, parseDeviceTypes } from './policy.js';
 import { DEFAULT_SHARD_COUNT } from './table-schema.js';
 
+/** CloudWatch namespace of every Lambda's EMF metrics; the dashboard and alarms read the same one. */
+export const METRICS_NAMESPACE = 'OfflineDetector';
+
 export const ENV = {
   tableName: 'TABLE_NAME',
   shardCount: 'SHARD_COUNT',

@@ -7,7 +7,7 @@ import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { describe, expect, it } from 'vitest';
-import { ENV } from '../../lambdas/core/config.js';
+import { ENV, METRICS_NAMESPACE } from '../../lambdas/core/config.js';
 import {
   DEADLINE_INDEX,
   DEFAULT_SHARD_COUNT,
@@ -15,7 +15,7 @@ import {
   OUTBOX_INDEX,
   TTL_ATTRIBUTE,
 } from '../../lambdas/core/table-schema.js';
-import { METRICS_NAMESPACE, OfflineDetector, type OfflineDetectorProps } from '../../lib/offline-detector.js';
+import { OfflineDetector, type OfflineDetectorProps } from '../../lib/offline-detector.js';
 import { OfflineDetectorStack } from '../../lib/offline-detector-stack.js';
 
 const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
@@ -250,11 +250,6 @@ describe('OfflineDetectorStack (defaults)', () => {
     expect(sweep[ENV.watermarkToleranceMs]).toBe('30000');
     // The app's cdk.json context is not read here: the construct's own default device type applies.
     expect(JSON.parse(ingest[ENV.deviceTypes] as string)).toEqual({ default: { timeoutMs: 300000, precisionMs: 0 } });
-  });
-
-  it('uses the metrics namespace the Lambdas emit to', async () => {
-    const runtime = await import('../../lambdas/runtime.js').catch(() => undefined);
-    if (runtime && 'METRICS_NAMESPACE' in runtime) expect(runtime.METRICS_NAMESPACE).toBe(METRICS_NAMESPACE);
   });
 
   it('scopes every IAM statement to named resources (no "*")', () => {
