@@ -78,7 +78,14 @@ export async function runFleet(
   const interval = () => options.heartbeatMs * (1 + options.jitter * (2 * rand() - 1));
   const next = ids.map(() => rand() * options.heartbeatMs);
   const caches = Array.from({ length: options.containers }, () => new DeviceCache(config.cacheSize));
-  const deps = (cache: DeviceCache) => ({ config, store, publisher: noPublisher, rejects: noRejects, cache, now: () => 0 });
+  const deps = (cache: DeviceCache) => ({
+    config,
+    store,
+    publisher: noPublisher,
+    rejects: noRejects,
+    cache,
+    now: () => 0,
+  });
   const shards = Array.from({ length: config.shardCount }, (_, i) => String(i));
   const result: FleetResult = {
     messages: 0,

@@ -59,15 +59,18 @@ async function cpuOfCore() {
   };
   const rand = random(7);
   const batches: IngestRecord[][] = [];
-  let t = 1_800_000_000_000;
+  const t0 = 1_800_000_000_000;
   for (let b = 0; b < 2_000; b++) {
     batches.push(
-      Array.from({ length: 100 }, (_, i) => ({
-        id: `${b}-${i}`,
-        body: JSON.stringify({ deviceId: `device-${Math.floor(rand() * 2_000)}`, ts: t }),
-        enteredAt: (t += 3),
-        partition: 'q',
-      })),
+      Array.from({ length: 100 }, (_, i) => {
+        const t = t0 + (b * 100 + i) * 3;
+        return {
+          id: `${b}-${i}`,
+          body: JSON.stringify({ deviceId: `device-${Math.floor(rand() * 2_000)}`, ts: t }),
+          enteredAt: t,
+          partition: 'q',
+        };
+      }),
     );
   }
   for (const batch of batches.slice(0, 200)) await ingestBatch(batch, deps, { ordered: false }); // warm up the JIT
@@ -86,7 +89,11 @@ async function cpuOfCore() {
 
 async function fleetOnDynamoDbLocal() {
   const engine = await startDynamoDbLocal();
-  const client = new DynamoDBClient({ endpoint: engine.endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  const client = new DynamoDBClient({
+    endpoint: engine.endpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+  });
   let reads = 0;
   client.middlewareStack.add(
     (next, context) => async (args) => {

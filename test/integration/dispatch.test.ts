@@ -71,7 +71,9 @@ async function dispatchAt(start: number) {
   const deps = {
     ...dispatchDepsFromEnv(env, clients),
     now: () => clock,
-    sleep: async (ms: number) => void (clock += ms),
+    sleep: async (ms: number) => {
+      clock += ms;
+    },
   };
   await dispatchHandler(() => deps)({}, lambdaContext(70_000));
   return clock;
