@@ -53,6 +53,10 @@ export function report(stats: SweepStats): void {
   count('PublishFailures', stats.publishFailures);
   count('WriteUnits', stats.writeUnits);
   if (stats.lagMs !== undefined) metrics.addMetric('SweepLagMs', MetricUnit.Milliseconds, stats.lagMs);
+  // A partition that never credited a probe has no finite age; the alarm on this metric then sees the cap.
+  if (stats.watermarkAgeMs !== undefined) {
+    metrics.addMetric('WatermarkAgeMs', MetricUnit.Milliseconds, Math.min(stats.watermarkAgeMs, 86_400_000));
+  }
   for (const ms of stats.latenessMs) metrics.addMetric('DetectionLatenessMs', MetricUnit.Milliseconds, ms);
   const { errors, latenessMs: _l, ...summary } = stats;
   if (stats.cutoff === undefined) logger.warn('no cutoff: a live ingest partition has no watermark yet', summary);

@@ -92,7 +92,8 @@ export interface OfflineDetectorProps {
   readonly shardCount?: number;
   /** Sweep period; a whole number of seconds dividing 60. @default 10 seconds */
   readonly sweepTick?: Duration;
-  /** Maximum concurrent sweep invocations: protects the table during an offline storm. @default 20 */
+  /** Maximum concurrent sweep invocations: bounds the table's load during an offline storm. One per shard lets a
+   * storm be swept by all shards at once (the 1M-expiries-in-a-minute design point). @default shardCount (2..1000) */
   readonly sweepMaxConcurrency?: number;
   /** Time one sweep job works before it hands the rest of its shard to a continuation job. @default 20 seconds */
   readonly sweepBudget?: Duration;
@@ -168,7 +169,7 @@ export class OfflineDetector extends Construct {
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     const shardCount = props.shardCount ?? DEFAULT_SHARD_COUNT;
     const tickSeconds = (props.sweepTick ?? Duration.seconds(10)).toSeconds();
-    const sweepMaxConcurrency = props.sweepMaxConcurrency ?? 20;
+    const sweepMaxConcurrency = props.sweepMaxConcurrency ?? Math.min(Math.max(shardCount, 2), 1000);
     const sweepBudget = props.sweepBudget ?? Duration.seconds(20);
     const tolerance = props.watermarkTolerance ?? Duration.seconds(tickSeconds + 20);
     if (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > 10_000) {

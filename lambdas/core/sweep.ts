@@ -8,7 +8,7 @@ import { relayOutboxes } from './outbox.js';
 import { offlineAt, type Policy } from './policy.js';
 import type { Billed, CommitRequest, DeviceStore, EventPublisher, ExpiredEntry } from './ports.js';
 import { STATUS } from './table-schema.js';
-import { sweepCutoff, type WatermarkStore } from './watermark.js';
+import { oldestWatermarkAge, sweepCutoff, type WatermarkStore } from './watermark.js';
 
 /** One unit of sweep work on the sweep queue. The dispatcher enqueues `{shard}`; a job that runs out of budget
  * enqueues its continuation with the cutoff it judged by and where it stopped. */
@@ -61,6 +61,8 @@ export interface SweepStats {
   cutoff?: number;
   /** `now - cutoff` when the job started: how far behind the wall clock the sweep judges. */
   lagMs?: number;
+  /** Age of the slowest live ingest partition's watermark when the job started (Infinity: one has none yet). */
+  watermarkAgeMs?: number;
   pages: number;
   scanned: number;
   offline: number;
@@ -124,7 +126,9 @@ export async function sweepShard(job: SweepJob, deps: SweepDeps, options: SweepO
 
   // A continuation keeps its cutoff: an older cutoff is only more cautious, and its cursor is only meaningful for
   // the range it was taken from. Newer expiries are the next tick's work.
-  const cutoff = job.cutoff ?? sweepCutoff(startedAt, await deps.watermarks.read(), settings.toleranceMs);
+  const snapshot = await deps.watermarks.read();
+  stats.watermarkAgeMs = oldestWatermarkAge(startedAt, snapshot);
+  const cutoff = job.cutoff ?? sweepCutoff(startedAt, snapshot, settings.toleranceMs);
   if (cutoff !== undefined) {
     stats.cutoff = cutoff;
     stats.lagMs = startedAt - cutoff;

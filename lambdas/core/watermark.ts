@@ -19,6 +19,13 @@ export interface WatermarkStore {
   setLive(partitions: string[], at?: number): Promise<void>;
 }
 
+/** Age of the slowest live partition's watermark (`now - watermark`), or undefined with no live partition. A live
+ * partition without a watermark counts as infinitely old: it holds the cutoff back just the same. */
+export function oldestWatermarkAge(now: number, snapshot: WatermarkSnapshot): number | undefined {
+  if (snapshot.live.length === 0) return undefined;
+  return Math.max(...snapshot.live.map((partition) => now - (snapshot.marks[partition] ?? Number.NEGATIVE_INFINITY)));
+}
+
 /** The time up to which silence may be judged: `min(now, min over live partitions of watermark + tolerance)`.
  * Undefined while a live partition has no watermark yet: nothing is judged until every partition has proven it
  * is caught up. With no live partitions at all, nothing can lag, and the wall clock is the cutoff. */

@@ -154,7 +154,7 @@ describe('OfflineDetectorStack (defaults)', () => {
       FunctionName: { Ref: logicalId(stack, d.sweepFunction) },
       BatchSize: 1,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
-      ScalingConfig: { MaximumConcurrency: 20 },
+      ScalingConfig: { MaximumConcurrency: 64 },
     });
   });
 
