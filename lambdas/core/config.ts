@@ -187,7 +187,8 @@ export function loadSweepConfig(env: Env): SweepConfig {
     sweepQueueUrl: env[ENV.sweepQueueUrl] || undefined,
     sweepTickSeconds,
     sweepBudgetMs: intSetting(env, ENV.sweepBudgetMs, 20_000, 100),
-    watermarkToleranceMs: intSetting(env, ENV.watermarkToleranceMs, 2 * sweepTickSeconds * 1000 + 5_000, 0),
+    // One probe interval (a tick) plus healthy pipeline latency; the construct uses the same default.
+    watermarkToleranceMs: intSetting(env, ENV.watermarkToleranceMs, sweepTickSeconds * 1000 + 20_000, 0),
     sweepPageSize: intSetting(env, ENV.sweepPageSize, 100, 1, 1000),
     sweepConcurrency: intSetting(env, ENV.sweepConcurrency, 16, 1, 256),
     outboxRepublishAfterMs: intSetting(env, ENV.outboxRepublishAfterMs, 15_000, 0),
