@@ -88,6 +88,9 @@ export interface OfflineDetectorProps {
   readonly deviceTimestampSkew?: Duration;
   /** Publish device.online for a device's very first message. @default true */
   readonly announceNewDevices?: boolean;
+  /** SQS ingest: a watermark probe is credited only when the queue's visible backlog is at most this. Raise it to
+   * the visible backlog a healthy pipeline shows at your rate (watch `ProbesNotCredited`). @default 10 */
+  readonly probeMaxBacklog?: number;
   /** Shards of the deadline index; ≥ 2 × peak index writes/s ÷ 1000. @default 64 */
   readonly shardCount?: number;
   /** Sweep period; a whole number of seconds dividing 60. @default 10 seconds */
@@ -322,6 +325,7 @@ export class OfflineDetector extends Construct {
       POWERTOOLS_SERVICE_NAME: SERVICE.ingest,
       [ENV.deviceTsSkewMs]: String((props.deviceTimestampSkew ?? Duration.millis(0)).toMilliseconds()),
       [ENV.announceNewDevices]: String(props.announceNewDevices ?? true),
+      [ENV.probeMaxBacklog]: String(props.probeMaxBacklog ?? 10),
       [ENV.housekeepingTtlDays]: String((props.housekeepingTtl ?? Duration.days(30)).toDays()),
       [ENV.rejectsQueueUrl]: this.rejectsQueue.queueUrl,
       [ENV.ingestQueueUrls]: ingestQueueUrls,
