@@ -7,6 +7,9 @@ import type { DeviceStore, EventPublisher, RejectSink, TouchOutcome, TouchReques
 import { shardOf } from '../lambdas/core/shard.js';
 import { sweepShard } from '../lambdas/core/sweep.js';
 import type { WatermarkStore } from '../lambdas/core/watermark.js';
+import { random } from '../local/random.js';
+
+export { random };
 
 export interface FleetOptions {
   devices: number;
@@ -35,18 +38,6 @@ export interface FleetResult {
   coalesced: number;
   offline: number;
   reads: number;
-}
-
-/** Mulberry32: a small seeded generator, so every run of a benchmark sees the same fleet. */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const noRejects: RejectSink = { send: async () => ({ failed: [] }) };

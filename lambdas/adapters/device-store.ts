@@ -174,44 +174,43 @@ export class DynamoDeviceStore implements DeviceStore {
   }
 
   async queryExpired(shard: string, cutoff: number, limit: number, cursor?: string): Promise<Page<ExpiredEntry>> {
-    const out = await this.doc.send(
-      new QueryCommand({
-        TableName: this.tableName,
-        IndexName: DEADLINE_INDEX.name,
-        KeyConditionExpression: '#sh = :sh AND #dl <= :cutoff',
-        ExpressionAttributeNames: { '#sh': A.shard, '#dl': A.deadline },
-        ExpressionAttributeValues: { ':sh': shard, ':cutoff': cutoff },
-        Limit: limit,
-        ...(cursor ? { ExclusiveStartKey: decodeCursor(cursor) } : {}),
-      }),
-    );
+    const page = await this.queryIndex(DEADLINE_INDEX, shard, cutoff, limit, cursor);
     return {
-      items: (out.Items ?? []).map((item) => ({
+      ...page,
+      items: page.items.map((item) => ({
         deviceId: item[KEY] as string,
         deadline: item[A.deadline] as number,
         timeoutMs: item[A.timeoutMs] as number,
         precisionMs: item[A.precisionMs] as number,
       })),
-      ...(out.LastEvaluatedKey ? { next: encodeCursor(out.LastEvaluatedKey) } : {}),
     };
   }
 
   async queryOutbox(shard: string, committedBefore: number, limit: number, cursor?: string): Promise<Page<string>> {
+    const page = await this.queryIndex(OUTBOX_INDEX, shard, committedBefore, limit, cursor);
+    return { ...page, items: page.items.map((item) => item[KEY] as string) };
+  }
+
+  /** One page of an index's partition `shard`, sort key up to `upTo`, oldest first. */
+  private async queryIndex(
+    index: { name: string; partitionKey: string; sortKey: string },
+    shard: string,
+    upTo: number,
+    limit: number,
+    cursor?: string,
+  ): Promise<Page<Item>> {
     const out = await this.doc.send(
       new QueryCommand({
         TableName: this.tableName,
-        IndexName: OUTBOX_INDEX.name,
-        KeyConditionExpression: '#ob = :ob AND #at <= :before',
-        ExpressionAttributeNames: { '#ob': A.outboxShard, '#at': A.outboxAt },
-        ExpressionAttributeValues: { ':ob': shard, ':before': committedBefore },
+        IndexName: index.name,
+        KeyConditionExpression: '#pk = :pk AND #sk <= :upTo',
+        ExpressionAttributeNames: { '#pk': index.partitionKey, '#sk': index.sortKey },
+        ExpressionAttributeValues: { ':pk': shard, ':upTo': upTo },
         Limit: limit,
         ...(cursor ? { ExclusiveStartKey: decodeCursor(cursor) } : {}),
       }),
     );
-    return {
-      items: (out.Items ?? []).map((item) => item[KEY] as string),
-      ...(out.LastEvaluatedKey ? { next: encodeCursor(out.LastEvaluatedKey) } : {}),
-    };
+    return { items: out.Items ?? [], ...(out.LastEvaluatedKey ? { next: encodeCursor(out.LastEvaluatedKey) } : {}) };
   }
 
   private async conditionalWrite<T extends TouchOutcome | CommitOutcome>(

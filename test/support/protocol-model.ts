@@ -13,6 +13,7 @@ import { type IngestDeps, ingestBatch } from '../../lambdas/core/ingest.js';
 import type { CommitRequest, DeviceStore, EventPublisher } from '../../lambdas/core/ports.js';
 import { type SweepDeps, type SweepJob, sweepShard } from '../../lambdas/core/sweep.js';
 import { sweepCutoff } from '../../lambdas/core/watermark.js';
+import { random as seededRandom } from '../../local/random.js';
 import { MemoryWatermarks } from './memory-watermarks.js';
 import { MemoryJobQueue } from './sweep-harness.js';
 
@@ -142,17 +143,6 @@ interface Message {
   deviceId: string;
   t: number;
   deviceType?: string;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Deliberate protocol faults, to show the property notices them. */
@@ -400,7 +390,7 @@ export async function runScenario(
         break;
       }
       case 'together': {
-        const random = mulberry32(action.seed);
+        const random = seededRandom(action.seed);
         // One watermark for the group: the ingest batch running alongside is still pending, hence not credited.
         watermarks.set(caughtUpTo() - Math.max(...action.sweeps.map((s) => s.lagMs)));
         const jobs = action.sweeps.map((s) => ({ shard: String(s.shard % SHARDS) }));
