@@ -18,7 +18,14 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { DEFAULT_DEVICE_TYPES, ENV, type FieldMap, METRICS_NAMESPACE } from '../lambdas/core/config.js';
 import { parseDeviceTypes } from '../lambdas/core/policy.js';
-import { DEADLINE_INDEX, DEFAULT_SHARD_COUNT, KEY, OUTBOX_INDEX, TTL_ATTRIBUTE } from '../lambdas/core/table-schema.js';
+import {
+  DEADLINE_INDEX,
+  DEFAULT_SHARD_COUNT,
+  KEY,
+  OFFLINE_INDEX,
+  OUTBOX_INDEX,
+  TTL_ATTRIBUTE,
+} from '../lambdas/core/table-schema.js';
 import { type AlarmOptions, OfflineDetectorDashboard } from './dashboard.js';
 
 /** Powertools service names, also the `service` metric dimension. */
@@ -216,6 +223,15 @@ export class OfflineDetector extends Construct {
           partitionKey: { name: OUTBOX_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
           sortKey: { name: OUTBOX_INDEX.sortKey, type: dynamodb.AttributeType.NUMBER },
           projectionType: dynamodb.ProjectionType.KEYS_ONLY,
+        },
+        {
+          // Sparse and sharded like the deadline index: only OFFLINE devices carry its keys (set and removed by the
+          // transition's own write), partitioned by type and shard, newest first (the operator API lists it).
+          indexName: OFFLINE_INDEX.name,
+          partitionKey: { name: OFFLINE_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
+          sortKey: { name: OFFLINE_INDEX.sortKey, type: dynamodb.AttributeType.STRING },
+          projectionType: dynamodb.ProjectionType.INCLUDE,
+          nonKeyAttributes: [...OFFLINE_INDEX.projected],
         },
       ],
     });

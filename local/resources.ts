@@ -9,7 +9,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { CreateTopicCommand, DeleteTopicCommand, type SNSClient, SubscribeCommand } from '@aws-sdk/client-sns';
 import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { A, DEADLINE_INDEX, KEY, OUTBOX_INDEX } from '../lambdas/core/table-schema.js';
+import { A, DEADLINE_INDEX, KEY, OFFLINE_INDEX, OUTBOX_INDEX } from '../lambdas/core/table-schema.js';
 
 export function deviceTableInput(tableName: string): CreateTableCommandInput {
   return {
@@ -21,6 +21,8 @@ export function deviceTableInput(tableName: string): CreateTableCommandInput {
       { AttributeName: A.deadline, AttributeType: 'N' },
       { AttributeName: A.outboxShard, AttributeType: 'S' },
       { AttributeName: A.outboxAt, AttributeType: 'N' },
+      { AttributeName: A.offlineShard, AttributeType: 'S' },
+      { AttributeName: A.offlineKey, AttributeType: 'S' },
     ],
     KeySchema: [{ AttributeName: KEY, KeyType: 'HASH' }],
     GlobalSecondaryIndexes: [
@@ -39,6 +41,14 @@ export function deviceTableInput(tableName: string): CreateTableCommandInput {
           { AttributeName: OUTBOX_INDEX.sortKey, KeyType: 'RANGE' },
         ],
         Projection: { ProjectionType: 'KEYS_ONLY' },
+      },
+      {
+        IndexName: OFFLINE_INDEX.name,
+        KeySchema: [
+          { AttributeName: OFFLINE_INDEX.partitionKey, KeyType: 'HASH' },
+          { AttributeName: OFFLINE_INDEX.sortKey, KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: [...OFFLINE_INDEX.projected] },
       },
     ],
   };

@@ -1,25 +1,51 @@
 // The device table in DynamoDB: every read and conditional write the core does, and nothing else.
-import { type AttributeValue, ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
+  type AttributeValue,
+  ConditionalCheckFailedException,
+  type DynamoDBClient,
+  TransactionCanceledException,
+} from '@aws-sdk/client-dynamodb';
+import {
+  BatchGetCommand,
   DynamoDBDocumentClient,
   GetCommand,
   QueryCommand,
+  TransactWriteCommand,
   UpdateCommand,
   type UpdateCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { type CountDelta, commitDeltas, countDeltas } from '../core/counts.js';
 import type { DeviceEvent, DeviceState } from '../core/device.js';
 import type { Policy } from '../core/policy.js';
 import type {
+  AdminStore,
+  AdminUpdate,
   CommitOutcome,
   CommitRequest,
   DeviceStore,
   ExpiredEntry,
+  OfflineEntry,
   Page,
+  RetireRequest,
   TouchOutcome,
   TouchRequest,
+  TypeCounts,
 } from '../core/ports.js';
-import { A, DEADLINE_INDEX, KEY, OUTBOX_INDEX, STATUS, type Status } from '../core/table-schema.js';
+import {
+  A,
+  COUNTER,
+  COUNTER_SHARDS,
+  counterKey,
+  DEADLINE_INDEX,
+  KEY,
+  OFFLINE_INDEX,
+  OUTBOX_INDEX,
+  offlineIndexKeys,
+  STATUS,
+  type Status,
+} from '../core/table-schema.js';
+import { chunks } from './chunks.js';
 
 type Item = Record<string, unknown>;
 
@@ -28,7 +54,15 @@ export interface DynamoDeviceStoreOptions {
   /** DynamoDB and DynamoDB Local return the item on a failed condition (ReturnValuesOnConditionCheckFailure);
    * engines that do not (dynalite) get a consistent read instead. */
   conditionFailureReturnsItem?: boolean;
+  /** Keep the per-type online/offline counters (GET /stats): a commit that changes a device's status or type
+   * becomes a transaction with one counter shard. Engines without transactions (dynalite) turn it off and have no
+   * stats. @default true */
+  countTransitions?: boolean;
 }
+
+/** Attempts of a counted commit that keeps meeting another transaction on its counter shard (each retry picks
+ * another shard, so a storm spreads instead of queueing on one item). */
+const COUNTER_ATTEMPTS = 8;
 
 /** Builds update expressions with every attribute name aliased: several of ours (`shard`, ...) are reserved. */
 class Expression {
@@ -61,15 +95,17 @@ class Expression {
   }
 }
 
-export class DynamoDeviceStore implements DeviceStore {
+export class DynamoDeviceStore implements DeviceStore, AdminStore {
   private readonly doc: DynamoDBDocumentClient;
   private readonly tableName: string;
   private readonly conditionFailureReturnsItem: boolean;
+  private readonly countTransitions: boolean;
 
   constructor(client: DynamoDBClient, options: DynamoDeviceStoreOptions) {
     this.doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
     this.tableName = options.tableName;
     this.conditionFailureReturnsItem = options.conditionFailureReturnsItem ?? true;
+    this.countTransitions = options.countTransitions ?? true;
   }
 
   async touch(request: TouchRequest): Promise<TouchOutcome> {
@@ -115,6 +151,16 @@ export class DynamoDeviceStore implements DeviceStore {
       if (value === undefined) removes.push(x.name(attribute));
       else sets.push(`${x.name(attribute)} = ${x.value(value)}`);
     }
+    // The offline index follows the status in the same write: keys while OFFLINE, none otherwise.
+    const offline =
+      state.status === STATUS.offline ? offlineIndexKeys(request.deviceId, state.deviceType, state.since) : undefined;
+    for (const [attribute, value] of [
+      [A.offlineShard, offline?.offlineShard],
+      [A.offlineKey, offline?.offlineKey],
+    ] as const) {
+      if (value === undefined) removes.push(x.name(attribute));
+      else sets.push(`${x.name(attribute)} = ${x.value(value)}`);
+    }
     if (request.expiresAt !== undefined) sets.push(`${x.name(A.expiresAt)} = ${x.value(request.expiresAt)}`);
     if (request.append.length > 0) {
       const outbox = x.name(A.outbox);
@@ -126,16 +172,205 @@ export class DynamoDeviceStore implements DeviceStore {
       );
     }
     const { expect } = request;
-    const condition =
-      'absent' in expect
-        ? `attribute_not_exists(${x.name(KEY)})`
-        : `${x.name(A.seq)} = ${x.value(expect.seq)} AND ${x.name(A.status)} = ${x.value(expect.status)} AND ${x.name(A.lastSeen)} <= ${x.value(expect.lastSeenAtMost)}`;
+    const conditions: string[] = [];
+    if ('absent' in expect) conditions.push(`attribute_not_exists(${x.name(KEY)})`);
+    else {
+      conditions.push(
+        `${x.name(A.seq)} = ${x.value(expect.seq)}`,
+        `${x.name(A.status)} = ${x.value(expect.status)}`,
+        `${x.name(A.lastSeen)} <= ${x.value(expect.lastSeenAtMost)}`,
+      );
+      if (expect.deviceType !== undefined) conditions.push(`${x.name(A.deviceType)} = ${x.value(expect.deviceType)}`);
+      if (expect.policy) conditions.push(policyEquals(x, expect.policy));
+      if (expect.notMutedAfter !== undefined) {
+        const mute = x.name(A.mutedUntil);
+        conditions.push(`(attribute_not_exists(${mute}) OR ${mute} <= ${x.value(expect.notMutedAfter)})`);
+      }
+    }
     const update = `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`;
+    const input = x.input(this.tableName, request.deviceId, update, conditions.join(' AND '));
+    const deltas = this.countTransitions ? commitDeltas(request) : [];
+    if (deltas.length > 0) return this.countedWrite(request.deviceId, input, deltas);
+    return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_NEW' }, (item) => ({
+      applied: true,
+      after: toState(item!),
+    }));
+  }
+
+  async hold(deviceId: string, until: number, cutoff: number): Promise<TouchOutcome> {
+    const x = new Expression();
+    const mute = x.name(A.mutedUntil);
+    const update = `SET ${x.name(A.deadline)} = ${x.value(until)}`;
+    const condition = [
+      `${x.name(A.status)} = ${x.value(STATUS.online)}`,
+      `${mute} = ${x.value(until)}`,
+      `${mute} > ${x.value(cutoff)}`,
+    ].join(' AND ');
+    const input = x.input(this.tableName, deviceId, update, condition);
+    return this.conditionalWrite(deviceId, { ...input, ReturnValues: 'ALL_OLD' }, (item) => ({
+      applied: true,
+      before: toState(item!),
+    }));
+  }
+
+  async update(request: AdminUpdate): Promise<CommitOutcome> {
+    const x = new Expression();
+    const sets: string[] = [];
+    const removes: string[] = [];
+    if (request.override === null) removes.push(x.name(A.override));
+    else if (request.override) sets.push(`${x.name(A.override)} = ${x.value(request.override)}`);
+    if (request.policy) {
+      sets.push(
+        `${x.name(A.timeoutMs)} = ${x.value(request.policy.timeoutMs)}`,
+        `${x.name(A.precisionMs)} = ${x.value(request.policy.precisionMs)}`,
+      );
+    }
+    if (request.mutedUntil === null) removes.push(x.name(A.mutedUntil));
+    else if (request.mutedUntil !== undefined) sets.push(`${x.name(A.mutedUntil)} = ${x.value(request.mutedUntil)}`);
+    if (request.deadline !== undefined) sets.push(`${x.name(A.deadline)} = ${x.value(request.deadline)}`);
+    const { expect } = request;
+    const condition = [
+      `${x.name(A.seq)} = ${x.value(expect.seq)}`,
+      `${x.name(A.status)} = ${x.value(expect.status)}`,
+      policyEquals(x, expect.policy),
+    ].join(' AND ');
+    const update = [
+      sets.length > 0 ? `SET ${sets.join(', ')}` : '',
+      removes.length > 0 ? `REMOVE ${removes.join(', ')}` : '',
+    ]
+      .filter(Boolean)
+      .join(' ');
     const input = x.input(this.tableName, request.deviceId, update, condition);
     return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_NEW' }, (item) => ({
       applied: true,
       after: toState(item!),
     }));
+  }
+
+  async retire(request: RetireRequest): Promise<CommitOutcome> {
+    const x = new Expression();
+    const { expect } = request;
+    const removes = [A.shard, A.deadline, A.offlineShard, A.offlineKey, A.override, A.mutedUntil].map((a) => x.name(a));
+    // The outbox stays: events committed before the decommission are history and still go out (I4).
+    const update =
+      `SET ${x.name(A.status)} = ${x.value(STATUS.retired)}, ${x.name(A.lastSeen)} = ${x.value(request.lastSeen)}, ` +
+      `${x.name(A.expiresAt)} = ${x.value(request.expiresAt)} REMOVE ${removes.join(', ')}`;
+    const condition = [
+      `${x.name(A.seq)} = ${x.value(expect.seq)}`,
+      `${x.name(A.status)} = ${x.value(expect.status)}`,
+      `${x.name(A.deviceType)} = ${x.value(expect.deviceType)}`,
+    ].join(' AND ');
+    const input = x.input(this.tableName, request.deviceId, update, condition);
+    const deltas = this.countTransitions
+      ? countDeltas({ status: expect.status, deviceType: expect.deviceType }, undefined)
+      : [];
+    if (deltas.length > 0) return this.countedWrite(request.deviceId, input, deltas);
+    return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_NEW' }, (item) => ({
+      applied: true,
+      after: toState(item!),
+    }));
+  }
+
+  async queryOffline(partition: string, limit: number, before?: string): Promise<Page<OfflineEntry>> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: OFFLINE_INDEX.name,
+        KeyConditionExpression: before ? '#p = :p AND #k < :before' : '#p = :p',
+        ExpressionAttributeNames: { '#p': A.offlineShard, ...(before ? { '#k': A.offlineKey } : {}) },
+        ExpressionAttributeValues: { ':p': partition, ...(before ? { ':before': before } : {}) },
+        ScanIndexForward: false,
+        Limit: limit,
+      }),
+    );
+    return {
+      items: (out.Items ?? []).map((item) => ({
+        deviceId: item[KEY] as string,
+        deviceType: item[A.deviceType] as string,
+        since: Number(item[A.since]),
+        lastSeen: Number(item[A.lastSeen]),
+        timeoutMs: Number(item[A.timeoutMs]),
+        precisionMs: Number(item[A.precisionMs] ?? 0),
+        ...(item[A.mutedUntil] !== undefined ? { mutedUntil: Number(item[A.mutedUntil]) } : {}),
+        key: item[A.offlineKey] as string,
+      })),
+      // The caller resumes by sort key, which is unique: the last item's key is the whole cursor.
+      ...(out.LastEvaluatedKey ? { next: out.LastEvaluatedKey[A.offlineKey] as string } : {}),
+    };
+  }
+
+  async counts(deviceTypes: string[]): Promise<Record<string, TypeCounts>> {
+    const totals: Record<string, TypeCounts> = {};
+    for (const type of deviceTypes) totals[type] = { online: 0, offline: 0 };
+    const byKey = new Map<string, string>();
+    for (const type of deviceTypes) {
+      for (let n = 0; n < COUNTER_SHARDS; n++) byKey.set(counterKey(type, n), type);
+    }
+    for (const keys of chunks([...byKey.keys()], 100)) {
+      let pending: Record<string, unknown>[] = keys.map((key) => ({ [KEY]: key }));
+      while (pending.length > 0) {
+        const out = await this.doc.send(
+          new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } } }),
+        );
+        for (const item of out.Responses?.[this.tableName] ?? []) {
+          const total = totals[byKey.get(item[KEY] as string)!]!;
+          total.online += Number(item[COUNTER.online] ?? 0);
+          total.offline += Number(item[COUNTER.offline] ?? 0);
+        }
+        pending = (out.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Record<string, unknown>[];
+      }
+    }
+    return totals;
+  }
+
+  /** The device write and its counter shards in one transaction (double the write units, on transitions only). The
+   * transaction returns no item, so the committed state, whose outbox the caller must publish in full, is read
+   * back; a failed condition on the device returns the item as a plain conditional write does. */
+  private async countedWrite(
+    deviceId: string,
+    input: UpdateCommandInput,
+    deltas: CountDelta[],
+  ): Promise<CommitOutcome> {
+    for (let attempt = 1; ; attempt++) {
+      const counters = deltas.map((delta) => ({
+        Update: {
+          TableName: this.tableName,
+          Key: { [KEY]: counterKey(delta.deviceType, Math.floor(Math.random() * COUNTER_SHARDS)) },
+          UpdateExpression: 'ADD #on :on, #off :off',
+          ExpressionAttributeNames: { '#on': COUNTER.online, '#off': COUNTER.offline },
+          ExpressionAttributeValues: { ':on': delta.online, ':off': delta.offline },
+        },
+      }));
+      const { ReturnConsumedCapacity: _r, ...update } = input;
+      try {
+        const out = await this.doc.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              { Update: { ...update, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' } },
+              ...counters,
+            ] as never,
+            ReturnConsumedCapacity: 'TOTAL',
+          }),
+        );
+        const after = await this.rawGet(deviceId);
+        const units = (out.ConsumedCapacity ?? []).reduce((sum, c) => sum + (c.CapacityUnits ?? 0), 0);
+        return { applied: true, after: toState(after!), units };
+      } catch (error) {
+        if (!(error instanceof TransactionCanceledException)) throw error;
+        const reasons = error.CancellationReasons ?? [];
+        if (reasons[0]?.Code === 'ConditionalCheckFailed') {
+          const item = this.conditionFailureReturnsItem ? unmarshallItem(reasons[0].Item) : await this.rawGet(deviceId);
+          return {
+            applied: false,
+            current: item && isDevice(item) ? toState(item) : undefined,
+            units: 2 * failedWriteUnits(item),
+          };
+        }
+        // Another transaction held the device or the counter shard: try again, on another shard.
+        if (attempt >= COUNTER_ATTEMPTS || !reasons.some((r) => r.Code === 'TransactionConflict')) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+      }
+    }
   }
 
   async rearm(deviceId: string, policy: Policy, cutoff: number): Promise<TouchOutcome> {
@@ -270,6 +505,7 @@ export function toState(item: Item): DeviceState {
     seq: Number(item[A.seq] ?? 0),
     ...(item[A.shard] !== undefined ? { shard: item[A.shard] as string } : {}),
     ...(item[A.deadline] !== undefined ? { deadline: Number(item[A.deadline]) } : {}),
+    ...(item[A.mutedUntil] !== undefined ? { mutedUntil: Number(item[A.mutedUntil]) } : {}),
     outbox: ((item[A.outbox] as string[] | undefined) ?? []).map((json) => JSON.parse(json) as DeviceEvent),
   };
 }

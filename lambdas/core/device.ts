@@ -16,6 +16,8 @@ export interface DeviceState {
   /** Present only while online: where the device sits in the deadline index. */
   shard?: string;
   deadline?: number;
+  /** Maintenance mute (epoch ms): no offline transition is committed before it. */
+  mutedUntil?: number;
   /** Committed events not yet confirmed published, oldest first. */
   outbox: DeviceEvent[];
 }

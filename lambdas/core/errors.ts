@@ -8,3 +8,52 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
+
+/** Why an operator API request was refused; each maps to an HTTP status (API_ERROR_STATUS). */
+export type ApiErrorCode =
+  | 'no-route'
+  | 'method-not-allowed'
+  | 'body-too-large'
+  | 'bad-json'
+  | 'unknown-field'
+  | 'missing-field'
+  | 'bad-device-id'
+  | 'bad-duration'
+  | 'bad-time'
+  | 'bad-query'
+  | 'bad-cursor'
+  | 'unknown-device-type'
+  | 'not-found'
+  | 'conflict';
+
+export const API_ERROR_STATUS: Record<ApiErrorCode, number> = {
+  'no-route': 404,
+  'method-not-allowed': 405,
+  'body-too-large': 413,
+  'bad-json': 400,
+  'unknown-field': 400,
+  'missing-field': 400,
+  'bad-device-id': 400,
+  'bad-duration': 400,
+  'bad-time': 400,
+  'bad-query': 400,
+  'bad-cursor': 400,
+  'unknown-device-type': 400,
+  'not-found': 404,
+  conflict: 409,
+};
+
+/** A refused operator request: nothing was changed. */
+export class ApiError extends Error {
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  get status(): number {
+    return API_ERROR_STATUS[this.code];
+  }
+}

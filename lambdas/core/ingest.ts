@@ -2,7 +2,7 @@
 // rejects sent away, and the exact set of records that must be retried out. No AWS here: ports only.
 import { mapLimit } from './concurrency.js';
 import type { IngestConfig } from './config.js';
-import { type DeviceState, transitionEvent } from './device.js';
+import { type DeviceState, policyOf, transitionEvent } from './device.js';
 import type { DeviceCache } from './device-cache.js';
 import { type Parsed, type Probe, parsePayload, type RejectReason } from './message.js';
 import { relayOutboxes } from './outbox.js';
@@ -307,14 +307,26 @@ function planCommit(
     outboxAt: now,
   };
 
-  if (!current) {
-    const state = { ...base, since: t, seq: config.announceNewDevices ? 1 : 0 };
+  if (!current || current.status === STATUS.retired) {
+    // A decommissioned device comes back as a new one, but continues the tombstone's seq: its event ids must not
+    // repeat the ones its earlier life published.
+    const seq = (current?.seq ?? 0) + (config.announceNewDevices ? 1 : 0);
+    const state = { ...base, since: t, seq };
     const append = config.announceNewDevices
       ? [transitionEvent('device.online', { deviceId: update.deviceId, ...state }, now)]
       : [];
-    return { request: { ...common, expect: { absent: true }, state, append } };
+    const expect = current
+      ? { seq: current.seq, status: current.status, lastSeenAtMost: t - 1, deviceType: current.deviceType }
+      : { absent: true as const };
+    return { request: { ...common, expect, state, append } };
   }
-  const expect = { seq: current.seq, status: current.status, lastSeenAtMost: t - 1 };
+  const expect = {
+    seq: current.seq,
+    status: current.status,
+    lastSeenAtMost: t - 1,
+    deviceType: current.deviceType,
+    policy: policyOf(current),
+  };
   if (current.status === STATUS.offline) {
     const state = { ...base, since: t, seq: current.seq + 1 };
     const event = transitionEvent('device.online', { deviceId: update.deviceId, ...state }, now);

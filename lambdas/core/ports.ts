@@ -29,8 +29,19 @@ export type TouchOutcome = Billed &
   ({ applied: true; before: DeviceState } | { applied: false; current: DeviceState | undefined });
 
 /** Optimistic concurrency for state changes: the item must still be absent, or still at this seq and status with
- * `lastSeen` not above the given value. */
-export type Expectation = { absent: true } | { seq: number; status: Status; lastSeenAtMost: number };
+ * `lastSeen` not above the given value. The optional parts narrow it further: the stored type (the transition
+ * counters move between types by it), the stored effective policy (so a concurrent operator override is not
+ * overwritten), and no mute beyond `notMutedAfter` (so a mute set meanwhile holds the offline transition). */
+export type Expectation =
+  | { absent: true }
+  | {
+      seq: number;
+      status: Status;
+      lastSeenAtMost: number;
+      deviceType?: string;
+      policy?: Policy;
+      notMutedAfter?: number;
+    };
 
 /** Writes a device's new state (and appends its transition events to the outbox) in one conditional write.
  * `shard`/`deadline` left undefined are removed, taking the device out of the deadline index. */
@@ -63,6 +74,10 @@ export interface Page<T> {
 
 export interface DeviceStore {
   touch(request: TouchRequest): Promise<TouchOutcome>;
+  /** Holds a muted online device in the deadline index until its mute ends: moves the deadline to `until` when the
+   * device is still online and muted until exactly `until`, and `until` is after `cutoff`; otherwise returns the
+   * stored item. Optional so that existing stores keep compiling; without it a muted device is only skipped. */
+  hold?(deviceId: string, until: number, cutoff: number): Promise<TouchOutcome>;
   commit(request: CommitRequest): Promise<CommitOutcome>;
   /** Moves an online device's deadline to `lastSeen + timeout + precision` when it is still alive at `cutoff`
    * and still has `policy`; otherwise returns the stored item. */
@@ -88,4 +103,58 @@ export interface RejectedRecord extends Rejection {
 export interface RejectSink {
   /** Sends rejections to the rejects destination; returns those that could not be sent. */
   send(rejections: RejectedRecord[]): Promise<{ failed: RejectedRecord[] }>;
+}
+
+/** An operator's change to one device (policy override, mute), as one conditional write. The stored item must still
+ * be at this seq and status with this effective policy, so a concurrent transition or override sends the caller
+ * round again with the item the failed condition returned. */
+export interface AdminUpdate {
+  deviceId: string;
+  expect: { seq: number; status: Status; policy: Policy };
+  /** New override; null removes it. */
+  override?: Policy | null;
+  /** New effective policy (written with the override). */
+  policy?: Policy;
+  /** New mute end; null removes it. */
+  mutedUntil?: number | null;
+  /** New deadline-index position; only for an online device, and never later than `lastSeen + timeout + precision`. */
+  deadline?: number;
+}
+
+/** Decommission: the device item becomes a tombstone that keeps `seq` (see STATUS.retired). */
+export interface RetireRequest {
+  deviceId: string;
+  expect: { seq: number; status: Status; deviceType: string };
+  /** Messages that entered the pipeline before this do not bring the device back. */
+  lastSeen: number;
+  expiresAt: number;
+}
+
+/** An entry of the offline index (newest first). */
+export interface OfflineEntry {
+  deviceId: string;
+  deviceType: string;
+  since: number;
+  lastSeen: number;
+  timeoutMs: number;
+  precisionMs: number;
+  mutedUntil?: number;
+  /** The entry's sort key: a listing resumes strictly after it. */
+  key: string;
+}
+
+export interface TypeCounts {
+  online: number;
+  offline: number;
+}
+
+/** What the operator API needs from the table besides `get`. */
+export interface AdminStore {
+  get(deviceId: string): Promise<DeviceState | undefined>;
+  update(request: AdminUpdate): Promise<CommitOutcome>;
+  retire(request: RetireRequest): Promise<CommitOutcome>;
+  /** One partition of the offline index, newest first, strictly older than `before` (a sort key) when given. */
+  queryOffline(partition: string, limit: number, before?: string): Promise<Page<OfflineEntry>>;
+  /** Sums of the counter shards of each device type. */
+  counts(deviceTypes: string[]): Promise<Record<string, TypeCounts>>;
 }

@@ -191,13 +191,22 @@ type Settled =
   | { kind: 'error'; error: unknown; units: number };
 
 /** What the stored state calls for at `cutoff`. */
-type Judgement = { kind: 'skip' } | { kind: 'rearm'; policy: Policy } | { kind: 'offline' };
+type Judgement =
+  | { kind: 'skip' }
+  | { kind: 'rearm'; policy: Policy }
+  | { kind: 'hold'; until: number }
+  | { kind: 'offline' };
 
 export function judge(current: DeviceState | undefined, cutoff: number): Judgement {
   // Absent or already offline: the index entry is lagging behind the item, or a duplicate job got there first.
   if (!current || current.status !== STATUS.online) return { kind: 'skip' };
   const policy = policyOf(current);
-  return offlineAt(current.lastSeen, policy) > cutoff ? { kind: 'rearm', policy } : { kind: 'offline' };
+  if (offlineAt(current.lastSeen, policy) > cutoff) return { kind: 'rearm', policy };
+  // Silent but muted: stay online, parked in the deadline index at the mute's end, where the sweep finds it again
+  // and reports it then if it is still silent. Nothing is committed, so nothing is published during the mute.
+  if (current.mutedUntil !== undefined && current.mutedUntil > cutoff)
+    return { kind: 'hold', until: current.mutedUntil };
+  return { kind: 'offline' };
 }
 
 /** Settles one index entry. The re-arm comes first because it is the common case in steady state (the ingest
@@ -211,7 +220,13 @@ async function settle(entry: ExpiredEntry, cutoff: number, shard: string, now: n
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const judgement = judge(current, cutoff);
     if (judgement.kind === 'skip') return { kind: 'skipped', units } satisfies Settled;
-    if (judgement.kind === 'rearm') {
+    if (judgement.kind === 'hold') {
+      if (!store.hold) return { kind: 'skipped', units } satisfies Settled;
+      const out = await store.hold(entry.deviceId, judgement.until, cutoff);
+      units += billed(out);
+      if (out.applied) return { kind: 'rearmed', units } satisfies Settled;
+      current = out.current;
+    } else if (judgement.kind === 'rearm') {
       // Alive, but under another policy than the index entry's: re-arm by the stored one. Conditional on that
       // policy and on being alive, so a concurrent change sends us round again rather than being overwritten.
       const out = await store.rearm(entry.deviceId, judgement.policy, cutoff);
@@ -219,7 +234,7 @@ async function settle(entry: ExpiredEntry, cutoff: number, shard: string, now: n
       if (out.applied) return { kind: 'rearmed', units } satisfies Settled;
       current = out.current;
     } else {
-      const out = await store.commit(offlineCommit(current!, shard, now));
+      const out = await store.commit(offlineCommit(current!, shard, now, cutoff));
       units += billed(out);
       if (out.applied) return { kind: 'offline', after: out.after, units } satisfies Settled;
       current = out.current;
@@ -231,7 +246,7 @@ async function settle(entry: ExpiredEntry, cutoff: number, shard: string, now: n
 /** The offline transition of a device found expired at the cutoff. Everything comes from the stored item: the
  * device went offline at the deadline that expired, not when we noticed. Conditional on nothing having changed
  * since the item was read (same seq, still online, no newer `lastSeen`). */
-export function offlineCommit(current: DeviceState, shard: string, detectedAt: number): CommitRequest {
+export function offlineCommit(current: DeviceState, shard: string, detectedAt: number, cutoff?: number): CommitRequest {
   const state = {
     deviceType: current.deviceType,
     timeoutMs: current.timeoutMs,
@@ -243,8 +258,16 @@ export function offlineCommit(current: DeviceState, shard: string, detectedAt: n
   };
   return {
     deviceId: current.deviceId,
-    expect: { seq: current.seq, status: STATUS.online, lastSeenAtMost: current.lastSeen },
-    // No shard/deadline: the device leaves the deadline index in the same write.
+    expect: {
+      seq: current.seq,
+      status: STATUS.online,
+      lastSeenAtMost: current.lastSeen,
+      deviceType: current.deviceType,
+      policy: policyOf(current),
+      // A mute set since the item was read wins: the transition waits for its end.
+      ...(cutoff !== undefined ? { notMutedAfter: cutoff } : {}),
+    },
+    // No shard/deadline: the device leaves the deadline index (and enters the offline index) in the same write.
     state,
     append: [transitionEvent('device.offline', { deviceId: current.deviceId, ...state }, detectedAt)],
     outboxShard: shard,

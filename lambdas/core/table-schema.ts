@@ -1,5 +1,6 @@
 // The one definition of the DynamoDB table. The CDK construct and the local runtime both build the table from it,
 // so the cloud and the local stack cannot drift.
+import { shardOf } from './shard.js';
 
 /** Partition key of every item. Device items use the deviceId itself; control items start with '#', a character
  * that device ids may not contain, so the two can never collide. */
@@ -24,9 +25,16 @@ export const A = {
   outboxShard: 'obShard',
   outboxAt: 'obAt',
   expiresAt: 'expiresAt',
+  /** Maintenance mute: epoch ms until which no offline transition is committed (see `judge` in sweep.ts). */
+  mutedUntil: 'mute',
+  /** Present only while OFFLINE: the sparse offline index keys (see OFFLINE_INDEX). */
+  offlineShard: 'offSh',
+  offlineKey: 'offKey',
 } as const;
 
-export const STATUS = { online: 'ONLINE', offline: 'OFFLINE' } as const;
+/** `RETIRED` is the tombstone a decommission leaves: it keeps `seq`, so a device that comes back continues its
+ * event ids instead of repeating old ones. Tombstones are in no index and expire with the housekeeping TTL. */
+export const STATUS = { online: 'ONLINE', offline: 'OFFLINE', retired: 'RETIRED' } as const;
 export type Status = (typeof STATUS)[keyof typeof STATUS];
 
 /** Sparse index of online devices by the time they would be considered offline, sharded by device. Projects only
@@ -44,6 +52,42 @@ export const OUTBOX_INDEX = {
   partitionKey: A.outboxShard,
   sortKey: A.outboxAt,
 } as const;
+
+/** Sparse index of offline devices, newest first: partition `<deviceType>#<n>` (OFFLINE_SHARDS per type, so an
+ * offline storm spreads its index writes), sort key `<since, zero-padded>#<deviceId>` (unique, so a page cursor is
+ * one key). The commit of a transition sets or removes these keys in the same write. Projects what a listing shows;
+ * those attributes change only with a transition or an operator action, never with a heartbeat. */
+export const OFFLINE_INDEX = {
+  name: 'byOffline',
+  partitionKey: A.offlineShard,
+  sortKey: A.offlineKey,
+  projected: [A.deviceType, A.since, A.lastSeen, A.timeoutMs, A.precisionMs, A.mutedUntil] as string[],
+} as const;
+
+/** Fixed: the API queries every one of them, so changing it needs a re-index. 16 partitions take 16,000 index
+ * writes/s per device type, beyond what the sweep's bounded concurrency can produce. */
+export const OFFLINE_SHARDS = 16;
+
+/** Offline-index keys of a device that went offline at `since`. */
+export function offlineIndexKeys(
+  deviceId: string,
+  deviceType: string,
+  since: number,
+): { offlineShard: string; offlineKey: string } {
+  return {
+    offlineShard: `${deviceType}#${shardOf(deviceId, OFFLINE_SHARDS)}`,
+    offlineKey: `${String(since).padStart(15, '0')}#${deviceId}`,
+  };
+}
+
+/** Online/offline counters per device type, sharded: a transition adds to one random shard in the same transaction
+ * as its commit, so counts are exact (a failed or duplicate commit adds nothing) and no key gets hot. A conflict with
+ * another transaction on the same shard is retried on another shard. */
+export const COUNTER_SHARDS = 64;
+export const COUNTER = { online: 'on', offline: 'off' } as const;
+export function counterKey(deviceType: string, shard: number): string {
+  return `#count#${deviceType}#${shard}`;
+}
 
 export const TTL_ATTRIBUTE = A.expiresAt;
 

@@ -12,6 +12,7 @@ import {
   DEADLINE_INDEX,
   DEFAULT_SHARD_COUNT,
   KEY,
+  OFFLINE_INDEX,
   OUTBOX_INDEX,
   TTL_ATTRIBUTE,
 } from '../../lambdas/core/table-schema.js';
@@ -98,10 +99,20 @@ describe('OfflineDetectorStack (defaults)', () => {
           ],
           Projection: { ProjectionType: 'KEYS_ONLY' },
         },
+        {
+          IndexName: OFFLINE_INDEX.name,
+          KeySchema: [
+            { AttributeName: OFFLINE_INDEX.partitionKey, KeyType: 'HASH' },
+            { AttributeName: OFFLINE_INDEX.sortKey, KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: OFFLINE_INDEX.projected },
+        },
       ]),
       AttributeDefinitions: Match.arrayWith([
         { AttributeName: DEADLINE_INDEX.partitionKey, AttributeType: 'S' },
         { AttributeName: DEADLINE_INDEX.sortKey, AttributeType: 'N' },
+        { AttributeName: OFFLINE_INDEX.partitionKey, AttributeType: 'S' },
+        { AttributeName: OFFLINE_INDEX.sortKey, AttributeType: 'S' },
       ]),
     });
     const [, table] = only(template, 'AWS::DynamoDB::GlobalTable');

@@ -1,28 +1,39 @@
 // An in-memory model of the device table with the same conditional semantics as DynamoDeviceStore. Property tests
 // run the protocol against it at a speed no engine allows; the integration tests hold the adapter to the same
 // behaviour on DynamoDB Local.
+import { type CountDelta, commitDeltas, countDeltas } from '../../lambdas/core/counts.js';
 import type { DeviceState } from '../../lambdas/core/device.js';
 import type { Policy } from '../../lambdas/core/policy.js';
 import type {
+  AdminStore,
+  AdminUpdate,
   CommitOutcome,
   CommitRequest,
   DeviceStore,
   ExpiredEntry,
+  OfflineEntry,
   Page,
+  RetireRequest,
   TouchOutcome,
   TouchRequest,
+  TypeCounts,
 } from '../../lambdas/core/ports.js';
+import { offlineIndexKeys, STATUS } from '../../lambdas/core/table-schema.js';
 
 export interface StoredDevice extends DeviceState {
   expiresAt?: number;
   outboxShard?: string;
   outboxAt?: number;
+  offlineShard?: string;
+  offlineKey?: string;
 }
 
 const clone = <T>(value: T): T => structuredClone(value);
 
-export class MemoryDeviceStore implements DeviceStore {
+export class MemoryDeviceStore implements DeviceStore, AdminStore {
   readonly items = new Map<string, StoredDevice>();
+  /** The per-type counters, moved atomically with the commits as the DynamoDB adapter's transaction does. */
+  readonly counters = new Map<string, TypeCounts>();
   /** Count of requests by kind, for cost accounting in tests and benchmarks. */
   readonly calls = { touch: 0, commit: 0, rearm: 0, clearOutbox: 0, get: 0, queryExpired: 0, queryOutbox: 0 };
 
@@ -54,7 +65,12 @@ export class MemoryDeviceStore implements DeviceStore {
         : item !== undefined &&
           item.seq === expect.seq &&
           item.status === expect.status &&
-          item.lastSeen <= expect.lastSeenAtMost;
+          item.lastSeen <= expect.lastSeenAtMost &&
+          (expect.deviceType === undefined || item.deviceType === expect.deviceType) &&
+          (expect.policy === undefined || samePolicy(item, expect.policy)) &&
+          (expect.notMutedAfter === undefined ||
+            item.mutedUntil === undefined ||
+            item.mutedUntil <= expect.notMutedAfter);
     if (!ok) return { applied: false, current: item && toState(item) };
     const next: StoredDevice = {
       ...(item ?? { outbox: [] }),
@@ -64,13 +80,93 @@ export class MemoryDeviceStore implements DeviceStore {
     };
     if (request.state.shard === undefined) delete next.shard;
     if (request.state.deadline === undefined) delete next.deadline;
+    delete next.offlineShard;
+    delete next.offlineKey;
+    if (next.status === STATUS.offline)
+      Object.assign(next, offlineIndexKeys(next.deviceId, next.deviceType, next.since));
     if (request.expiresAt !== undefined) next.expiresAt = request.expiresAt;
     if (request.append.length > 0) {
       next.outboxShard = request.outboxShard;
       next.outboxAt = item?.outboxAt ?? request.outboxAt;
     }
     this.items.set(request.deviceId, next);
+    this.count(commitDeltas(request));
     return { applied: true, after: toState(next) };
+  }
+
+  async hold(deviceId: string, until: number, cutoff: number): Promise<TouchOutcome> {
+    const item = this.items.get(deviceId);
+    const ok = item?.status === STATUS.online && item.mutedUntil === until && until > cutoff;
+    if (!ok || !item) return { applied: false, current: item && toState(item) };
+    const before = toState(item);
+    item.deadline = until;
+    return { applied: true, before };
+  }
+
+  async update(request: AdminUpdate): Promise<CommitOutcome> {
+    const item = this.items.get(request.deviceId);
+    const { expect } = request;
+    const ok =
+      item !== undefined && item.seq === expect.seq && item.status === expect.status && samePolicy(item, expect.policy);
+    if (!ok || !item) return { applied: false, current: item && toState(item) };
+    if (request.override === null) delete item.override;
+    else if (request.override) item.override = { ...request.override };
+    if (request.policy) Object.assign(item, request.policy);
+    if (request.mutedUntil === null) delete item.mutedUntil;
+    else if (request.mutedUntil !== undefined) item.mutedUntil = request.mutedUntil;
+    if (request.deadline !== undefined) item.deadline = request.deadline;
+    return { applied: true, after: toState(item) };
+  }
+
+  async retire(request: RetireRequest): Promise<CommitOutcome> {
+    const item = this.items.get(request.deviceId);
+    const { expect } = request;
+    const ok =
+      item !== undefined &&
+      item.seq === expect.seq &&
+      item.status === expect.status &&
+      item.deviceType === expect.deviceType;
+    if (!ok || !item) return { applied: false, current: item && toState(item) };
+    item.status = STATUS.retired;
+    item.lastSeen = request.lastSeen;
+    item.expiresAt = request.expiresAt;
+    for (const key of ['shard', 'deadline', 'offlineShard', 'offlineKey', 'override', 'mutedUntil'] as const) {
+      delete item[key];
+    }
+    this.count(countDeltas({ status: expect.status, deviceType: expect.deviceType }, undefined));
+    return { applied: true, after: toState(item) };
+  }
+
+  async queryOffline(partition: string, limit: number, before?: string): Promise<Page<OfflineEntry>> {
+    const all = [...this.items.values()]
+      .filter((item) => item.offlineShard === partition && (before === undefined || item.offlineKey! < before))
+      .sort((a, b) => (a.offlineKey! < b.offlineKey! ? 1 : -1));
+    const items = all.slice(0, limit).map((item) => ({
+      deviceId: item.deviceId,
+      deviceType: item.deviceType,
+      since: item.since,
+      lastSeen: item.lastSeen,
+      timeoutMs: item.timeoutMs,
+      precisionMs: item.precisionMs,
+      ...(item.mutedUntil !== undefined ? { mutedUntil: item.mutedUntil } : {}),
+      key: item.offlineKey!,
+    }));
+    return all.length > limit ? { items, next: items[items.length - 1]!.key } : { items };
+  }
+
+  async counts(deviceTypes: string[]): Promise<Record<string, TypeCounts>> {
+    return Object.fromEntries(
+      deviceTypes.map((type) => [type, { ...(this.counters.get(type) ?? { online: 0, offline: 0 }) }]),
+    );
+  }
+
+  private count(deltas: CountDelta[]): void {
+    for (const delta of deltas) {
+      const counts = this.counters.get(delta.deviceType) ?? { online: 0, offline: 0 };
+      counts.online += delta.online;
+      counts.offline += delta.offline;
+      this.counters.set(delta.deviceType, counts);
+    }
   }
 
   async rearm(deviceId: string, policy: Policy, cutoff: number): Promise<TouchOutcome> {
@@ -148,6 +244,6 @@ function samePolicy(item: Policy, policy: Policy): boolean {
 }
 
 function toState(item: StoredDevice): DeviceState {
-  const { expiresAt: _e, outboxShard: _s, outboxAt: _a, ...state } = clone(item);
+  const { expiresAt: _e, outboxShard: _s, outboxAt: _a, offlineShard: _os, offlineKey: _ok, ...state } = clone(item);
   return state;
 }

@@ -1,0 +1,203 @@
+// The operator use cases: read a device, steer it (policy override, mute), decommission it, list the offline devices
+// and count the fleet. Every change is one conditional write on the device item, decided from the item as read and
+// redone from the item a failed condition returns, so it never overwrites a transition it did not see.
+import { mapLimit } from './concurrency.js';
+import { type DeviceState, policyOf } from './device.js';
+import { ApiError } from './errors.js';
+import { type DeviceTypes, offlineAt, type Policy } from './policy.js';
+import type { AdminStore, AdminUpdate, CommitOutcome, OfflineEntry, TypeCounts } from './ports.js';
+import { OFFLINE_SHARDS, STATUS } from './table-schema.js';
+
+export interface AdminDeps {
+  store: AdminStore;
+  deviceTypes: DeviceTypes;
+  /** Life of a decommission tombstone (the housekeeping TTL): event ids stay unique across re-registration for it. */
+  housekeepingTtlMs: number;
+  now: () => number;
+}
+
+/** What the API shows of a device. */
+export interface DeviceView {
+  deviceId: string;
+  deviceType: string;
+  status: 'ONLINE' | 'OFFLINE';
+  since: number;
+  lastSeen: number;
+  timeoutMs: number;
+  precisionMs: number;
+  /** The per-device override, when one is set. */
+  override?: Policy;
+  /** Present while a mute is in force. */
+  mutedUntil?: number;
+  /** Transitions so far; the eventId of the latest is `<deviceId>#<seq>`. */
+  seq: number;
+}
+
+export interface OfflineList {
+  devices: Array<Omit<OfflineEntry, 'key'>>;
+  /** Opaque; pass back as `cursor` for the next page. Absent on the last page. */
+  cursor?: string;
+}
+
+export interface Stats {
+  deviceTypes: Record<string, TypeCounts>;
+  total: TypeCounts;
+}
+
+/** Redo a change this many times when the device keeps changing under it (a transition, another operator). */
+const MAX_ATTEMPTS = 5;
+
+export async function getDevice(deps: AdminDeps, deviceId: string): Promise<DeviceView> {
+  return view(await existing(deps, deviceId), deps.now());
+}
+
+/** Sets (or with `undefined` removes) the per-device override. The effective policy changes in the same write, and
+ * an online device's deadline moves earlier when the new policy calls for it: never later than
+ * `lastSeen + timeout + precision`, so the next sweep judges by the new policy. A later deadline is left for the
+ * sweep to re-arm, which costs the index nothing now. */
+export async function setPolicy(deps: AdminDeps, deviceId: string, override: Policy | undefined): Promise<DeviceView> {
+  return change(deps, deviceId, (current) => {
+    const policy = override ?? typePolicy(deps.deviceTypes, current.deviceType);
+    const target = offlineAt(current.lastSeen, policy);
+    const moveDeadline =
+      current.status === STATUS.online && (current.deadline === undefined || current.deadline > target);
+    return {
+      override: override ?? null,
+      policy,
+      ...(moveDeadline ? { deadline: target } : {}),
+    };
+  });
+}
+
+/** While muted, the sweep commits no offline transition: a device that falls silent stays ONLINE, parked in the
+ * deadline index at the mute's end, and is reported then if it is still silent. Online events are not muted. */
+export async function mute(deps: AdminDeps, deviceId: string, until: number): Promise<DeviceView> {
+  return change(deps, deviceId, () => ({ mutedUntil: until }));
+}
+
+/** Ends a mute now: a parked device's deadline returns to `lastSeen + timeout + precision`, so the next sweep reports
+ * it if it is still silent. */
+export async function unmute(deps: AdminDeps, deviceId: string): Promise<DeviceView> {
+  return change(deps, deviceId, (current) => {
+    const target = offlineAt(current.lastSeen, policyOf(current));
+    const moveDeadline =
+      current.status === STATUS.online && (current.deadline === undefined || current.deadline > target);
+    return { mutedUntil: null, ...(moveDeadline ? { deadline: target } : {}) };
+  });
+}
+
+/** Decommission: the item becomes a tombstone in no index, counted nowhere, that produces no events. It keeps `seq`
+ * so that a device that sends again registers as new but continues its event ids (`<deviceId>#<seq>`) rather than
+ * repeating ids consumers have seen. Messages that entered before the decommission do not bring it back. */
+export async function forget(deps: AdminDeps, deviceId: string): Promise<void> {
+  let current = await existing(deps, deviceId);
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const now = deps.now();
+    const out = await deps.store.retire({
+      deviceId,
+      expect: { seq: current.seq, status: current.status, deviceType: current.deviceType },
+      lastSeen: Math.max(current.lastSeen, now),
+      expiresAt: now + deps.housekeepingTtlMs,
+    });
+    if (out.applied) return;
+    current = present(out.current, deviceId);
+  }
+  throw new ApiError('conflict', `device ${deviceId} kept changing; try again`);
+}
+
+/** The offline devices, newest first, from the offline index: every partition of the type (or of every type) is
+ * read from the cursor on and the pages merged, so a page costs one query per partition and no scan. The cursor is
+ * the sort key of the last device returned, which is unique, so devices that come and go between pages shift
+ * nothing. */
+export async function listOffline(
+  deps: AdminDeps,
+  options: { deviceType?: string; limit: number; cursor?: string },
+): Promise<OfflineList> {
+  const types = options.deviceType ? [options.deviceType] : Object.keys(deps.deviceTypes.types);
+  const before = options.cursor === undefined ? undefined : decodeCursor(options.cursor, options.deviceType);
+  const partitions = types.flatMap((type) => Array.from({ length: OFFLINE_SHARDS }, (_, n) => `${type}#${n}`));
+  const pages = await mapLimit(partitions, 16, (partition) =>
+    deps.store.queryOffline(partition, options.limit, before),
+  );
+  const merged = pages.flatMap((page) => page.items).sort((a, b) => (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
+  const items = merged.slice(0, options.limit);
+  const more = merged.length > options.limit || pages.some((page) => page.next !== undefined);
+  const last = items[items.length - 1];
+  return {
+    devices: items.map(({ key: _key, ...entry }) => entry),
+    ...(more && last ? { cursor: encodeCursor(last.key, options.deviceType) } : {}),
+  };
+}
+
+export async function stats(deps: AdminDeps): Promise<Stats> {
+  const deviceTypes = await deps.store.counts(Object.keys(deps.deviceTypes.types));
+  const total = { online: 0, offline: 0 };
+  for (const counts of Object.values(deviceTypes)) {
+    total.online += counts.online;
+    total.offline += counts.offline;
+  }
+  return { deviceTypes, total };
+}
+
+/** Applies a change decided from the stored item, as one conditional write, redone from the item a failed
+ * condition returns. */
+async function change(
+  deps: AdminDeps,
+  deviceId: string,
+  decide: (current: DeviceState) => Omit<AdminUpdate, 'deviceId' | 'expect'>,
+): Promise<DeviceView> {
+  let current = await existing(deps, deviceId);
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const out: CommitOutcome = await deps.store.update({
+      deviceId,
+      expect: { seq: current.seq, status: current.status, policy: policyOf(current) },
+      ...decide(current),
+    });
+    if (out.applied) return view(out.after, deps.now());
+    current = present(out.current, deviceId);
+  }
+  throw new ApiError('conflict', `device ${deviceId} kept changing; try again`);
+}
+
+async function existing(deps: AdminDeps, deviceId: string): Promise<DeviceState> {
+  return present(await deps.store.get(deviceId), deviceId);
+}
+
+function present(state: DeviceState | undefined, deviceId: string): DeviceState {
+  if (!state || state.status === STATUS.retired) throw new ApiError('not-found', `no device ${deviceId}`);
+  return state;
+}
+
+function typePolicy(types: DeviceTypes, deviceType: string): Policy {
+  const type = types.types[deviceType] ?? types.types[types.defaultType]!;
+  return { timeoutMs: type.timeoutMs, precisionMs: type.precisionMs };
+}
+
+function view(state: DeviceState, now: number): DeviceView {
+  return {
+    deviceId: state.deviceId,
+    deviceType: state.deviceType,
+    status: state.status === STATUS.online ? 'ONLINE' : 'OFFLINE',
+    since: state.since,
+    lastSeen: state.lastSeen,
+    timeoutMs: state.timeoutMs,
+    precisionMs: state.precisionMs,
+    ...(state.override ? { override: state.override } : {}),
+    ...(state.mutedUntil !== undefined && state.mutedUntil > now ? { mutedUntil: state.mutedUntil } : {}),
+    seq: state.seq,
+  };
+}
+
+function encodeCursor(key: string, deviceType: string | undefined): string {
+  return Buffer.from(JSON.stringify({ k: key, ...(deviceType ? { t: deviceType } : {}) })).toString('base64url');
+}
+
+function decodeCursor(cursor: string, deviceType: string | undefined): string {
+  try {
+    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { k?: unknown; t?: unknown };
+    if (typeof parsed.k === 'string' && parsed.k.length > 0 && (parsed.t ?? undefined) === deviceType) return parsed.k;
+  } catch {
+    // fall through
+  }
+  throw new ApiError('bad-cursor', 'cursor is not one this listing returned');
+}

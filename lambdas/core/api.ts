@@ -1,0 +1,202 @@
+// The operator API: routes, input validation and the HTTP answer. Every input is checked before anything is read
+// or written, so a refused request (4xx with a reason code) has changed nothing. Transport-neutral: the Lambda
+// handler maps a Function URL event onto ApiRequest; the CLI calls the same function against a local table.
+import { type AdminDeps, forget, getDevice, listOffline, mute, setPolicy, stats, unmute } from './admin.js';
+import { type Env, intSetting, loadDeviceTypes, requireString } from './config.js';
+import { ApiError } from './errors.js';
+import { DEVICE_ID_PATTERN } from './message.js';
+import type { Policy } from './policy.js';
+
+export interface ApiRequest {
+  method: string;
+  /** The raw path; a device id with '/' in it comes percent-encoded (%2F). */
+  path: string;
+  query: Record<string, string | undefined>;
+  body?: string;
+}
+
+export interface ApiResponse {
+  status: number;
+  body?: unknown;
+}
+
+export interface ApiConfig {
+  tableName: string;
+  deviceTypes: AdminDeps['deviceTypes'];
+  housekeepingTtlMs: number;
+}
+
+export function loadApiConfig(env: Env): ApiConfig {
+  return {
+    tableName: requireString(env, 'TABLE_NAME'),
+    deviceTypes: loadDeviceTypes(env),
+    housekeepingTtlMs: intSetting(env, 'HOUSEKEEPING_TTL_DAYS', 30, 1, 3650) * 24 * 3600_000,
+  };
+}
+
+/** Operator requests are a few fields; anything larger is refused unread. */
+export const MAX_BODY_BYTES = 1024;
+const MAX_DURATION_MS = 30 * 24 * 3600_000;
+const MAX_MUTE_MS = 366 * 24 * 3600_000;
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 100;
+
+export async function handleApi(request: ApiRequest, deps: AdminDeps): Promise<ApiResponse> {
+  try {
+    return await route(request, deps);
+  } catch (error) {
+    if (error instanceof ApiError) return { status: error.status, body: { error: error.code, message: error.message } };
+    throw error;
+  }
+}
+
+async function route(request: ApiRequest, deps: AdminDeps): Promise<ApiResponse> {
+  if (request.body !== undefined && Buffer.byteLength(request.body) > MAX_BODY_BYTES) {
+    throw new ApiError('body-too-large', `request body over ${MAX_BODY_BYTES} bytes`);
+  }
+  const segments = request.path.split('/').filter((s) => s !== '');
+  const method = request.method.toUpperCase();
+  const [root, rawId, sub, ...rest] = segments;
+  if (rest.length > 0) throw new ApiError('no-route', `no route ${request.path}`);
+
+  if (root === 'stats' && rawId === undefined) {
+    allow(method, ['GET']);
+    noQuery(request, []);
+    return ok(await stats(deps));
+  }
+  if (root !== 'devices') throw new ApiError('no-route', `no route ${request.path}`);
+
+  if (rawId === undefined) {
+    allow(method, ['GET']);
+    noQuery(request, ['status', 'deviceType', 'limit', 'cursor']);
+    const { status, deviceType, limit, cursor } = request.query;
+    if (status !== 'offline')
+      throw new ApiError('bad-query', 'status=offline is required (only offline devices are indexed)');
+    if (deviceType !== undefined && !deps.deviceTypes.types[deviceType]) {
+      throw new ApiError('unknown-device-type', `unknown device type "${deviceType}"`);
+    }
+    return ok(
+      await listOffline(deps, {
+        limit: pageLimit(limit),
+        ...(deviceType !== undefined ? { deviceType } : {}),
+        ...(cursor !== undefined ? { cursor } : {}),
+      }),
+    );
+  }
+
+  const deviceId = parseDeviceId(rawId);
+  if (sub === undefined) {
+    allow(method, ['GET', 'DELETE']);
+    noQuery(request, []);
+    if (method === 'GET') return ok(await getDevice(deps, deviceId));
+    await forget(deps, deviceId);
+    return { status: 204 };
+  }
+  if (sub === 'policy') {
+    allow(method, ['PUT', 'DELETE']);
+    noQuery(request, []);
+    if (method === 'DELETE') return ok(await setPolicy(deps, deviceId, undefined));
+    return ok(await setPolicy(deps, deviceId, parsePolicy(request.body)));
+  }
+  if (sub === 'mute') {
+    allow(method, ['POST', 'DELETE']);
+    noQuery(request, []);
+    if (method === 'DELETE') return ok(await unmute(deps, deviceId));
+    const body = jsonBody(request.body, ['until'], ['until']);
+    return ok(await mute(deps, deviceId, parseUntil(body.until, deps.now())));
+  }
+  throw new ApiError('no-route', `no route ${request.path}`);
+}
+
+const ok = (body: unknown): ApiResponse => ({ status: 200, body });
+
+function allow(method: string, methods: string[]): void {
+  if (!methods.includes(method)) throw new ApiError('method-not-allowed', `use ${methods.join(' or ')}`);
+}
+
+function noQuery(request: ApiRequest, allowed: string[]): void {
+  for (const [name, value] of Object.entries(request.query)) {
+    if (value !== undefined && !allowed.includes(name)) throw new ApiError('bad-query', `unknown parameter "${name}"`);
+  }
+}
+
+function parseDeviceId(raw: string): string {
+  let id: string;
+  try {
+    id = decodeURIComponent(raw);
+  } catch {
+    throw new ApiError('bad-device-id', 'device id is not valid percent-encoding');
+  }
+  if (!DEVICE_ID_PATTERN.test(id)) {
+    throw new ApiError('bad-device-id', 'device id must be 1..128 characters of A-Z a-z 0-9 . _ : @ / -');
+  }
+  return id;
+}
+
+function pageLimit(raw: string | undefined): number {
+  if (raw === undefined) return DEFAULT_PAGE;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1 || n > MAX_PAGE) throw new ApiError('bad-query', `limit must be 1..${MAX_PAGE}`);
+  return n;
+}
+
+function jsonBody(raw: string | undefined, fields: string[], required: string[]): Record<string, unknown> {
+  let body: unknown;
+  try {
+    body = JSON.parse(raw ?? '');
+  } catch {
+    throw new ApiError('bad-json', 'body must be a JSON object');
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new ApiError('bad-json', 'body must be a JSON object');
+  }
+  const record = body as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    if (!fields.includes(key)) throw new ApiError('unknown-field', `unknown field "${key}" (${fields.join(', ')})`);
+  }
+  for (const key of required) {
+    if (record[key] === undefined) throw new ApiError('missing-field', `"${key}" is required`);
+  }
+  return record;
+}
+
+function parsePolicy(raw: string | undefined): Policy {
+  const body = jsonBody(raw, ['timeout', 'precision'], ['timeout']);
+  const timeoutMs = parseDuration(body.timeout, 'timeout');
+  const precisionMs = body.precision === undefined ? 0 : parseDuration(body.precision, 'precision');
+  if (timeoutMs < 1000) throw new ApiError('bad-duration', 'timeout must be at least 1s');
+  return { timeoutMs, precisionMs };
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
+
+/** A duration: whole milliseconds, or a string like "90s", "15m", "25h", "2d". */
+export function parseDuration(value: unknown, field: string): number {
+  let ms: number | undefined;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) ms = value;
+  else if (typeof value === 'string') {
+    const match = /^(\d{1,12})(ms|s|m|h|d)$/.exec(value);
+    if (match) ms = Number(match[1]) * UNIT_MS[match[2]!]!;
+  }
+  if (ms === undefined || ms < 0 || ms > MAX_DURATION_MS) {
+    throw new ApiError(
+      'bad-duration',
+      `${field} must be a duration like "90s", "15m", "25h" (at most 30d) or whole ms`,
+    );
+  }
+  return ms;
+}
+
+/** A mute end: epoch ms or an ISO-8601 time, in the future and within a year. */
+function parseUntil(value: unknown, now: number): number {
+  const t =
+    typeof value === 'number' && Number.isSafeInteger(value)
+      ? value
+      : typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(value)
+        ? Date.parse(value)
+        : Number.NaN;
+  if (!Number.isFinite(t) || t <= now || t > now + MAX_MUTE_MS) {
+    throw new ApiError('bad-time', 'until must be a future ISO-8601 time or epoch ms, within a year');
+  }
+  return t;
+}

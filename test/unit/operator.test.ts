@@ -1,0 +1,214 @@
+// Operator features through the real ingest and sweep cores on the in-memory table, with an injected clock: the
+// events that come out are exactly the expected ones. (test/integration/api.test.ts runs the API on DynamoDB Local.)
+import { describe, expect, it } from 'vitest';
+import {
+  type AdminDeps,
+  forget,
+  getDevice,
+  listOffline,
+  mute,
+  setPolicy,
+  stats,
+  unmute,
+} from '../../lambdas/core/admin.js';
+import { type Harness, harness, T0, TYPES } from '../support/sweep-harness.js';
+
+const TRACKER = TYPES.tracker.timeoutMs;
+
+function admin(h: Harness): AdminDeps {
+  return {
+    store: h.store,
+    deviceTypes: h.config.deviceTypes,
+    housekeepingTtlMs: 30 * 86_400_000,
+    now: () => h.clock.t,
+  };
+}
+
+/** Sweeps every shard at `t` (the cutoff is the clock: no watermark partitions). */
+async function sweepAt(h: Harness, t: number) {
+  h.clock.t = t;
+  await h.sweepAll();
+}
+
+const summary = (h: Harness, deviceId: string) =>
+  h.events.of(deviceId).map((e) => [e.type, e.seq, e.since - T0, e.detectedAt - T0] as const);
+
+describe('per-device policy override', () => {
+  it('a shorter timeout moves the deadline earlier at once: offline by the override at the next sweep', async () => {
+    const h = harness();
+    await h.send(['d'], T0, 'tracker');
+    h.clock.t = T0 + 10_000;
+    const view = await setPolicy(admin(h), 'd', { timeoutMs: 30_000, precisionMs: 0 });
+    expect(view).toMatchObject({ timeoutMs: 30_000, precisionMs: 0, override: { timeoutMs: 30_000, precisionMs: 0 } });
+    expect(h.store.items.get('d')!.deadline).toBe(T0 + 30_000);
+    await sweepAt(h, T0 + 29_999);
+    expect(h.events.of('d', 'device.offline')).toEqual([]);
+    await sweepAt(h, T0 + 30_000);
+    expect(summary(h, 'd')).toEqual([
+      ['device.online', 1, 0, 0],
+      ['device.offline', 2, 30_000, 30_000],
+    ]);
+    expect(h.events.of('d', 'device.offline')[0]!.timeoutMs).toBe(30_000);
+  });
+
+  it('a longer timeout leaves the (earlier) deadline to the sweep, which re-arms it; later messages keep it', async () => {
+    const h = harness();
+    await h.send(['d'], T0, 'tracker');
+    await setPolicy(admin(h), 'd', { timeoutMs: 300_000, precisionMs: 0 });
+    expect(h.store.items.get('d')!.deadline).toBe(T0 + TRACKER); // earlier than needed is allowed, never later
+    await sweepAt(h, T0 + TRACKER);
+    expect(h.store.items.get('d')!.deadline).toBe(T0 + 300_000);
+    h.freshCache();
+    await h.send(['d'], T0 + 100_000, 'tracker'); // the override survives the message (the touch allows it)
+    await sweepAt(h, T0 + 300_000);
+    await sweepAt(h, T0 + 399_999);
+    expect(h.events.of('d', 'device.offline')).toEqual([]);
+    await sweepAt(h, T0 + 400_000);
+    expect(summary(h, 'd')).toEqual([
+      ['device.online', 1, 0, 0],
+      ['device.offline', 2, 400_000, 400_000],
+    ]);
+  });
+
+  it('removing the override returns to the type policy, also for the next online transition', async () => {
+    const h = harness();
+    await h.send(['d'], T0, 'tracker');
+    await setPolicy(admin(h), 'd', { timeoutMs: 20_000, precisionMs: 0 });
+    await sweepAt(h, T0 + 20_000);
+    const back = T0 + 50_000;
+    h.clock.t = back;
+    await h.send(['d'], back, 'tracker');
+    expect(h.store.items.get('d')).toMatchObject({ status: 'ONLINE', timeoutMs: 20_000, deadline: back + 20_000 });
+    const view = await setPolicy(admin(h), 'd', undefined);
+    expect(view).toMatchObject({ timeoutMs: TRACKER });
+    expect(view.override).toBeUndefined();
+    await sweepAt(h, back + 20_000); // the old deadline: re-armed by the type policy, no event
+    await sweepAt(h, back + TRACKER);
+    expect(summary(h, 'd')).toEqual([
+      ['device.online', 1, 0, 0],
+      ['device.offline', 2, 20_000, 20_000],
+      ['device.online', 3, 50_000, 50_000],
+      ['device.offline', 4, 50_000 + TRACKER, 50_000 + TRACKER],
+    ]);
+  });
+});
+
+describe('mute', () => {
+  it('holds the offline event of a device silent during the mute and reports it once when the mute ends', async () => {
+    const h = harness();
+    await h.send(['d'], T0, 'tracker');
+    const until = T0 + 200_000;
+    expect(await mute(admin(h), 'd', until)).toMatchObject({ mutedUntil: until, status: 'ONLINE' });
+    for (const t of [T0 + TRACKER, T0 + 150_000, until - 1]) await sweepAt(h, t);
+    expect(h.events.of('d', 'device.offline')).toEqual([]);
+    expect(h.store.items.get('d')).toMatchObject({ status: 'ONLINE', deadline: until });
+    await sweepAt(h, until);
+    await sweepAt(h, until + 60_000);
+    expect(summary(h, 'd')).toEqual([
+      ['device.online', 1, 0, 0],
+      ['device.offline', 2, TRACKER, 200_000], // since: when it really went silent; detected when the mute ended
+    ]);
+  });
+
+  it('a device that comes back during the mute produces no events at all', async () => {
+    const h = harness();
+    await h.send(['d'], T0, 'tracker');
+    await mute(admin(h), 'd', T0 + 200_000);
+    await sweepAt(h, T0 + 120_000);
+    h.freshCache();
+    await h.send(['d'], T0 + 150_000, 'tracker');
+    await sweepAt(h, T0 + 200_000);
+    await sweepAt(h, T0 + 150_000 + TRACKER - 1);
+    expect(summary(h, 'd')).toEqual([['device.online', 1, 0, 0]]);
+    await sweepAt(h, T0 + 150_000 + TRACKER); // muted no more: silence is reported as usual
+    expect(h.events.of('d').map((e) => e.type)).toEqual(['device.online', 'device.offline']);
+  });
+
+  it('unmute reports a still-silent device at the next sweep; online events are never muted', async () => {
+    const h = harness();
+    await h.send(['d'], T0, 'tracker');
+    await mute(admin(h), 'd', T0 + 3_600_000);
+    await sweepAt(h, T0 + 120_000);
+    h.clock.t = T0 + 130_000;
+    const view = await unmute(admin(h), 'd');
+    expect(view.mutedUntil).toBeUndefined();
+    await sweepAt(h, T0 + 130_000);
+    expect(summary(h, 'd')).toEqual([
+      ['device.online', 1, 0, 0],
+      ['device.offline', 2, TRACKER, 130_000],
+    ]);
+    await mute(admin(h), 'd', T0 + 3_600_000);
+    await h.send(['d'], T0 + 140_000, 'tracker');
+    expect(h.events.of('d').map((e) => e.type)).toEqual(['device.online', 'device.offline', 'device.online']);
+  });
+});
+
+describe('decommission', () => {
+  it('leaves every index, produces no events, and a later message registers a new device with fresh event ids', async () => {
+    const h = harness();
+    await h.send(['d', 'other'], T0, 'tracker');
+    await sweepAt(h, T0 + TRACKER); // both offline: d#2
+    await h.send(['d'], T0 + 100_000, 'tracker'); // d#3 online
+    h.clock.t = T0 + 110_000;
+    await forget(admin(h), 'd');
+    const item = h.store.items.get('d')!;
+    expect(item).toMatchObject({ status: 'RETIRED', seq: 3, lastSeen: T0 + 110_000 });
+    for (const key of ['shard', 'deadline', 'offlineShard', 'offlineKey'] as const) expect(item[key]).toBeUndefined();
+    await expect(getDevice(admin(h), 'd')).rejects.toMatchObject({ code: 'not-found', status: 404 });
+    expect((await stats(admin(h))).deviceTypes.tracker).toEqual({ online: 0, offline: 1 });
+
+    await sweepAt(h, T0 + 100_000 + TRACKER);
+    h.freshCache();
+    await h.send(['d'], T0 + 105_000, 'tracker'); // entered before the decommission: stale, nothing happens
+    expect(h.events.of('d').map((e) => e.eventId)).toEqual(['d#1', 'd#2', 'd#3']);
+
+    const again = T0 + 500_000;
+    await h.send(['d'], again, 'tracker');
+    await sweepAt(h, again + TRACKER);
+    expect(h.events.of('d').map((e) => [e.eventId, e.type])).toEqual([
+      ['d#1', 'device.online'],
+      ['d#2', 'device.offline'],
+      ['d#3', 'device.online'],
+      ['d#4', 'device.online'], // the new device: its ids continue rather than repeat d#1..
+      ['d#5', 'device.offline'],
+    ]);
+    expect(h.events.of('d', 'device.online')[2]).toMatchObject({ since: again });
+    expect((await stats(admin(h))).deviceTypes.tracker).toEqual({ online: 0, offline: 2 });
+  });
+});
+
+describe('queries', () => {
+  it('lists offline devices newest first over pages, per type or all, and counts per type', async () => {
+    const h = harness();
+    const trackers = Array.from({ length: 7 }, (_, i) => `t${i}`);
+    for (const [i, id] of trackers.entries()) await h.send([id], T0 + i * 1000, 'tracker');
+    await h.send(['m0', 'm1'], T0, 'meter');
+    await h.send(['alive'], T0 + 500_000, 'tracker');
+    await sweepAt(h, T0 + 500_000);
+    const pages: string[][] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await listOffline(admin(h), { limit: 3, ...(cursor ? { cursor } : {}) });
+      pages.push(page.devices.map((d) => d.deviceId));
+      cursor = page.cursor;
+    } while (cursor);
+    expect(pages.flat()).toEqual(['m1', 'm0', 't6', 't5', 't4', 't3', 't2', 't1', 't0'].sort(bySinceThenId(h)));
+    expect(pages.map((p) => p.length)).toEqual([3, 3, 3]);
+    const meters = await listOffline(admin(h), { deviceType: 'meter', limit: 10 });
+    expect(meters.devices.map((d) => d.deviceId).sort()).toEqual(['m0', 'm1']);
+    expect(meters.cursor).toBeUndefined();
+    expect(await stats(admin(h))).toEqual({
+      deviceTypes: { tracker: { online: 1, offline: 7 }, meter: { online: 0, offline: 2 } },
+      total: { online: 1, offline: 9 },
+    });
+  });
+});
+
+/** Newest `since` first, ties by id descending: the offline index's order. */
+function bySinceThenId(h: Harness) {
+  return (a: string, b: string) => {
+    const x = h.store.items.get(a)!;
+    const y = h.store.items.get(b)!;
+    return y.since - x.since || (a < b ? 1 : -1);
+  };
+}
