@@ -29,7 +29,7 @@ import {
 import { type AlarmOptions, OfflineDetectorDashboard } from './dashboard.js';
 
 /** Powertools service names, also the `service` metric dimension. */
-export const SERVICE = { ingest: 'ingest', dispatch: 'dispatch', sweep: 'sweep' } as const;
+export const SERVICE = { ingest: 'ingest', dispatch: 'dispatch', sweep: 'sweep', api: 'api' } as const;
 
 export const LAMBDAS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'lambdas');
 const PROJECT_ROOT = path.resolve(LAMBDAS_DIR, '..');
@@ -129,6 +129,9 @@ export interface OfflineDetectorProps {
   readonly alarms?: AlarmOptions;
   /** Name of the CloudWatch dashboard. @default generated */
   readonly dashboardName?: string;
+  /** The operator API (device status, offline list, stats, overrides, mute, decommission): a Lambda Function URL
+   * with IAM (SigV4) auth. @default true */
+  readonly operatorApi?: boolean;
 }
 
 /** DynamoDB actions each role needs, on the table's items (the Lambdas never scan, batch or delete items). */
@@ -136,6 +139,8 @@ const TABLE_ACTIONS = {
   ingest: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
   dispatch: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
   sweep: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+  // BatchGetItem reads the counter shards; decommission is an update to a tombstone, never a delete.
+  api: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:BatchGetItem'],
 } as const;
 
 /** Lets CommonJS dependencies that call `require` (some AWS packages do) run inside the ESM bundle. */
@@ -147,6 +152,7 @@ export const HANDLER_ENTRIES = {
   ingestKinesis: 'ingest-kinesis.ts',
   dispatch: 'dispatch.ts',
   sweep: 'sweep.ts',
+  api: 'api.ts',
 } as const;
 
 export class OfflineDetector extends Construct {
@@ -173,6 +179,10 @@ export class OfflineDetector extends Construct {
   readonly sweepFunction: nodejs.NodejsFunction;
   readonly schedule: scheduler.Schedule;
   readonly dashboard: OfflineDetectorDashboard;
+  /** The operator API (absent with `operatorApi: false`). */
+  readonly apiFunction?: nodejs.NodejsFunction;
+  /** Its Function URL; callers need `lambda:InvokeFunctionUrl` on `apiFunction` (see `grantApi`). */
+  readonly apiUrl?: lambda.FunctionUrl;
 
   constructor(scope: Construct, id: string, props: OfflineDetectorProps = {}) {
     super(scope, id);
@@ -497,6 +507,30 @@ export class OfflineDetector extends Construct {
       }),
     });
 
+    if (props.operatorApi ?? true) {
+      this.apiFunction = newFunction('ApiFunction', HANDLER_ENTRIES.api, {
+        timeout: Duration.seconds(15),
+        memorySize: 512,
+        environment: {
+          [ENV.tableName]: this.table.tableName,
+          [ENV.deviceTypes]: deviceTypesJson.json,
+          [ENV.defaultDeviceType]: deviceTypesJson.defaultType,
+          [ENV.housekeepingTtlDays]: String((props.housekeepingTtl ?? Duration.days(30)).toDays()),
+          POWERTOOLS_SERVICE_NAME: SERVICE.api,
+          NODE_OPTIONS: '--enable-source-maps',
+        },
+        description: 'offline-detector: operator API (status, offline list, stats, override, mute, decommission)',
+      });
+      // Never open: every call is SigV4-signed by a principal granted lambda:InvokeFunctionUrl.
+      this.apiUrl = this.apiFunction.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
+      this.grantTable(this.apiFunction, TABLE_ACTIONS.api);
+      iam.Grant.addToPrincipal({
+        grantee: this.apiFunction,
+        actions: ['dynamodb:Query'],
+        resourceArns: [`${this.table.tableArn}/index/${OFFLINE_INDEX.name}`],
+      });
+    }
+
     this.acknowledgeNagFindings();
 
     this.dashboard = new OfflineDetectorDashboard(this, 'Dashboard', {
@@ -504,9 +538,13 @@ export class OfflineDetector extends Construct {
       namespace: METRICS_NAMESPACE,
       table: this.table,
       indexNames: [DEADLINE_INDEX.name, OUTBOX_INDEX.name],
-      functions: [this.ingestSqsFunction, this.ingestKinesisFunction, this.dispatchFunction, this.sweepFunction].filter(
-        (f): f is nodejs.NodejsFunction => f !== undefined,
-      ),
+      functions: [
+        this.ingestSqsFunction,
+        this.ingestKinesisFunction,
+        this.dispatchFunction,
+        this.sweepFunction,
+        this.apiFunction,
+      ].filter((f): f is nodejs.NodejsFunction => f !== undefined),
       dispatchFunction: this.dispatchFunction,
       ingestQueue: this.ingestQueue,
       ingestStream: this.ingestStream,
@@ -544,6 +582,12 @@ export class OfflineDetector extends Construct {
       id: `AwsSolutions-IAM5[Resource::<${fnLogicalId}.Arn>:*]`,
       reason: 'The scheduler may invoke the dispatch function and its versions/aliases: one function, nothing else.',
     });
+  }
+
+  /** Lets a principal (an operator role, a CI user) call the operator API. */
+  grantApi(grantee: iam.IGrantable): iam.Grant {
+    if (!this.apiFunction) throw new Error('the operator API is disabled (operatorApi: false)');
+    return this.apiFunction.grantInvokeUrl(grantee);
   }
 
   private newTopic(id: string, displayName: string): sns.Topic {

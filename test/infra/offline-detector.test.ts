@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -205,7 +206,7 @@ describe('OfflineDetectorStack (defaults)', () => {
 
   it('bundles every function as nodejs22.x on arm64 with a log group of bounded retention', () => {
     const fns = Object.values(resources(template, 'AWS::Lambda::Function'));
-    expect(fns).toHaveLength(3);
+    expect(fns).toHaveLength(4);
     for (const fn of fns) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs22.x',
@@ -215,7 +216,7 @@ describe('OfflineDetectorStack (defaults)', () => {
       expect(fn.Properties.LoggingConfig).toBeDefined();
     }
     const logGroups = Object.values(resources(template, 'AWS::Logs::LogGroup'));
-    expect(logGroups).toHaveLength(3);
+    expect(logGroups).toHaveLength(4);
     for (const lg of logGroups) expect(lg.Properties.RetentionInDays).toBe(30);
   });
 
@@ -310,6 +311,55 @@ describe('OfflineDetectorStack (defaults)', () => {
     );
     expect(actionsOn(s, logicalId(stack, d.offlineTopic as sns.Topic))).toEqual(['sns:Publish']);
     expect(actionsOn(s, logicalId(stack, d.rejectsQueue))).toEqual([]);
+  });
+
+  it('serves the operator API from a Function URL that requires IAM (SigV4) auth', () => {
+    const [, url] = only(template, 'AWS::Lambda::Url');
+    expect(url.Properties).toMatchObject({
+      AuthType: 'AWS_IAM',
+      TargetFunctionArn: { 'Fn::GetAtt': [logicalId(stack, d.apiFunction!), 'Arn'] },
+    });
+    // No resource policy opens it to anyone: callers need lambda:InvokeFunctionUrl from their own identity policy.
+    for (const permission of Object.values(resources(template, 'AWS::Lambda::Permission'))) {
+      expect(permission.Properties.FunctionUrlAuthType).not.toBe('NONE');
+      if (JSON.stringify(permission.Properties.FunctionName).includes(logicalId(stack, d.apiFunction!))) {
+        expect(permission.Properties.Principal).not.toBe('*');
+      }
+    }
+    const env = functionEnv(template, logicalId(stack, d.apiFunction!));
+    expect(env).toMatchObject({ POWERTOOLS_SERVICE_NAME: 'api', [ENV.tableName]: { Ref: logicalId(stack, d.table) } });
+    expect(template.findOutputs('ApiUrl')).toHaveProperty('ApiUrl');
+  });
+
+  it('lets the API role read and update only the table: items, the counter shards and the offline index', () => {
+    const s = statements(template, stack, d.apiFunction!);
+    const tableArn = { 'Fn::GetAtt': [logicalId(stack, d.table), 'Arn'] };
+    const offlineIndex = { 'Fn::Join': ['', [tableArn, `/index/${OFFLINE_INDEX.name}`]] };
+    const dynamo = s.filter((st) => JSON.stringify(st.Action).includes('dynamodb:'));
+    expect(dynamo).toEqual([
+      expect.objectContaining({
+        Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:BatchGetItem'],
+        Resource: tableArn,
+      }),
+      expect.objectContaining({ Action: 'dynamodb:Query', Resource: offlineIndex }),
+    ]);
+    // Besides the table, only its own log group; no delete, scan or write to anything else.
+    const others = s.filter((st) => !JSON.stringify(st.Action).includes('dynamodb:'));
+    for (const st of others) expect(JSON.stringify(st.Action)).toMatch(/logs:/);
+    expect(JSON.stringify(s)).not.toMatch(/DeleteItem|Scan|PutItem|sns:|sqs:/);
+  });
+
+  it('can leave the API out, and grants callers invoke-url on it', () => {
+    const without = construct({ operatorApi: false });
+    expect(without.detector.apiFunction).toBeUndefined();
+    expect(Object.keys(resources(without.template, 'AWS::Lambda::Url'))).toHaveLength(0);
+    const app = new App({ context: NO_BUNDLING });
+    const embed = new Stack(app, 'Grant');
+    const detector = new OfflineDetector(embed, 'Detector');
+    const operator = new iam.Role(embed, 'Operator', { assumedBy: new iam.AccountRootPrincipal() });
+    detector.grantApi(operator);
+    const policy = JSON.stringify(Template.fromStack(embed).findResources('AWS::IAM::Policy'));
+    expect(policy).toContain('lambda:InvokeFunctionUrl');
   });
 
   it('alarms on DLQs, ingest age, sweep lag, watermark, dispatch, throttles, offline storm, publish and Lambda errors', () => {
