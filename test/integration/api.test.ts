@@ -1,0 +1,290 @@
+// The operator API handler on DynamoDB Local: every route, pagination over more devices than a page, and bad input
+// answered with a 4xx that changed nothing. Devices get their state from the real ingest and sweep cores. Also the
+// transition counters against the true counts after protocol runs with duplicates and crashes.
+import type { LambdaFunctionURLEvent, LambdaFunctionURLResult } from 'aws-lambda';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
+import { apiHandler } from '../../lambdas/api.js';
+import type { AdminDeps } from '../../lambdas/core/admin.js';
+import { MAX_BODY_BYTES } from '../../lambdas/core/api.js';
+import { loadIngestConfig } from '../../lambdas/core/config.js';
+import { DeviceCache } from '../../lambdas/core/device-cache.js';
+import { ingestBatch } from '../../lambdas/core/ingest.js';
+import { type SweepDeps, sweepShard } from '../../lambdas/core/sweep.js';
+import { createDeviceTable } from '../../local/resources.js';
+import { testClients, uniqueName } from '../support/aws.js';
+import { lambdaContext } from '../support/lambda-events.js';
+import { MemoryWatermarks } from '../support/memory-watermarks.js';
+import { MODEL_TYPES, runScenario, scenarioArb } from '../support/protocol-model.js';
+import { EventLog, MemoryJobQueue, T0, TYPES } from '../support/sweep-harness.js';
+
+const clients = testClients();
+const drops: Array<() => Promise<void>> = [];
+const TRACKER = TYPES.tracker.timeoutMs;
+
+afterAll(async () => {
+  await Promise.allSettled(drops.map((drop) => drop()));
+});
+
+async function freshTable(): Promise<string> {
+  const tableName = uniqueName('api-devices');
+  drops.push(await createDeviceTable(clients.dynamodb, tableName));
+  return tableName;
+}
+
+/** A table with devices driven by the real ingest and sweep cores, and the API handler over it. */
+async function fleet() {
+  const tableName = await freshTable();
+  const clock = { t: T0 };
+  const now = () => clock.t;
+  const store = new DynamoDeviceStore(clients.dynamodb, { tableName });
+  const events = new EventLog();
+  const config = {
+    ...loadIngestConfig({ TABLE_NAME: tableName, DEVICE_TYPES: JSON.stringify(TYPES) }),
+    shardCount: 2,
+    writeConcurrency: 32,
+  };
+  const sweepDeps: SweepDeps = {
+    settings: { toleranceMs: 0, budgetMs: 60_000, pageSize: 100, concurrency: 16, republishAfterMs: 10_000 },
+    store,
+    publisher: events,
+    watermarks: new MemoryWatermarks(),
+    queue: new MemoryJobQueue(),
+    now,
+  };
+  const deps: AdminDeps = { store, deviceTypes: config.deviceTypes, housekeepingTtlMs: 30 * 86_400_000, now };
+  const handler = apiHandler(() => deps);
+  let n = 0;
+  return {
+    clock,
+    store,
+    events,
+    async send(deviceIds: string[], at: number, deviceType = 'tracker') {
+      const records = deviceIds.map((deviceId) => ({
+        id: `m${++n}`,
+        body: JSON.stringify({ deviceId, deviceType }),
+        enteredAt: at,
+        partition: 'p',
+      }));
+      const deviceCache = new DeviceCache(0);
+      const deps = { config, store, publisher: events, rejects: { send: async () => ({ failed: [] }) }, now };
+      await ingestBatch(records, { ...deps, cache: deviceCache }, { ordered: false });
+    },
+    async sweepAt(t: number) {
+      clock.t = t;
+      for (const shard of ['0', '1']) await sweepShard({ shard }, sweepDeps);
+    },
+    async call(method: string, path: string, options: { query?: Record<string, string>; body?: string } = {}) {
+      const result = (await handler(urlEvent(method, path, options), lambdaContext())) as LambdaFunctionURLResult & {
+        statusCode: number;
+        body?: string;
+      };
+      return { status: result.statusCode, body: result.body ? JSON.parse(result.body) : undefined };
+    },
+  };
+}
+
+function urlEvent(method: string, path: string, options: { query?: Record<string, string>; body?: string }) {
+  return {
+    version: '2.0',
+    routeKey: '$default',
+    rawPath: path,
+    rawQueryString: new URLSearchParams(options.query ?? {}).toString(),
+    headers: { 'content-type': 'application/json' },
+    ...(options.query ? { queryStringParameters: options.query } : {}),
+    requestContext: {
+      accountId: '000000000000',
+      apiId: 'url',
+      domainName: 'x.lambda-url.us-east-1.on.aws',
+      domainPrefix: 'x',
+      http: { method, path, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'test' },
+      requestId: 'r',
+      routeKey: '$default',
+      stage: '$default',
+      time: '',
+      timeEpoch: 0,
+    },
+    isBase64Encoded: false,
+    ...(options.body !== undefined ? { body: options.body } : {}),
+  } as LambdaFunctionURLEvent;
+}
+
+describe('operator API on DynamoDB Local', () => {
+  let f: Awaited<ReturnType<typeof fleet>>;
+  beforeAll(async () => {
+    f = await fleet();
+  });
+
+  it('answers each route', async () => {
+    await f.send(['site/a', 'b'], T0);
+    await f.send(['m'], T0, 'meter');
+    expect(await f.call('GET', '/devices/site%2Fa')).toEqual({
+      status: 200,
+      body: {
+        deviceId: 'site/a',
+        deviceType: 'tracker',
+        status: 'ONLINE',
+        since: T0,
+        lastSeen: T0,
+        timeoutMs: TRACKER,
+        precisionMs: 0,
+        seq: 1,
+      },
+    });
+    expect(await f.call('GET', '/devices/nobody')).toMatchObject({ status: 404, body: { error: 'not-found' } });
+
+    const policy = await f.call('PUT', '/devices/b/policy', { body: JSON.stringify({ timeout: '30s' }) });
+    expect(policy).toMatchObject({ status: 200, body: { timeoutMs: 30_000, override: { timeoutMs: 30_000 } } });
+    const until = T0 + 3_600_000;
+    const muted = await f.call('POST', '/devices/site%2Fa/mute', { body: JSON.stringify({ until }) });
+    expect(muted).toMatchObject({ status: 200, body: { mutedUntil: until } });
+
+    await f.sweepAt(T0 + TRACKER); // b offline by its override (at 30 s); site/a held by its mute
+    expect(f.events.events.filter((e) => e.type === 'device.offline').map((e) => [e.deviceId, e.since])).toEqual([
+      ['b', T0 + 30_000],
+    ]);
+    expect(await f.call('GET', '/devices', { query: { status: 'offline' } })).toMatchObject({
+      status: 200,
+      body: { devices: [{ deviceId: 'b', since: T0 + 30_000, deviceType: 'tracker' }] },
+    });
+    expect(await f.call('GET', '/stats')).toEqual({
+      status: 200,
+      body: {
+        deviceTypes: { tracker: { online: 1, offline: 1 }, meter: { online: 1, offline: 0 } },
+        total: { online: 2, offline: 1 },
+      },
+    });
+
+    expect(await f.call('DELETE', '/devices/site%2Fa/mute')).toMatchObject({ status: 200 });
+    expect((await f.call('DELETE', '/devices/b/policy')).body).toMatchObject({ timeoutMs: TRACKER });
+    await f.sweepAt(T0 + TRACKER + 1_000); // unmuted: site/a is reported now
+    expect(f.events.events.filter((e) => e.type === 'device.offline').map((e) => e.deviceId)).toEqual(['b', 'site/a']);
+
+    expect(await f.call('DELETE', '/devices/m')).toEqual({ status: 204, body: undefined });
+    expect(await f.call('GET', '/devices/m')).toMatchObject({ status: 404 });
+    expect(await f.call('DELETE', '/devices/m')).toMatchObject({ status: 404 });
+    expect((await f.call('GET', '/stats')).body.deviceTypes).toEqual({
+      tracker: { online: 0, offline: 2 },
+      meter: { online: 0, offline: 0 },
+    });
+  });
+
+  it('pages the offline list newest first with an opaque cursor, over more devices than a page', async () => {
+    const g = await fleet();
+    const ids = Array.from({ length: 120 }, (_, i) => `p${String(i).padStart(3, '0')}`);
+    // Three waves, so that `since` orders them: the newest wave first in the listing.
+    await g.send(ids.slice(0, 40), T0);
+    await g.send(ids.slice(40, 80), T0 + 1_000);
+    await g.send(ids.slice(80), T0 + 2_000, 'meter');
+    await g.sweepAt(T0 + 2_000 + TYPES.meter.timeoutMs + TYPES.meter.precisionMs);
+    const seen: Array<{ deviceId: string; since: number }> = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await g.call('GET', '/devices', {
+        query: { status: 'offline', limit: '50', ...(cursor ? { cursor } : {}) },
+      });
+      expect(page.status).toBe(200);
+      seen.push(...page.body.devices);
+      cursor = page.body.cursor;
+      pages++;
+    } while (cursor);
+    expect(pages).toBe(3);
+    expect(new Set(seen.map((d) => d.deviceId)).size).toBe(120);
+    const sinces = seen.map((d) => d.since);
+    expect(sinces).toEqual([...sinces].sort((a, b) => b - a));
+    expect(seen[0]!.since).toBe(T0 + 2_000 + TYPES.meter.timeoutMs + TYPES.meter.precisionMs);
+
+    const meters = await g.call('GET', '/devices', { query: { status: 'offline', deviceType: 'meter', limit: '100' } });
+    expect(meters.body.devices).toHaveLength(40);
+    expect(meters.body.cursor).toBeUndefined();
+    // A cursor belongs to its listing.
+    const first = await g.call('GET', '/devices', { query: { status: 'offline', limit: '10' } });
+    const wrong = { status: 'offline', deviceType: 'meter', cursor: first.body.cursor };
+    expect(await g.call('GET', '/devices', { query: wrong })).toMatchObject({
+      status: 400,
+      body: { error: 'bad-cursor' },
+    });
+  });
+
+  it('answers bad input with a 4xx and changes nothing', async () => {
+    const g = await fleet();
+    await g.send(['d1'], T0);
+    const before = await g.store.get('d1');
+    const countsBefore = await g.store.counts(['tracker', 'meter']);
+    const bad: Array<[string, string, { query?: Record<string, string>; body?: string }, number, string]> = [
+      ['GET', '/devices/bad%20id', {}, 400, 'bad-device-id'],
+      ['GET', `/devices/${'x'.repeat(129)}`, {}, 400, 'bad-device-id'],
+      ['GET', '/devices/%E0%A4%A', {}, 400, 'bad-device-id'],
+      ['PUT', '/devices/d1/policy', { body: JSON.stringify({ timeout: 'soon' }) }, 400, 'bad-duration'],
+      ['PUT', '/devices/d1/policy', { body: JSON.stringify({ timeout: '-5s' }) }, 400, 'bad-duration'],
+      ['PUT', '/devices/d1/policy', { body: JSON.stringify({ timeout: '90d' }) }, 400, 'bad-duration'],
+      ['PUT', '/devices/d1/policy', { body: JSON.stringify({ timeout: '10m', precision: 1.5 }) }, 400, 'bad-duration'],
+      ['PUT', '/devices/d1/policy', { body: JSON.stringify({ timeout: '10m', color: 'red' }) }, 400, 'unknown-field'],
+      ['PUT', '/devices/d1/policy', { body: JSON.stringify({}) }, 400, 'missing-field'],
+      ['PUT', '/devices/d1/policy', { body: '{"timeout":' }, 400, 'bad-json'],
+      ['PUT', '/devices/d1/policy', { body: '[1]' }, 400, 'bad-json'],
+      [
+        'PUT',
+        '/devices/d1/policy',
+        { body: JSON.stringify({ timeout: '10m', pad: 'x'.repeat(MAX_BODY_BYTES) }) },
+        413,
+        'body-too-large',
+      ],
+      ['POST', '/devices/d1/mute', { body: JSON.stringify({ until: T0 - 1 }) }, 400, 'bad-time'],
+      ['POST', '/devices/d1/mute', { body: JSON.stringify({ until: 'tomorrow' }) }, 400, 'bad-time'],
+      ['POST', '/devices/d1/mute', { body: JSON.stringify({ until: T0 + 1000, why: 'x' }) }, 400, 'unknown-field'],
+      ['PUT', '/devices/nobody/policy', { body: JSON.stringify({ timeout: '10m' }) }, 404, 'not-found'],
+      ['POST', '/devices/nobody/mute', { body: JSON.stringify({ until: T0 + 1000 }) }, 404, 'not-found'],
+      ['DELETE', '/devices/nobody', {}, 404, 'not-found'],
+      ['PATCH', '/devices/d1', {}, 405, 'method-not-allowed'],
+      ['GET', '/devices', {}, 400, 'bad-query'],
+      ['GET', '/devices', { query: { status: 'online' } }, 400, 'bad-query'],
+      ['GET', '/devices', { query: { status: 'offline', limit: '0' } }, 400, 'bad-query'],
+      ['GET', '/devices', { query: { status: 'offline', deviceType: 'toaster' } }, 400, 'unknown-device-type'],
+      ['GET', '/devices', { query: { status: 'offline', cursor: 'garbage' } }, 400, 'bad-cursor'],
+      ['GET', '/devices', { query: { status: 'offline', sort: 'asc' } }, 400, 'bad-query'],
+      ['GET', '/devices/d1/history', {}, 404, 'no-route'],
+      ['GET', '/', {}, 404, 'no-route'],
+    ];
+    for (const [method, path, options, status, error] of bad) {
+      expect(await g.call(method, path, options), `${method} ${path} ${options.body ?? ''}`).toMatchObject({
+        status,
+        body: { error },
+      });
+    }
+    expect(await g.store.get('d1')).toEqual(before);
+    expect(await g.store.counts(['tracker', 'meter'])).toEqual(countsBefore);
+  });
+});
+
+describe('transition counters on DynamoDB Local', () => {
+  it('equal the true counts after protocol runs with duplicates, reordering and crashes', async () => {
+    const tableName = await freshTable();
+    const store = new DynamoDeviceStore(clients.dynamodb, { tableName });
+    const ids: string[] = [];
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(scenarioArb({ maxDevices: 5, maxActions: 30 }), async (scenario) => {
+        const prefix = `r${run++}-`;
+        scenario.devices.forEach((_, i) => {
+          ids.push(`${prefix}d${i}`);
+        });
+        await runScenario(scenario, store, { prefix });
+      }),
+      { numRuns: 6 },
+    );
+    const truth: Record<string, { online: number; offline: number }> = {};
+    for (const type of Object.keys(MODEL_TYPES)) truth[type] = { online: 0, offline: 0 };
+    for (const id of ids) {
+      const state = await store.get(id);
+      if (!state) continue;
+      const counts = truth[state.deviceType]!;
+      if (state.status === 'ONLINE') counts.online++;
+      else if (state.status === 'OFFLINE') counts.offline++;
+    }
+    expect(Object.values(truth).reduce((n, c) => n + c.online + c.offline, 0)).toBeGreaterThan(0);
+    expect(await store.counts(Object.keys(MODEL_TYPES))).toEqual(truth);
+  });
+});
