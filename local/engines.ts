@@ -21,6 +21,8 @@ export interface Endpoints {
 
 export interface RunningEngines {
   endpoints: Endpoints;
+  /** Process ids of the engines that run as child processes (DynamoDB Local's java, kinesis-local). */
+  pids: number[];
   stop(): Promise<void>;
 }
 
@@ -55,6 +57,18 @@ async function waitUntil(what: string, probe: () => Promise<unknown>, child?: Ch
   throw new Error(`${what} did not become ready within ${timeoutMs} ms: ${String(lastError)}`);
 }
 
+/** Children still running when this process exits for any reason (an uncaught error, process.exit) are killed
+ * then, synchronously: an engine must never outlive the run that started it. */
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
@@ -67,9 +81,9 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-export async function startDynamoDbLocal(): Promise<{ endpoint: string; stop(): Promise<void> }> {
+export async function startDynamoDbLocal(): Promise<{ endpoint: string; pid?: number; stop(): Promise<void> }> {
   const port = await freePort();
-  const child = spawnDynamoDbLocal({ port, sharedDb: true, stdio: 'ignore' });
+  const child = track(spawnDynamoDbLocal({ port, sharedDb: true, stdio: 'ignore' }));
   const endpoint = `http://127.0.0.1:${port}`;
   const client = new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
   try {
@@ -80,25 +94,27 @@ export async function startDynamoDbLocal(): Promise<{ endpoint: string; stop(): 
   } finally {
     client.destroy();
   }
-  return { endpoint, stop: () => stopChild(child) };
+  return { endpoint, pid: child.pid, stop: () => stopChild(child) };
 }
 
-export async function startKinesisLocal(): Promise<{ endpoint: string; stop(): Promise<void> }> {
+export async function startKinesisLocal(): Promise<{ endpoint: string; pid?: number; stop(): Promise<void> }> {
   const require = createRequire(import.meta.url);
   const packageDir = dirname(require.resolve('kinesis-local/package.json'));
   const [plainPort, tlsPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, [join(packageDir, 'main.js')], {
-    env: {
-      ...process.env,
-      KINESIS_MOCK_PLAIN_PORT: String(plainPort),
-      KINESIS_MOCK_TLS_PORT: String(tlsPort),
-      KINESIS_MOCK_CERT_PATH: join(packageDir, 'server.json'),
-      LOG_LEVEL: 'WARN',
-      CREATE_STREAM_DURATION: '0ms',
-      DELETE_STREAM_DURATION: '0ms',
-    },
-    stdio: 'ignore',
-  });
+  const child = track(
+    spawn(process.execPath, [join(packageDir, 'main.js')], {
+      env: {
+        ...process.env,
+        KINESIS_MOCK_PLAIN_PORT: String(plainPort),
+        KINESIS_MOCK_TLS_PORT: String(tlsPort),
+        KINESIS_MOCK_CERT_PATH: join(packageDir, 'server.json'),
+        LOG_LEVEL: 'WARN',
+        CREATE_STREAM_DURATION: '0ms',
+        DELETE_STREAM_DURATION: '0ms',
+      },
+      stdio: 'ignore',
+    }),
+  );
   const endpoint = `http://127.0.0.1:${plainPort}`;
   const client = new KinesisClient({
     endpoint,
@@ -114,7 +130,7 @@ export async function startKinesisLocal(): Promise<{ endpoint: string; stop(): P
   } finally {
     client.destroy();
   }
-  return { endpoint, stop: () => stopChild(child) };
+  return { endpoint, pid: child.pid, stop: () => stopChild(child) };
 }
 
 export async function startEngines(options: { kinesis?: boolean } = {}): Promise<RunningEngines> {
@@ -142,6 +158,7 @@ export async function startEngines(options: { kinesis?: boolean } = {}): Promise
     const sqsEndpoint = `http://127.0.0.1:${fauxqs.port}`;
     return {
       endpoints: { dynamodb: dynamo.endpoint, sqs: sqsEndpoint, sns: sqsEndpoint, kinesis: kinesis?.endpoint },
+      pids: [dynamo.pid, kinesis?.pid].filter((pid): pid is number => pid !== undefined),
       stop: stopAll,
     };
   } catch (error) {

@@ -1,0 +1,221 @@
+// Command line of the local runtime: flags, scenarios, signals, summary, exit code.
+//   start     the detector on embedded engines with a simulated fleet in real time (npm start)
+//   local     the detector on embedded engines, no fleet: endpoints printed, up until Ctrl-C (npm run local)
+//   simulate  the same handlers in virtual time, for fleets and durations real time cannot show (npm run simulate)
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { RunConsole } from './console.js';
+import { parseDuration, type Scenario, scenarioProblems } from './fleet-model.js';
+import { runLive } from './live.js';
+import { type RunReport, writeReport } from './report.js';
+import type { LocalStack, Source } from './stack.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const SCENARIOS_DIR = join(HERE, 'scenarios');
+
+const USAGE = `Usage:
+  npm start -- [--devices N] [--duration 3m] [--scenario default|quick|steady|<file.json>] [--source sqs|kinesis]
+               [--seed N] [--json] [--report-dir reports]
+  npm run local -- [--source sqs|kinesis]
+  npm run simulate -- [--devices N] [--hours H | --duration 2h] [--scenario simulate|<file.json>] [--seed N] [--json]
+
+Durations: seconds (90), or 90s, 5m, 2h. Scenarios: local/scenarios/*.json (see local/scenarios/README.md).
+Exit code: 0 when every offline event was right and none was missed, 1 otherwise, 130 when interrupted.`;
+
+export function loadScenario(nameOrPath: string): Scenario {
+  const path = existsSync(nameOrPath) ? nameOrPath : join(SCENARIOS_DIR, `${nameOrPath.replace(/\.json$/, '')}.json`);
+  if (!existsSync(path)) throw new UsageError(`no scenario "${nameOrPath}" (neither a file nor in ${SCENARIOS_DIR})`);
+  const raw = JSON.parse(readFileSync(path, 'utf8')) as Partial<Scenario>;
+  const name = nameOrPath.replace(/^.*\//, '').replace(/\.json$/, '');
+  const scenario: Scenario = {
+    name,
+    description: raw.description ?? '',
+    devices: raw.devices ?? 2000,
+    duration: raw.duration ?? '3m',
+    sweepTickSeconds: raw.sweepTickSeconds ?? 10,
+    watermarkToleranceMs: raw.watermarkToleranceMs,
+    shardCount: raw.shardCount ?? 8,
+    slackMs: raw.slackMs,
+    jitter: raw.jitter ?? 0.1,
+    deviceTypes: raw.deviceTypes ?? {},
+    churn: raw.churn,
+    events: raw.events ?? [],
+  };
+  for (const [type, t] of Object.entries(scenario.deviceTypes)) {
+    for (const key of ['timeoutMs', 'heartbeatMs'] as const) {
+      if (!(Number(t[key]) > 0)) throw new UsageError(`scenario ${name}: deviceTypes.${type}.${key} must be > 0`);
+    }
+    t.precisionMs ??= 0;
+    t.share ??= 1;
+  }
+  if (60 % scenario.sweepTickSeconds !== 0) throw new UsageError('sweepTickSeconds must divide 60');
+  return scenario;
+}
+
+class UsageError extends Error {}
+
+export interface CliResult {
+  report?: RunReport;
+  reportPath?: string;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command = 'start', ...rest] = argv;
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      options: {
+        devices: { type: 'string' },
+        duration: { type: 'string' },
+        hours: { type: 'string' },
+        source: { type: 'string' },
+        scenario: { type: 'string' },
+        seed: { type: 'string' },
+        json: { type: 'boolean' },
+        'report-dir': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  if (values.help || !['start', 'local', 'simulate'].includes(command)) {
+    process.stderr.write(`${USAGE}\n`);
+    return values.help ? 0 : 2;
+  }
+  const json = Boolean(values.json);
+  const out = new RunConsole(process.stderr);
+  const abort = new AbortController();
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      // A second Ctrl-C: leave now; the exit hook still kills the engines' child processes.
+      process.exit(130);
+    }
+    out.line(`\n${signal}: stopping (engines, pollers, fleet) …`);
+    abort.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    const source = (values.source ?? 'sqs') as Source;
+    if (source !== 'sqs' && source !== 'kinesis') throw new UsageError('--source must be sqs or kinesis');
+    const scenario = loadScenario(
+      (values.scenario as string | undefined) ?? (command === 'simulate' ? 'simulate' : 'default'),
+    );
+    if (values.devices !== undefined) scenario.devices = Number(values.devices);
+    if (!Number.isInteger(scenario.devices) || scenario.devices < 1) throw new UsageError('--devices must be ≥ 1');
+    const durationMs = values.hours
+      ? Math.round(Number(values.hours) * 3_600_000)
+      : parseDuration((values.duration as string | undefined) ?? scenario.duration);
+    if (!(durationMs > 0)) throw new UsageError('the duration must be > 0');
+    const seed = values.seed === undefined ? 1 : Number(values.seed);
+    const problems = scenarioProblems(scenario);
+    if (problems.length > 0) throw new UsageError(`scenario ${scenario.name}:\n  ${problems.join('\n  ')}`);
+
+    let report: RunReport | undefined;
+    if (command === 'simulate') {
+      const { runVirtual } = await import('./simulate.js');
+      report = await runVirtual({ scenario, durationMs, seed, console: out, signal: abort.signal });
+    } else {
+      out.line(
+        command === 'local'
+          ? 'offline-detector local stack (no fleet); Ctrl-C stops it.'
+          : `offline-detector: ${scenario.devices.toLocaleString('en-US')} simulated devices, ${Math.round(durationMs / 1000)} s, scenario "${scenario.name}", source ${source}, sweep tick ${scenario.sweepTickSeconds} s`,
+      );
+      report = await runLive({
+        scenario,
+        durationMs,
+        source,
+        seed,
+        fleet: command === 'start',
+        console: out,
+        signal: abort.signal,
+        onReady: (stack) => (command === 'local' ? printEndpoints(stack, out) : undefined),
+      });
+    }
+    if (!report) return abort.signal.aborted ? 0 : 2;
+    const reportPath = writeReport(report, (values['report-dir'] as string | undefined) ?? 'reports');
+    const s = report.summary;
+    const { findings: _findings, ...summary } = s;
+    const line = {
+      ...summary,
+      reportPath,
+      mode: report.mode,
+      scenario: report.scenario.name,
+      source: report.source,
+      seed: report.seed,
+      durationMs: report.durationMs,
+      interrupted: report.interrupted,
+    };
+    printSummary(report, reportPath, json ? process.stderr : process.stdout);
+    if (json) process.stdout.write(`${JSON.stringify(line)}\n`);
+    if (report.interrupted) return 130;
+    return s.falseOffline === 0 && s.missedOffline === 0 ? 0 : 1;
+  } catch (error) {
+    out.clearStatus();
+    if (error instanceof UsageError) {
+      process.stderr.write(`${error.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`error: ${(error as Error).stack ?? String(error)}\n`);
+    return 2;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function printEndpoints(stack: LocalStack, out: RunConsole) {
+  const e = stack.endpoints;
+  const lines = [
+    'Endpoints (127.0.0.1, free ports chosen at start):',
+    `  DynamoDB   ${e.dynamodb}   table ${stack.tableName}`,
+    `  SQS + SNS  ${e.sqs}`,
+    ...(e.kinesis ? [`  Kinesis    ${e.kinesis}   stream ${stack.stream?.name}`] : []),
+    ...(stack.ingestQueue ? [`  ingest queue   ${stack.ingestQueue.url}`] : []),
+    `  online events  ${stack.onlineEvents.url}`,
+    `  offline events ${stack.offlineEvents.url}`,
+    `  rejects        ${stack.rejects.url}`,
+    '',
+    'Point the aws CLI at it:',
+    '  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1',
+    `  export AWS_ENDPOINT_URL_DYNAMODB=${e.dynamodb} AWS_ENDPOINT_URL_SQS=${e.sqs} AWS_ENDPOINT_URL_SNS=${e.sns}${e.kinesis ? ` AWS_ENDPOINT_URL_KINESIS=${e.kinesis}` : ''}`,
+    stack.ingestQueue
+      ? `  aws sqs send-message --queue-url ${stack.ingestQueue.url} --message-body '{"deviceId":"my-device","deviceType":"${Object.keys(JSON.parse(stack.env.DEVICE_TYPES ?? '{}'))[0] ?? ''}"}'`
+      : `  aws kinesis put-record --stream-name ${stack.stream?.name} --partition-key my-device --cli-binary-format raw-in-base64-out --data '{"deviceId":"my-device"}'`,
+    `  aws sqs receive-message --queue-url ${stack.offlineEvents.url} --wait-time-seconds 20`,
+    '',
+    `Device types: ${stack.env.DEVICE_TYPES}`,
+    'Running: ingest and sweep pollers, the dispatcher every minute. Ctrl-C stops everything.',
+  ];
+  for (const line of lines) out.line(line);
+}
+
+function printSummary(report: RunReport, reportPath: string, stream: NodeJS.WriteStream) {
+  const s = report.summary;
+  const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const ok = s.falseOffline === 0 && s.missedOffline === 0;
+  const lines = [
+    '',
+    `Summary (${report.mode === 'live' ? 'live' : 'virtual time'}, scenario ${report.scenario.name}, seed ${report.seed})${report.interrupted ? ' — interrupted' : ''}`,
+    `  devices            ${s.devices.toLocaleString('en-US')}`,
+    `  messages           ${s.messages.toLocaleString('en-US')}`,
+    `  transitions        ${s.offlineEvents.toLocaleString('en-US')} offline, ${s.onlineEvents.toLocaleString('en-US')} online`,
+    `  false offline      ${s.falseOffline}`,
+    `  missed offline     ${s.missedOffline} (of ${s.requiredDetections.toLocaleString('en-US')} detections due)`,
+    `  duplicate events   ${s.duplicateEvents}`,
+    `  lateness           p50 ${secs(s.latenessMs.p50)}, p99 ${secs(s.latenessMs.p99)}, max ${secs(s.latenessMs.max)} (after last message + timeout; ${s.stallDeferred} deferred by our own stall)`,
+    `  write units        ${s.wruPerMessage} per message`,
+    ...s.findings.slice(0, 10).map((f) => `  ! ${f.kind} ${f.deviceId}: ${f.detail}`),
+    `  report             ${reportPath}`,
+    ok ? '  result             OK: no false and no missed offline' : '  result             FAILED',
+  ];
+  stream.write(`${lines.join('\n')}\n`);
+}

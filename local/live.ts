@@ -1,0 +1,392 @@
+// `npm start`: the real handlers in-process on the embedded engines, behind Lambda-like pollers, a scheduler that
+// invokes the dispatcher every minute, a simulated fleet sending real messages, and a consumer subscribed to the
+// topics through SQS whose every event is judged against the fleet's truth.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { DynamoWatermarkStore } from '../lambdas/adapters/watermark-store.js';
+import { mapLimit } from '../lambdas/core/concurrency.js';
+import type { DeviceEvent } from '../lambdas/core/device.js';
+import { sweepCutoff } from '../lambdas/core/watermark.js';
+import { dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
+import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../lambdas/ingest-handler.js';
+import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
+import type { RunConsole } from './console.js';
+import { type DueMessage, Fleet, type Scenario, toleranceOf } from './fleet-model.js';
+import { KinesisPoller, lambdaContext, SqsPoller } from './pollers.js';
+import type { RunReport, SeriesPoint } from './report.js';
+import { type LocalStack, type Source, startLocalStack } from './stack.js';
+import { Truth } from './truth.js';
+
+export interface LiveOptions {
+  scenario: Scenario;
+  durationMs: number;
+  source: Source;
+  seed: number;
+  /** No fleet: keep the stack up until stopped (`npm run local`). */
+  fleet: boolean;
+  console: RunConsole;
+  signal: AbortSignal;
+  /** Called once the stack is up, with what a user needs to point a client at it. */
+  onReady?: (stack: LocalStack) => void;
+}
+
+/** Everything the runtime starts, stopped in reverse order. */
+class Running {
+  private readonly stops: Array<() => Promise<unknown>> = [];
+  add(stop: () => Promise<unknown>) {
+    this.stops.push(stop);
+  }
+  async stop() {
+    for (const stop of this.stops.reverse()) await stop().catch(() => undefined);
+    this.stops.length = 0;
+  }
+}
+
+/** The local runtime around a stack: pollers, scheduler. Shared by `npm start` and `npm run local`. */
+export async function startRuntime(stack: LocalStack, scenario: Scenario, source: Source, outer: AbortSignal) {
+  const running = new Running();
+  const stopping = new AbortController();
+  const signal = AbortSignal.any([outer, stopping.signal]);
+  const { clients, env } = stack;
+  const ingestDeps = ingestDepsFromEnv(env, clients);
+  const sweepDeps = sweepDepsFromEnv(env, clients);
+  const sweep = sweepHandler(() => sweepDeps);
+  const abortableSleep = (ms: number) => sleep(ms, undefined, { signal }).catch(() => undefined);
+  const dispatchDeps = { ...dispatchDepsFromEnv(env, clients), sleep: abortableSleep };
+  const dispatch = dispatchHandler(() => dispatchDeps);
+
+  const ingestPoller =
+    source === 'sqs'
+      ? new SqsPoller({
+          name: 'ingest-sqs',
+          sqs: clients.sqs,
+          queueUrl: stack.ingestQueue!.url,
+          queueArn: stack.ingestQueue!.arn,
+          batchSize: 100,
+          batchingWindowMs: 500,
+          concurrency: 4,
+          functionTimeoutMs: 30_000,
+          handler: sqsIngestHandler(() => ingestDeps),
+        }).start()
+      : await new KinesisPoller({
+          name: 'ingest-kinesis',
+          kinesis: clients.kinesis!,
+          sqs: clients.sqs,
+          streamName: stack.stream!.name,
+          streamArn: stack.stream!.arn,
+          batchSize: 500,
+          batchingWindowMs: 500,
+          retryAttempts: 10,
+          failureQueueUrl: stack.kinesisFailures?.url,
+          functionTimeoutMs: 30_000,
+          handler: kinesisIngestHandler(() => ingestDeps),
+        }).start();
+  running.add(() => ingestPoller.stop());
+  const sweepPoller = new SqsPoller({
+    name: 'sweep',
+    sqs: clients.sqs,
+    queueUrl: stack.sweepQueue.url,
+    queueArn: stack.sweepQueue.arn,
+    batchSize: 1,
+    batchingWindowMs: 0,
+    concurrency: Math.min(scenario.shardCount, 8),
+    functionTimeoutMs: 45_000,
+    handler: sweep,
+  }).start();
+  running.add(() => sweepPoller.stop());
+
+  // EventBridge Scheduler, rate(1 minute): the dispatcher spreads the minute's sweep jobs and probes itself.
+  let dispatches = 0;
+  let dispatchErrors = 0;
+  const scheduler = (async () => {
+    const started = Date.now();
+    for (let minute = 1; !signal.aborted; minute++) {
+      const invocation = dispatch({}, lambdaContext('dispatch', source === 'kinesis' ? 75_000 : 30_000)).then(
+        () => dispatches++,
+        () => dispatchErrors++,
+      );
+      // Kinesis: the dispatcher stays for the minute; the next one is still due on the minute.
+      if (source === 'sqs') await invocation;
+      await abortableSleep(Math.max(0, started + minute * 60_000 - Date.now()));
+      if (source === 'kinesis') await invocation;
+    }
+  })();
+  running.add(() => {
+    stopping.abort();
+    return scheduler;
+  });
+  return {
+    ingestPoller,
+    sweepPoller,
+    stop: () => running.stop(),
+    get dispatches() {
+      return dispatches;
+    },
+  };
+}
+
+export async function runLive(options: LiveOptions): Promise<RunReport | undefined> {
+  const { scenario, durationMs, source, seed, console: out, signal } = options;
+  const toleranceMs = toleranceOf(scenario);
+  const tickMs = scenario.sweepTickSeconds * 1000;
+  const slackMs = scenario.slackMs ?? 5_000;
+  const tailMs = options.fleet ? tickMs + toleranceMs + slackMs : 0;
+  const fleet = new Fleet(scenario, durationMs, seed, tailMs);
+  const rate = fleet.devices.reduce((sum, d) => sum + 1000 / d.policy.heartbeatMs, 0);
+  const deviceTypes = Object.fromEntries(
+    Object.entries(scenario.deviceTypes).map(([name, t]) => [
+      name,
+      { timeoutMs: t.timeoutMs, precisionMs: t.precisionMs, heartbeatMs: t.heartbeatMs },
+    ]),
+  );
+  out.line(`Starting DynamoDB Local, fauxqs${source === 'kinesis' ? ', kinesis-local' : ''} on 127.0.0.1 …`);
+  const stack = await startLocalStack({
+    source,
+    deviceTypes,
+    tickSeconds: scenario.sweepTickSeconds,
+    toleranceMs,
+    shardCount: scenario.shardCount,
+    // A healthy pipeline shows about one poll interval of messages; a stall shows far more.
+    probeMaxBacklog: Math.max(10, Math.ceil(rate)),
+  });
+  const running = new Running();
+  running.add(() => stack.stop());
+  try {
+    const runtime = await startRuntime(stack, scenario, source, signal);
+    running.add(() => runtime.stop());
+    options.onReady?.(stack);
+    if (!options.fleet) {
+      await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+      return undefined;
+    }
+    return await driveFleet(stack, runtime, fleet, { ...options, toleranceMs, tickMs, slackMs, tailMs });
+  } finally {
+    out.clearStatus();
+    await running.stop();
+  }
+}
+
+async function driveFleet(
+  stack: LocalStack,
+  runtime: Awaited<ReturnType<typeof startRuntime>>,
+  fleet: Fleet,
+  options: LiveOptions & { toleranceMs: number; tickMs: number; slackMs: number; tailMs: number },
+): Promise<RunReport> {
+  const { scenario, durationMs, source, console: out, signal, tickMs, toleranceMs, slackMs, tailMs } = options;
+  const { clients } = stack;
+  const startedAt = Date.now();
+  const truth = new Truth({
+    policies: scenario.deviceTypes,
+    tickMs,
+    toleranceMs,
+    slackMs,
+    startedAt,
+  });
+  const stop = new AbortController();
+  const stopped = AbortSignal.any([signal, stop.signal]);
+  const pause = (ms: number) => sleep(ms, undefined, { signal: stopped }).catch(() => undefined);
+  let sentWindow = 0;
+  let eventsWindow = 0;
+  let sendErrors = 0;
+
+  const send = async (batch: DueMessage[]) => {
+    const enteredAt = Date.now();
+    try {
+      if (source === 'sqs') {
+        const out = await clients.sqs.send(
+          new SendMessageBatchCommand({
+            QueueUrl: stack.ingestQueue!.url,
+            Entries: batch.map((m, i) => ({
+              Id: String(i),
+              MessageBody: JSON.stringify({ deviceId: m.device.id, deviceType: m.device.type }),
+            })),
+          }),
+        );
+        const spread = Date.now() - enteredAt;
+        for (const ok of out.Successful ?? []) {
+          const m = batch[Number(ok.Id)]!;
+          truth.sent(m.device.id, m.device.type, enteredAt, spread);
+        }
+        sendErrors += out.Failed?.length ?? 0;
+        sentWindow += out.Successful?.length ?? 0;
+      } else {
+        const out = await clients.kinesis!.send(
+          new PutRecordsCommand({
+            StreamName: stack.stream!.name,
+            Records: batch.map((m) => ({
+              PartitionKey: m.device.id,
+              Data: Buffer.from(JSON.stringify({ deviceId: m.device.id, deviceType: m.device.type })),
+            })),
+          }),
+        );
+        const spread = Date.now() - enteredAt;
+        (out.Records ?? []).forEach((r, i) => {
+          if (r.ErrorCode) sendErrors++;
+          else {
+            const m = batch[i]!;
+            truth.sent(m.device.id, m.device.type, enteredAt, spread);
+            sentWindow++;
+          }
+        });
+      }
+    } catch {
+      sendErrors += batch.length;
+    }
+  };
+
+  // The fleet: every 100 ms, what is due is sent (an SQS batch holds 10; a Kinesis PutRecords up to 500).
+  const sender = (async () => {
+    const endAt = durationMs + tailMs;
+    while (!stopped.aborted) {
+      const elapsed = Date.now() - startedAt;
+      if (elapsed >= endAt) break;
+      const due = fleet.due(elapsed);
+      const size = source === 'sqs' ? 10 : 500;
+      const batches: DueMessage[][] = [];
+      for (let i = 0; i < due.length; i += size) batches.push(due.slice(i, i + size));
+      await mapLimit(batches, 16, send);
+      await pause(100);
+    }
+  })();
+
+  // Our own outage: the ingest pollers stop taking batches; devices keep sending into the queue.
+  const stalls = (async () => {
+    for (const stall of [...fleet.stalls].sort((a, b) => a.from - b.from)) {
+      await pause(startedAt + stall.from - Date.now());
+      if (stopped.aborted) return;
+      runtime.ingestPoller.pause();
+      truth.stallStarted(Date.now());
+      out.line(
+        `  ${fmt(Date.now() - startedAt)} ── ingest pollers paused (our own outage, ${fmt(stall.to - stall.from)}) ──`,
+      );
+      await pause(startedAt + stall.to - Date.now());
+      runtime.ingestPoller.resume();
+      truth.stallEnded(Date.now());
+      out.line(`  ${fmt(Date.now() - startedAt)} ── ingest pollers resumed ──`);
+    }
+  })();
+  for (const d of fleet.disconnects) {
+    const at = startedAt + d.from;
+    void pause(at - Date.now()).then(() => {
+      if (!stopped.aborted)
+        out.line(`  ${fmt(d.from)} ── mass disconnect: ${d.devices} devices silent for ${fmt(d.to - d.from)} ──`);
+    });
+  }
+
+  // The user's consumer: one queue per topic, raw delivery, deleted once judged.
+  const consume = async (queueUrl: string) => {
+    while (!stopped.aborted) {
+      const received = await clients.sqs
+        .send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }), {
+          abortSignal: stopped,
+        })
+        .catch(() => ({ Messages: [] }));
+      const messages = received.Messages ?? [];
+      for (const message of messages) {
+        const event = JSON.parse(message.Body!) as DeviceEvent;
+        eventsWindow++;
+        truth.event(event);
+        out.transition(event, Date.now() - startedAt, startedAt);
+      }
+      if (messages.length > 0) {
+        await clients.sqs
+          .send(
+            new DeleteMessageBatchCommand({
+              QueueUrl: queueUrl,
+              Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! })),
+            }),
+          )
+          .catch(() => undefined);
+      }
+    }
+  };
+  const consumers = [consume(stack.onlineEvents.url), consume(stack.offlineEvents.url)];
+
+  // Once a second: watermark and sweep lag as the sweep would compute them, and the status line.
+  const watermarks = new DynamoWatermarkStore(clients.dynamodb, stack.tableName);
+  const series: SeriesPoint[] = [];
+  const sampler = (async () => {
+    while (!stopped.aborted) {
+      await pause(1_000);
+      const now = Date.now();
+      let watermarkLagMs: number | undefined;
+      let sweepLagMs: number | undefined;
+      try {
+        const snapshot = await watermarks.read();
+        const marks = snapshot.live.map((p) => snapshot.marks[p]);
+        if (marks.length > 0 && marks.every((m) => m !== undefined)) {
+          const slowest = Math.min(...(marks as number[]));
+          watermarkLagMs = now - slowest;
+          truth.watermark(slowest, now);
+        }
+        const cutoff = sweepCutoff(now, snapshot, toleranceMs);
+        if (cutoff !== undefined) sweepLagMs = now - cutoff;
+      } catch {
+        // The table may be going away at shutdown.
+      }
+      const point: SeriesPoint = {
+        t: (now - startedAt) / 1000,
+        online: truth.online,
+        offline: truth.offline,
+        messagesPerSecond: sentWindow,
+        eventsPerSecond: eventsWindow,
+        watermarkLagMs,
+        sweepLagMs,
+      };
+      series.push(point);
+      sentWindow = 0;
+      eventsWindow = 0;
+      out.status({
+        elapsedMs: now - startedAt,
+        totalMs: durationMs + tailMs,
+        online: point.online,
+        offline: point.offline,
+        messagesPerSecond: point.messagesPerSecond,
+        eventsPerSecond: point.eventsPerSecond,
+        watermarkLagMs,
+        sweepLagMs,
+        note: runtime.ingestPoller.isPaused ? 'INGEST PAUSED' : undefined,
+      });
+    }
+  })();
+
+  await sender;
+  stop.abort();
+  await Promise.allSettled([stalls, sampler, ...consumers]);
+  // Interrupted: only detections due well before the stop can be judged.
+  const summary = truth.finish(Math.min(startedAt + durationMs, Date.now() - tailMs));
+  if (truth.duplicateSamples.length > 0) out.line(`  duplicates, e.g. ${truth.duplicateSamples.join(', ')}`);
+  return {
+    mode: 'live',
+    scenario: { name: scenario.name, description: scenario.description },
+    source,
+    seed: options.seed,
+    durationMs,
+    startedAt,
+    interrupted: signal.aborted,
+    summary: {
+      ...summary,
+      wruPerMessage: round(stack.writeUnits.device / Math.max(1, summary.messages)),
+      controlWriteUnits: stack.writeUnits.control,
+      readsPerMessage: round(stack.writeUnits.reads / Math.max(1, summary.messages)),
+      sendErrors,
+      dispatches: runtime.dispatches,
+      ingest: { ...runtime.ingestPoller.stats },
+      sweep: { ...runtime.sweepPoller.stats },
+    },
+    settings: { tickMs, toleranceMs, slackMs, shardCount: scenario.shardCount, deviceTypes: scenario.deviceTypes },
+    series,
+    transitionsPerMinute: [...truth.transitions].sort(([a], [b]) => a - b).map(([minute, c]) => ({ minute, ...c })),
+    lateness: truth.lateness,
+    stalls: truth.stalls.map((s) => ({
+      from: (s.from - startedAt) / 1000,
+      to: (Math.min(s.to, Date.now()) - startedAt) / 1000,
+      caughtUpAt: s.caughtUpAt === undefined ? undefined : (s.caughtUpAt - startedAt) / 1000,
+    })),
+    disconnects: fleet.disconnects.map((d) => ({ from: d.from / 1000, to: d.to / 1000, devices: d.devices })),
+  };
+}
+
+const round = (x: number) => Number(x.toFixed(3));
+const fmt = (ms: number) => `${Math.floor(ms / 60_000)}:${String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0')}`;

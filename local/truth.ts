@@ -1,0 +1,279 @@
+// Judges the detector's events against what the simulated fleet really did. Time basis: a message's *entry time*
+// (when it entered the ingest queue, SQS SentTimestamp), the same basis the detector uses (DESIGN.md §4.2).
+//
+// - false offline: an offline event claims the device was silent from its `lastSeen` until `since` (= lastSeen +
+//   timeout + precision). It is false when, by the truth's entry times, the device was never silent for `timeout`
+//   anywhere in [lastSeen, since] (I1: it kept sending, or a message it sent was lost). This is stricter than
+//   "the last message before `since` entered less than `timeout` before it", which would also flag correct
+//   detections: with precision > 0, `since` is up to `precision` late, and a device that was silent past its
+//   timeout may have come back just before `since` (counted as `returnedBeforeSince`).
+// - missed offline: the device was silent from entry `e` to its next entry (or the end) for longer than
+//   `timeout + precision + tick + tolerance + slack`, and no offline event has `since` in that silence (I2). When a
+//   stall of our own ingest overlaps the silence, detection may wait until ingestion has caught up (the watermark
+//   passed the stall's end) plus one tick and the slack: the design defers, never guesses.
+// - duplicates: events seen again with an eventId already seen (I3 allows them; consumers drop them by eventId).
+// - lateness: `detectedAt − (last entry + timeout)` of each correct offline event, so it includes the type's
+//   precision; events whose detection a stall deferred are counted apart (`stallDeferred`).
+import type { DeviceEvent } from '../lambdas/core/device.js';
+
+export interface TruthSettings {
+  policies: Record<string, { timeoutMs: number; precisionMs: number }>;
+  tickMs: number;
+  toleranceMs: number;
+  /** Allowance for delivery and polling delays on top of the design's bound. */
+  slackMs: number;
+  /** Absolute epoch ms of the run's start (entry times are absolute). */
+  startedAt: number;
+}
+
+export interface Stall {
+  from: number;
+  to: number;
+  /** When ingestion had caught up again: the slowest watermark reached `to`. */
+  caughtUpAt?: number;
+}
+
+export interface Finding {
+  kind: 'falseOffline' | 'missedOffline';
+  deviceId: string;
+  detail: string;
+}
+
+export interface Summary {
+  devices: number;
+  messages: number;
+  offlineEvents: number;
+  onlineEvents: number;
+  falseOffline: number;
+  missedOffline: number;
+  duplicateEvents: number;
+  requiredDetections: number;
+  stallDeferred: number;
+  returnedBeforeSince: number;
+  latenessMs: { p50: number; p99: number; max: number };
+  findings: Finding[];
+}
+
+interface DeviceTruth {
+  type: string;
+  /** Entry times (epoch ms), ascending; old ones are pruned. An entry is known to lie in [entry, entry + spread]:
+   * the sender knows when it called the queue and when the call returned, not the queue's own timestamp. */
+  entries: number[];
+  spreads: number[];
+  last: number;
+  /** Silences long enough to need an offline event: [from, to). */
+  gaps: Array<[number, number]>;
+  offlineSince: number[];
+  /** The detector's view from the events received (online after online, offline after offline events). */
+  status?: 'online' | 'offline';
+  statusSeq: number;
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+export class Truth {
+  private readonly devices = new Map<string, DeviceTruth>();
+  private readonly eventIds = new Set<string>();
+  readonly stalls: Stall[] = [];
+  readonly lateness: number[] = [];
+  /** Offline and online events by detection minute (for the report). */
+  readonly transitions = new Map<number, { offline: number; online: number }>();
+  readonly findings: Finding[] = [];
+  messages = 0;
+  offlineEvents = 0;
+  onlineEvents = 0;
+  duplicates = 0;
+  stallDeferred = 0;
+  /** Offline events whose `since` came after the device's return (within the type's precision): correct, late. */
+  returnedBeforeSince = 0;
+  readonly duplicateSamples: string[] = [];
+  online = 0;
+  offline = 0;
+  private readonly keepMs: number;
+  private readonly minGapMs: number;
+
+  constructor(readonly settings: TruthSettings) {
+    const policies = Object.values(settings.policies);
+    this.keepMs = Math.max(...policies.map((p) => p.timeoutMs + p.precisionMs)) * 4 + 3_600_000;
+    this.minGapMs = Math.min(...policies.map((p) => p.timeoutMs));
+  }
+
+  private allowance(type: string): number {
+    const p = this.settings.policies[type]!;
+    return p.timeoutMs + p.precisionMs + this.settings.tickMs + this.settings.toleranceMs + this.settings.slackMs;
+  }
+
+  /** A message of the fleet entered the ingest source at `enteredAt` (epoch ms). */
+  sent(deviceId: string, type: string, enteredAt: number, spreadMs = 0): void {
+    this.messages++;
+    let device = this.devices.get(deviceId);
+    if (!device) {
+      device = { type, entries: [], spreads: [], last: enteredAt, gaps: [], offlineSince: [], statusSeq: -1 };
+      this.devices.set(deviceId, device);
+    } else if (enteredAt - device.last >= this.minGapMs) device.gaps.push([device.last, enteredAt]);
+    // Sends run concurrently, so an entry can come in slightly out of order: keep the list sorted.
+    let at = device.entries.length;
+    while (at > 0 && device.entries[at - 1]! > enteredAt) at--;
+    device.entries.splice(at, 0, enteredAt);
+    device.spreads.splice(at, 0, spreadMs);
+    if (enteredAt > device.last) device.last = enteredAt;
+    if (device.entries.length > 256 && device.entries[0]! < enteredAt - this.keepMs) {
+      const keepFrom = device.entries.findIndex((t) => t >= enteredAt - this.keepMs);
+      device.entries.splice(0, Math.max(0, keepFrom - 1));
+      device.spreads.splice(0, Math.max(0, keepFrom - 1));
+    }
+  }
+
+  stallStarted(at: number): void {
+    this.stalls.push({ from: at, to: Number.POSITIVE_INFINITY });
+  }
+
+  stallEnded(at: number): void {
+    const stall = this.stalls.at(-1);
+    if (stall) stall.to = at;
+  }
+
+  /** The slowest ingest watermark, as observed: marks stalls as caught up once it passes their end. */
+  watermark(mark: number, observedAt: number): void {
+    for (const stall of this.stalls) {
+      if (stall.caughtUpAt === undefined && Number.isFinite(stall.to) && mark >= stall.to) {
+        stall.caughtUpAt = observedAt;
+      }
+    }
+  }
+
+  event(event: DeviceEvent): void {
+    if (this.eventIds.has(event.eventId)) {
+      this.duplicates++;
+      if (this.duplicateSamples.length < 10) this.duplicateSamples.push(`${event.eventId} ${event.type}`);
+      return;
+    }
+    this.eventIds.add(event.eventId);
+    const minute = Math.floor((event.detectedAt - this.settings.startedAt) / 60_000);
+    const bucket = this.transitions.get(minute) ?? { offline: 0, online: 0 };
+    this.transitions.set(minute, bucket);
+    const device = this.devices.get(event.deviceId);
+    if (event.type === 'device.online') {
+      this.onlineEvents++;
+      bucket.online++;
+    } else {
+      this.offlineEvents++;
+      bucket.offline++;
+    }
+    if (!device) {
+      this.findings.push({ kind: 'falseOffline', deviceId: event.deviceId, detail: 'event for an unknown device' });
+      return;
+    }
+    // Per-device order by seq: an older event arriving late does not change the detector's view.
+    if (event.seq > device.statusSeq) {
+      if (device.status === 'online') this.online--;
+      if (device.status === 'offline') this.offline--;
+      device.status = event.type === 'device.online' ? 'online' : 'offline';
+      device.statusSeq = event.seq;
+      if (device.status === 'online') this.online++;
+      else this.offline++;
+    }
+    if (event.type !== 'device.offline') return;
+    device.offlineSince.push(event.since);
+    const policy = this.settings.policies[device.type]!;
+    const silence = longestSilence(device.entries, device.spreads, event.lastSeen, event.since);
+    if (silence < policy.timeoutMs) {
+      this.findings.push({
+        kind: 'falseOffline',
+        deviceId: event.deviceId,
+        detail: `offline since ${iso(event.since)} (last seen ${iso(event.lastSeen)}), but the device was never silent for ${policy.timeoutMs} ms in between (longest silence ${silence} ms)`,
+      });
+      return;
+    }
+    const lastEntry = latestAtOrBefore(device.entries, event.since) ?? event.lastSeen;
+    // With precision, `since` may fall after the device's return: it came back within the accepted lateness.
+    if (lastEntry > event.lastSeen + policy.precisionMs) this.returnedBeforeSince++;
+    const dueAt = lastEntry + policy.timeoutMs;
+    if (this.stalls.some((s) => s.from <= event.detectedAt && (s.caughtUpAt ?? Number.POSITIVE_INFINITY) >= dueAt)) {
+      this.stallDeferred++;
+    } else this.lateness.push(event.detectedAt - dueAt);
+  }
+
+  /** The detections that were due by `horizon` (epoch ms) and never came. */
+  finish(horizon: number): Summary {
+    let required = 0;
+    for (const [deviceId, device] of this.devices) {
+      const gaps = [...device.gaps, [device.last, Number.POSITIVE_INFINITY] as [number, number]];
+      for (const [from, to] of gaps) {
+        let due = from + this.allowance(device.type);
+        for (const stall of this.stalls) {
+          if (due >= stall.from && from < stall.to) {
+            due = Math.max(
+              due,
+              (stall.caughtUpAt ?? Number.POSITIVE_INFINITY) + this.settings.tickMs + this.settings.slackMs,
+            );
+          }
+        }
+        if (due > horizon || to <= due) continue;
+        required++;
+        if (!device.offlineSince.some((since) => since > from && since <= to)) {
+          this.findings.push({
+            kind: 'missedOffline',
+            deviceId,
+            detail: `silent from ${iso(from)} to ${Number.isFinite(to) ? iso(to) : 'the end'}, no offline event (due by ${iso(due)})`,
+          });
+        }
+      }
+    }
+    const sorted = [...this.lateness].sort((a, b) => a - b);
+    return {
+      devices: this.devices.size,
+      messages: this.messages,
+      offlineEvents: this.offlineEvents,
+      onlineEvents: this.onlineEvents,
+      falseOffline: this.findings.filter((f) => f.kind === 'falseOffline').length,
+      missedOffline: this.findings.filter((f) => f.kind === 'missedOffline').length,
+      duplicateEvents: this.duplicates,
+      requiredDetections: required,
+      stallDeferred: this.stallDeferred,
+      returnedBeforeSince: this.returnedBeforeSince,
+      latenessMs: { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? 0 },
+      findings: this.findings.slice(0, 50),
+    };
+  }
+}
+
+/** The longest stretch without a message in [from, to] that the entry times allow (each entry taken as late as
+ * its spread allows when it ends a silence, as early as possible when it starts one): a false offline is only
+ * called when even that is shorter than the timeout. `from` is the detector's own `lastSeen`, an exact entry. */
+function longestSilence(sorted: readonly number[], spreads: readonly number[], from: number, to: number): number {
+  let longest = 0;
+  let previous = from;
+  for (let i = lowerBound(sorted, from + 1); i < sorted.length && sorted[i]! <= to; i++) {
+    longest = Math.max(longest, sorted[i]! + spreads[i]! - previous);
+    previous = Math.max(previous, sorted[i]!);
+  }
+  return Math.max(longest, to - previous);
+}
+
+function lowerBound(sorted: readonly number[], t: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid]! < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function latestAtOrBefore(sorted: readonly number[], t: number): number | undefined {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid]! <= t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo > 0 ? sorted[lo - 1] : undefined;
+}
+
+const iso = (t: number) => new Date(t).toISOString().slice(11, 23);
