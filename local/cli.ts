@@ -153,6 +153,7 @@ export async function main(argv: string[]): Promise<number> {
       seed: report.seed,
       durationMs: report.durationMs,
       interrupted: report.interrupted,
+      enginePids: report.enginePids ?? [],
     };
     printSummary(report, reportPath, json ? process.stderr : process.stdout);
     if (json) process.stdout.write(`${JSON.stringify(line)}\n`);

@@ -152,6 +152,9 @@ export async function runLive(options: LiveOptions): Promise<RunReport | undefin
   });
   const running = new Running();
   running.add(() => stack.stop());
+  out.line(
+    `Engines up (child process ids: ${stack.pids.join(', ')}); resources created from lambdas/core/table-schema.ts`,
+  );
   try {
     const runtime = await startRuntime(stack, scenario, source, signal);
     running.add(() => runtime.stop());
@@ -365,6 +368,7 @@ async function driveFleet(
     durationMs,
     startedAt,
     interrupted: signal.aborted,
+    enginePids: stack.pids,
     summary: {
       ...summary,
       wruPerMessage: round(stack.writeUnits.device / Math.max(1, summary.messages)),

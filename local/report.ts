@@ -23,6 +23,8 @@ export interface RunReport {
   durationMs: number;
   startedAt: number;
   interrupted: boolean;
+  /** Child processes of the engines (they must be gone once the run has ended). */
+  enginePids?: number[];
   summary: Summary & { wruPerMessage: number } & Record<string, unknown>;
   settings: Record<string, unknown>;
   series: SeriesPoint[];

@@ -1,0 +1,84 @@
+// `npm start` end to end, as a user runs it: the real CLI as a child process, on its own engines, with the quick
+// scenario (a mass disconnect and a stall of our own ingest). Its JSON summary must show no false and no missed
+// offline, its report must exist, and no engine process may outlive it (also when stopped with Ctrl-C).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+
+const reportDir = mkdtempSync(join(tmpdir(), 'od-start-'));
+afterAll(() => rmSync(reportDir, { recursive: true, force: true }));
+
+function cli(args: string[]): {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<number | null>;
+} {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'local/main.ts', ...args, '--report-dir', reportDir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FORCE_COLOR: '0' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => {
+    stdout += d;
+  });
+  child.stderr!.on('data', (d) => {
+    stderr += d;
+  });
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, stdout: () => stdout, stderr: () => stderr, exit };
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+it('runs the quick scenario with no false or missed offline, writes the report, leaves no engine behind', async () => {
+  const run = cli(['start', '--scenario', 'quick', '--json', '--seed', '3']);
+  const code = await run.exit;
+  const summary = JSON.parse(run.stdout().trim().split('\n').at(-1)!);
+  expect({ code, falseOffline: summary.falseOffline, missedOffline: summary.missedOffline }, run.stderr()).toEqual({
+    code: 0,
+    falseOffline: 0,
+    missedOffline: 0,
+  });
+  for (const key of ['devices', 'messages', 'offlineEvents', 'onlineEvents', 'duplicateEvents', 'wruPerMessage']) {
+    expect(summary).toHaveProperty(key);
+  }
+  expect(summary.devices).toBe(200);
+  // The disconnect made detections due, and the stall deferred some.
+  expect(summary.requiredDetections).toBeGreaterThan(10);
+  expect(summary.offlineEvents).toBeGreaterThanOrEqual(summary.requiredDetections);
+  expect(summary.latenessMs.p99).toBeGreaterThan(0);
+  expect(existsSync(summary.reportPath)).toBe(true);
+  expect(readFileSync(summary.reportPath, 'utf8')).toContain('<svg');
+  expect(summary.enginePids.length).toBeGreaterThan(0);
+  for (const pid of summary.enginePids) expect(alive(pid)).toBe(false);
+}, 90_000);
+
+it('stops cleanly on SIGINT: exit code 130, DynamoDB Local gone', async () => {
+  const run = cli(['start', '--scenario', 'quick', '--duration', '60s']);
+  const pids = await new Promise<number[]>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`engines not up:\n${run.stderr()}`)), 60_000);
+    const check = () => {
+      const match = /child process ids: ([\d, ]+)\)/.exec(run.stderr());
+      if (match && run.stderr().includes('ONLINE')) {
+        clearTimeout(timer);
+        resolve(match[1]!.split(',').map((p) => Number(p.trim())));
+      } else setTimeout(check, 100);
+    };
+    check();
+  });
+  expect(pids.every(alive)).toBe(true);
+  run.child.kill('SIGINT');
+  expect(await run.exit).toBe(130);
+  for (const pid of pids) expect(alive(pid)).toBe(false);
+}, 90_000);
