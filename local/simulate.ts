@@ -1,13 +1,407 @@
+// `npm run simulate`: the same handlers as `npm start` (ingest, dispatch, sweep: middy, Powertools, the cores and
+// the DynamoDB adapters) on a virtual clock, for fleets and durations real time cannot show. Every write goes to
+// DynamoDB Local. The simulator plays the parts that only move messages: it builds the Lambda-shaped SQS events
+// (SentTimestamp = the virtual entry time), holds the ingest and sweep queues in memory with their delays, spreads
+// ingest batches over Lambda containers (each with its own coalescing cache), and collects published events in
+// place of SNS. Time advances in 1 s steps; the ingest drains at most `ingestPerSecond` messages per virtual second
+// (Lambda's throughput), so a backlog after a stall takes virtual time to drain, as it would in AWS.
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SNSClient } from '@aws-sdk/client-sns';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { naiveStore } from '../bench/fleet.js';
+import { DynamoWatermarkStore } from '../lambdas/adapters/watermark-store.js';
+import { mapLimit } from '../lambdas/core/concurrency.js';
+import type { DeviceEvent } from '../lambdas/core/device.js';
+import { DeviceCache } from '../lambdas/core/device-cache.js';
+import type { DispatchDeps } from '../lambdas/core/dispatch.js';
+import type { EventPublisher } from '../lambdas/core/ports.js';
+import { shardOf } from '../lambdas/core/shard.js';
+import type { SweepJob } from '../lambdas/core/sweep.js';
+import { sweepCutoff } from '../lambdas/core/watermark.js';
+import { dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
+import { ingestDepsFromEnv, sqsIngestHandler } from '../lambdas/ingest-handler.js';
+import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
 import type { RunConsole } from './console.js';
-import type { Scenario } from './fleet-model.js';
-import type { RunReport } from './report.js';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDbLocal } from './engines.js';
+import { type DueMessage, Fleet, type Scenario, toleranceOf } from './fleet-model.js';
+import { lambdaContext, sqsRecord } from './pollers.js';
+import type { RunReport, SeriesPoint } from './report.js';
+import { createDeviceTable } from './resources.js';
+import { WriteUnits } from './stack.js';
+import { Truth } from './truth.js';
 
-export async function runVirtual(_options: {
+const INGEST_ARN = 'arn:aws:sqs:us-east-1:000000000000:offline-detector-ingest';
+const SWEEP_ARN = 'arn:aws:sqs:us-east-1:000000000000:offline-detector-sweep';
+const STEP_MS = 1_000;
+const T0 = Date.UTC(2030, 0, 1);
+
+export interface VirtualOptions {
   scenario: Scenario;
   durationMs: number;
   seed: number;
   console: RunConsole;
   signal: AbortSignal;
-}): Promise<RunReport> {
-  throw new Error('not yet');
+  /** Lambda containers the ingest batches are spread over (each keeps its own coalescing cache). */
+  containers?: number;
+  /** 'sqs': each batch goes to a random container; 'device': a device always reaches the same one (Kinesis). */
+  affinity?: 'sqs' | 'device';
+  /** The naive design for comparison: every message moves the deadline, no coalescing. */
+  naive?: boolean;
+  /** Messages the ingest drains per virtual second at most; default 20 × the fleet's rate. */
+  ingestPerSecond?: number;
+  /** An engine to reuse (the benchmark runs several simulations on one). */
+  dynamodbEndpoint?: string;
+  tableName?: string;
 }
+
+interface QueuedMessage {
+  id: string;
+  body: string;
+  enteredAt: number;
+  visibleAt: number;
+}
+
+/** The in-memory ingest queue: device messages in entry order, and the dispatcher's delayed probes beside them. */
+class VirtualIngestQueue {
+  private readonly messages: DueMessage[] = [];
+  private head = 0;
+  private probes: QueuedMessage[] = [];
+  private seq = 0;
+
+  constructor(private readonly start: number) {}
+
+  send(message: DueMessage) {
+    this.messages.push(message);
+  }
+
+  probe(body: string, probeAt: number) {
+    this.probes.push({ id: `probe-${this.seq++}`, body, enteredAt: probeAt, visibleAt: probeAt });
+  }
+
+  /** Up to `max` visible messages. Visible probes first: SQS standard does not keep order, and a probe that
+   * overtakes the backlog is the case the backlog check exists for. */
+  take(max: number, now: number): QueuedMessage[] {
+    const out: QueuedMessage[] = [];
+    const visible = this.probes.filter((p) => p.visibleAt <= now);
+    if (visible.length > 0) {
+      const taken = new Set(visible.slice(0, max));
+      out.push(...taken);
+      this.probes = this.probes.filter((p) => !taken.has(p));
+    }
+    while (out.length < max && this.head < this.messages.length) {
+      const m = this.messages[this.head]!;
+      const enteredAt = this.start + Math.round(m.at);
+      if (enteredAt > now) break;
+      this.head++;
+      out.push({
+        id: `m-${this.seq++}`,
+        body: JSON.stringify({ deviceId: m.device.id, deviceType: m.device.type }),
+        enteredAt,
+        visibleAt: enteredAt,
+      });
+    }
+    if (this.head > 100_000) {
+      this.messages.splice(0, this.head);
+      this.head = 0;
+    }
+    return out;
+  }
+
+  /** A message whose record failed becomes visible again (after the visibility timeout). */
+  retry(message: QueuedMessage, visibleAt: number) {
+    this.probes.push({ ...message, visibleAt });
+  }
+
+  visible(now: number): number {
+    let n = this.probes.filter((p) => p.visibleAt <= now).length;
+    for (let i = this.head; i < this.messages.length && this.start + this.messages[i]!.at <= now; i++) n++;
+    return n;
+  }
+}
+
+export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
+  const { scenario, durationMs, seed, console: out, signal } = options;
+  const toleranceMs = toleranceOf(scenario);
+  const tickMs = scenario.sweepTickSeconds * 1000;
+  const slackMs = scenario.slackMs ?? 5_000;
+  const tailMs = tickMs + toleranceMs + slackMs;
+  const containers = options.containers ?? 4;
+  const fleet = new Fleet(scenario, durationMs, seed, tailMs);
+  const rate = fleet.devices.reduce((sum, d) => sum + 1000 / d.policy.heartbeatMs, 0);
+  const ingestPerSecond = options.ingestPerSecond ?? Math.max(1_000, Math.ceil(rate * 20));
+
+  let engine: Awaited<ReturnType<typeof startDynamoDbLocal>> | undefined;
+  if (!options.dynamodbEndpoint) {
+    out.line('Starting DynamoDB Local on 127.0.0.1 …');
+    engine = await startDynamoDbLocal();
+  }
+  const endpoint = options.dynamodbEndpoint ?? engine!.endpoint;
+  const common = { region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS };
+  const dynamodb = new DynamoDBClient({ ...common, endpoint, maxAttempts: 6 });
+  // Never called: the simulator stands in for SQS and SNS. Pointed at a closed port so a slip fails loudly.
+  const sqs = new SQSClient({ ...common, endpoint: 'http://127.0.0.1:9' });
+  const sns = new SNSClient({ ...common, endpoint: 'http://127.0.0.1:9' });
+  const writeUnits = new WriteUnits();
+  writeUnits.attach(dynamodb);
+  const tableName = options.tableName ?? 'offline-detector-sim';
+  try {
+    await createDeviceTable(dynamodb, tableName);
+    const env: Record<string, string> = {
+      TABLE_NAME: tableName,
+      SHARD_COUNT: String(scenario.shardCount),
+      DEVICE_TYPES: JSON.stringify(
+        Object.fromEntries(
+          Object.entries(scenario.deviceTypes).map(([name, t]) => [
+            name,
+            { timeoutMs: t.timeoutMs, precisionMs: t.precisionMs, heartbeatMs: t.heartbeatMs },
+          ]),
+        ),
+      ),
+      SWEEP_TICK_SECONDS: String(scenario.sweepTickSeconds),
+      WATERMARK_TOLERANCE_MS: String(toleranceMs),
+      PROBE_MAX_BACKLOG: String(Math.max(10, Math.ceil(rate))),
+      SWEEP_QUEUE_URL: 'virtual://sweep',
+      INGEST_QUEUE_URLS: 'virtual://ingest',
+      ...(options.naive ? { COALESCE_CACHE_SIZE: '0' } : {}),
+    };
+    let now = T0;
+    const clock = () => now;
+    const events: DeviceEvent[] = [];
+    const publisher: EventPublisher = {
+      publish: async (published) => {
+        events.push(...published);
+        return { failed: [] };
+      },
+    };
+    const queue = new VirtualIngestQueue(T0);
+    const sweepJobs: Array<{ job: SweepJob; visibleAt: number }> = [];
+
+    const base = ingestDepsFromEnv(env, { dynamodb, sqs, sns });
+    const store = options.naive ? naiveStore(base.store) : base.store;
+    const handlers = Array.from({ length: containers }, () => {
+      const deps = {
+        ...base,
+        store,
+        publisher,
+        rejects: { send: async () => ({ failed: [] }) },
+        cache: new DeviceCache(base.config.cacheSize),
+        now: clock,
+        backlog: { visible: async () => queue.visible(now) },
+      };
+      return sqsIngestHandler(() => deps);
+    });
+    const sweepDeps = {
+      ...sweepDepsFromEnv(env, { dynamodb, sqs, sns }),
+      publisher,
+      now: clock,
+      queue: {
+        enqueue: async (jobs: SweepJob[], delaySeconds = 0) => {
+          for (const job of jobs) sweepJobs.push({ job, visibleAt: now + delaySeconds * 1000 });
+        },
+      },
+    };
+    const sweep = sweepHandler(() => sweepDeps);
+    const dispatchDeps: DispatchDeps = {
+      ...dispatchDepsFromEnv(env, { dynamodb, sqs, sns }),
+      sweepQueue: sweepDeps.queue,
+      queues: {
+        partitions: async () => [INGEST_ARN],
+        send: async (probes) => {
+          for (const p of probes) queue.probe(JSON.stringify({ probe: p.probeAt, partition: p.partition }), p.probeAt);
+          return { sent: probes.length, failed: 0 };
+        },
+      },
+      streams: { openShards: async () => [], send: async () => ({ sent: 0, failed: 0 }) },
+      now: clock,
+      sleep: async () => undefined,
+    };
+    const dispatch = dispatchHandler(() => dispatchDeps);
+    const watermarks = new DynamoWatermarkStore(dynamodb, tableName);
+    const truth = new Truth({ policies: scenario.deviceTypes, tickMs, toleranceMs, slackMs, startedAt: T0 });
+    const series: SeriesPoint[] = [];
+    const sampleEveryMs = Math.max(STEP_MS, Math.round((durationMs + tailMs) / 400 / 1000) * 1000);
+    let sentWindow = 0;
+    let eventsWindow = 0;
+    let stalled = false;
+    const realStart = Date.now();
+    const ingestStats = { invocations: 0, records: 0, failedRecords: 0 };
+    let sweepInvocations = 0;
+
+    const runIngest = async (budget: number) => {
+      while (budget > 0 && !signal.aborted) {
+        const taken = queue.take(Math.min(budget, containers * 100), now);
+        if (taken.length === 0) return;
+        budget -= taken.length;
+        const perContainer: QueuedMessage[][] = Array.from({ length: containers }, () => []);
+        taken.forEach((m, i) => {
+          const c =
+            options.affinity === 'device' && !m.id.startsWith('probe')
+              ? Number(shardOf(JSON.parse(m.body).deviceId, containers))
+              : (i * 7919 + Math.floor(now / 1000)) % containers;
+          perContainer[c]!.push(m);
+        });
+        await Promise.all(
+          perContainer.map(async (batch, c) => {
+            for (let i = 0; i < batch.length; i += 100) {
+              const chunk = batch.slice(i, i + 100);
+              const event: SQSEvent = {
+                Records: chunk.map((m) =>
+                  sqsRecord(
+                    {
+                      MessageId: m.id,
+                      ReceiptHandle: m.id,
+                      Body: m.body,
+                      Attributes: { SentTimestamp: String(m.enteredAt) },
+                    },
+                    INGEST_ARN,
+                  ),
+                ),
+              };
+              ingestStats.invocations++;
+              ingestStats.records += chunk.length;
+              let failed = new Set<string>();
+              try {
+                const response = (await handlers[c]!(event, lambdaContext('ingest', 30_000, clock))) as
+                  | SQSBatchResponse
+                  | undefined;
+                failed = new Set((response?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
+              } catch {
+                failed = new Set(chunk.map((m) => m.id));
+              }
+              ingestStats.failedRecords += failed.size;
+              for (const m of chunk) if (failed.has(m.id)) queue.retry(m, now + 30_000);
+            }
+          }),
+        );
+      }
+    };
+
+    const runSweeps = async () => {
+      for (;;) {
+        const due = sweepJobs.filter((j) => j.visibleAt <= now);
+        if (due.length === 0) return;
+        for (const j of due) sweepJobs.splice(sweepJobs.indexOf(j), 1);
+        await mapLimit(due, 8, async ({ job }) => {
+          sweepInvocations++;
+          const event: SQSEvent = {
+            Records: [
+              sqsRecord(
+                { MessageId: `job-${sweepInvocations}`, ReceiptHandle: 'r', Body: JSON.stringify(job) },
+                SWEEP_ARN,
+              ),
+            ],
+          };
+          const response = (await sweep(event, lambdaContext('sweep', 45_000, clock))) as SQSBatchResponse;
+          if (response.batchItemFailures.length > 0) sweepJobs.push({ job, visibleAt: now + 60_000 });
+        });
+      }
+    };
+
+    const endMs = durationMs + tailMs;
+    let lastProgress = Date.now();
+    for (let elapsed = 0; elapsed < endMs && !signal.aborted; elapsed += STEP_MS) {
+      now = T0 + elapsed;
+      for (const m of fleet.due(elapsed + STEP_MS)) {
+        queue.send(m);
+        truth.sent(m.device.id, m.device.type, T0 + Math.round(m.at));
+        sentWindow++;
+      }
+      const stalledNow = fleet.stalledAt(elapsed);
+      if (stalledNow && !stalled) truth.stallStarted(now);
+      if (!stalledNow && stalled) truth.stallEnded(now);
+      stalled = stalledNow;
+      if (elapsed % 60_000 === 0) await dispatch({}, lambdaContext('dispatch', 30_000, clock));
+      if (!stalled) await runIngest(Math.round((ingestPerSecond * STEP_MS) / 1000));
+      await runSweeps();
+      for (const event of events.splice(0)) {
+        eventsWindow++;
+        truth.event(event);
+      }
+      // The watermark moves with the probes, once a tick: reading it then is enough to see a stall caught up.
+      if (elapsed % tickMs === 0 || elapsed % sampleEveryMs === 0) {
+        const snapshot = await watermarks.read();
+        const marks = snapshot.live.map((p) => snapshot.marks[p]);
+        const slowest =
+          marks.length > 0 && marks.every((m) => m !== undefined) ? Math.min(...(marks as number[])) : undefined;
+        if (slowest !== undefined) truth.watermark(slowest, now);
+        if (elapsed % sampleEveryMs === 0) {
+          const cutoff = sweepCutoff(now, snapshot, toleranceMs);
+          series.push({
+            t: elapsed / 1000,
+            online: truth.online,
+            offline: truth.offline,
+            messagesPerSecond: (sentWindow * 1000) / sampleEveryMs,
+            eventsPerSecond: (eventsWindow * 1000) / sampleEveryMs,
+            watermarkLagMs: slowest === undefined ? undefined : now - slowest,
+            sweepLagMs: cutoff === undefined ? undefined : now - cutoff,
+          });
+          sentWindow = 0;
+          eventsWindow = 0;
+        }
+      }
+      if (Date.now() - lastProgress >= 1_000) {
+        lastProgress = Date.now();
+        const last = series.at(-1);
+        out.status({
+          elapsedMs: elapsed,
+          totalMs: endMs,
+          online: truth.online,
+          offline: truth.offline,
+          messagesPerSecond: last?.messagesPerSecond ?? 0,
+          eventsPerSecond: last?.eventsPerSecond ?? 0,
+          watermarkLagMs: last?.watermarkLagMs,
+          sweepLagMs: last?.sweepLagMs,
+          note: `virtual ×${Math.round(elapsed / Math.max(1, Date.now() - realStart))}${stalled ? ' │ INGEST STALLED' : ''}`,
+        });
+      }
+    }
+    out.clearStatus();
+    if (stalled) truth.stallEnded(now);
+    const summary = truth.finish(Math.min(T0 + durationMs, now - tailMs));
+    return {
+      mode: 'virtual',
+      scenario: { name: scenario.name, description: scenario.description },
+      source: `sqs (simulated, ${containers} containers, ${options.affinity === 'device' ? 'device affinity' : 'batches spread'})${options.naive ? ', naive design' : ''}`,
+      seed,
+      durationMs,
+      startedAt: T0,
+      interrupted: signal.aborted,
+      enginePids: engine?.pid === undefined ? [] : [engine.pid],
+      summary: {
+        ...summary,
+        wruPerMessage: round(writeUnits.device / Math.max(1, summary.messages)),
+        controlWriteUnits: writeUnits.control,
+        readsPerMessage: round(writeUnits.reads / Math.max(1, summary.messages)),
+        realSeconds: round((Date.now() - realStart) / 1000),
+        ingest: ingestStats,
+        sweepInvocations,
+      },
+      settings: {
+        tickMs,
+        toleranceMs,
+        slackMs,
+        shardCount: scenario.shardCount,
+        containers,
+        ingestPerSecond,
+        deviceTypes: scenario.deviceTypes,
+      },
+      series,
+      transitionsPerMinute: [...truth.transitions].sort(([a], [b]) => a - b).map(([minute, c]) => ({ minute, ...c })),
+      lateness: truth.lateness,
+      stalls: truth.stalls.map((s) => ({
+        from: (s.from - T0) / 1000,
+        to: (s.to - T0) / 1000,
+        caughtUpAt: s.caughtUpAt === undefined ? undefined : (s.caughtUpAt - T0) / 1000,
+      })),
+      disconnects: fleet.disconnects.map((d) => ({ from: d.from / 1000, to: d.to / 1000, devices: d.devices })),
+    };
+  } finally {
+    dynamodb.destroy();
+    sqs.destroy();
+    sns.destroy();
+    await engine?.stop();
+  }
+}
+
+const round = (x: number) => Number(x.toFixed(3));

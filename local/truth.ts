@@ -51,6 +51,8 @@ export interface Summary {
   stallDeferred: number;
   returnedBeforeSince: number;
   latenessMs: { p50: number; p99: number; max: number };
+  /** Per device type, with its precision: lateness p99 should stay within precision + tick + a few seconds. */
+  latenessByType: Record<string, { p50: number; p99: number; max: number; precisionMs: number; events: number }>;
   findings: Finding[];
 }
 
@@ -79,6 +81,7 @@ export class Truth {
   private readonly eventIds = new Set<string>();
   readonly stalls: Stall[] = [];
   readonly lateness: number[] = [];
+  readonly latenessByType = new Map<string, number[]>();
   /** Offline and online events by detection minute (for the report). */
   readonly transitions = new Map<number, { offline: number; online: number }>();
   readonly findings: Finding[] = [];
@@ -194,7 +197,12 @@ export class Truth {
     const dueAt = lastEntry + policy.timeoutMs;
     if (this.stalls.some((s) => s.from <= event.detectedAt && (s.caughtUpAt ?? Number.POSITIVE_INFINITY) >= dueAt)) {
       this.stallDeferred++;
-    } else this.lateness.push(event.detectedAt - dueAt);
+    } else {
+      this.lateness.push(event.detectedAt - dueAt);
+      const byType = this.latenessByType.get(device.type) ?? [];
+      byType.push(event.detectedAt - dueAt);
+      this.latenessByType.set(device.type, byType);
+    }
   }
 
   /** The detections that were due by `horizon` (epoch ms) and never came. */
@@ -236,6 +244,16 @@ export class Truth {
       stallDeferred: this.stallDeferred,
       returnedBeforeSince: this.returnedBeforeSince,
       latenessMs: { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? 0 },
+      latenessByType: Object.fromEntries(
+        [...this.latenessByType].map(([type, values]) => {
+          const v = [...values].sort((a, b) => a - b);
+          const precisionMs = this.settings.policies[type]?.precisionMs ?? 0;
+          return [
+            type,
+            { p50: percentile(v, 50), p99: percentile(v, 99), max: v.at(-1) ?? 0, precisionMs, events: v.length },
+          ];
+        }),
+      ),
       findings: this.findings.slice(0, 50),
     };
   }
