@@ -1,0 +1,153 @@
+// npm run bench — every benchmark, one results file (bench/results.json) that the README's performance table and
+// `npm run cost` are generated from:
+// - bench:ingest and bench:sweep (run as they are, their JSON kept whole);
+// - the whole system in virtual time (local/simulate.ts: the real handlers on DynamoDB Local): write units per
+//   message of this design and of the naive design (every message moves the deadline) side by side, at precision 0
+//   and precision = timeout; and the stall + disconnect scenario judged against the fleet's truth.
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { RunConsole } from '../local/console.js';
+import { startDynamoDbLocal } from '../local/engines.js';
+import type { Scenario } from '../local/fleet-model.js';
+import type { RunReport } from '../local/report.js';
+
+process.env.POWERTOOLS_LOG_LEVEL ??= 'SILENT';
+process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+const { loadScenario } = await import('../local/cli.js');
+const { runVirtual } = await import('../local/simulate.js');
+
+const MIN = 60_000;
+const DEVICES = Number(process.env.BENCH_SYSTEM_DEVICES ?? 1_000);
+const quiet = new RunConsole(process.stderr, 0, true);
+const log = (text: string) => process.stderr.write(`${text}\n`);
+
+function child(script: string): unknown {
+  log(`bench: ${script} …`);
+  const out = execFileSync(process.execPath, ['--import', 'tsx', script], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+  });
+  return JSON.parse(out.slice(out.indexOf('{')));
+}
+
+/** One device type (timeout 5 min, heartbeat 1 min with 10 % jitter), healthy fleet, no silences. */
+function steady(precisionMs: number): Scenario {
+  return {
+    name: `steady-p${precisionMs / 1000}s`,
+    description: 'one device type, timeout 5 min, heartbeat 1 min ±10 %, no silences, no stall',
+    devices: DEVICES,
+    duration: '1h',
+    sweepTickSeconds: 10,
+    shardCount: 8,
+    jitter: 0.1,
+    deviceTypes: { meter: { timeoutMs: 5 * MIN, precisionMs, heartbeatMs: MIN, share: 1 } },
+    events: [],
+  };
+}
+
+const engine = await startDynamoDbLocal();
+let table = 0;
+const simulate = async (scenario: Scenario, extra: { naive?: boolean; affinity?: 'sqs' | 'device' } = {}) => {
+  log(
+    `bench: simulate ${scenario.name}${extra.naive ? ' (naive)' : ''}${extra.affinity === 'device' ? ' (device affinity)' : ''} …`,
+  );
+  const report: RunReport = await runVirtual({
+    scenario,
+    durationMs: 60 * MIN,
+    seed: 1,
+    console: quiet,
+    signal: new AbortController().signal,
+    dynamodbEndpoint: engine.endpoint,
+    tableName: `bench-system-${table++}`,
+    ...extra,
+  });
+  return report.summary;
+};
+
+try {
+  const ingest = child('bench/ingest.ts');
+  const sweep = child('bench/sweep.ts');
+  const wru: Record<string, number> = {};
+  for (const [label, precisionMs] of [
+    ['precision0', 0],
+    ['precisionTimeout', 5 * MIN],
+  ] as const) {
+    const design = await simulate(steady(precisionMs));
+    const affinity = await simulate(steady(precisionMs), { affinity: 'device' });
+    const naive = await simulate(steady(precisionMs), { naive: true });
+    wru[`${label}.design`] = design.wruPerMessage;
+    wru[`${label}.designDeviceAffinity`] = affinity.wruPerMessage;
+    wru[`${label}.naive`] = naive.wruPerMessage;
+  }
+  const ratio = (label: string, variant = 'design') =>
+    Number((wru[`${label}.${variant}`]! / wru[`${label}.naive`]!).toFixed(3));
+  const scenario = loadScenario('simulate');
+  scenario.devices = DEVICES;
+  const judged = await simulate(scenario);
+  const tickMs = scenario.sweepTickSeconds * 1000;
+  const latenessGoal = Object.fromEntries(
+    Object.entries(judged.latenessByType).map(([type, l]) => [
+      type,
+      { p99Ms: l.p99, goalMs: l.precisionMs + tickMs + 5_000, ok: l.p99 <= l.precisionMs + tickMs + 5_000 },
+    ]),
+  );
+  const results = {
+    generatedAt: new Date().toISOString(),
+    machine: { node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model },
+    command: 'npm run bench',
+    system: {
+      fleet: {
+        devices: DEVICES,
+        virtualMinutes: 60,
+        steady: steady(0).description,
+        engine: 'DynamoDB Local (units from ReturnConsumedCapacity; failed conditional writes 1 unit each)',
+        note: 'write units per message include the devices’ first registration and every sweep re-arm and outbox clear',
+      },
+      wruPerMessage: {
+        precision0: {
+          design: wru['precision0.design'],
+          designDeviceAffinity: wru['precision0.designDeviceAffinity'],
+          naive: wru['precision0.naive'],
+          ratio: ratio('precision0'),
+          ratioDeviceAffinity: ratio('precision0', 'designDeviceAffinity'),
+          goal: 0.5,
+        },
+        precisionTimeout: {
+          design: wru['precisionTimeout.design'],
+          designDeviceAffinity: wru['precisionTimeout.designDeviceAffinity'],
+          naive: wru['precisionTimeout.naive'],
+          ratio: ratio('precisionTimeout'),
+          ratioDeviceAffinity: ratio('precisionTimeout', 'designDeviceAffinity'),
+          goal: 0.25,
+        },
+      },
+      scenario: {
+        name: scenario.name,
+        description: scenario.description,
+        devices: judged.devices,
+        messages: judged.messages,
+        offlineEvents: judged.offlineEvents,
+        onlineEvents: judged.onlineEvents,
+        falseOffline: judged.falseOffline,
+        missedOffline: judged.missedOffline,
+        requiredDetections: judged.requiredDetections,
+        stallDeferred: judged.stallDeferred,
+        duplicateEvents: judged.duplicateEvents,
+        latenessMs: judged.latenessMs,
+        latenessByType: judged.latenessByType,
+        latenessGoal,
+        wruPerMessage: judged.wruPerMessage,
+      },
+    },
+    ingest,
+    sweep,
+  };
+  writeFileSync('bench/results.json', `${JSON.stringify(results, null, 2)}\n`);
+  log('bench: wrote bench/results.json (npm run bench:readme puts the table into README.md)');
+  console.log(JSON.stringify(results.system, null, 2));
+} finally {
+  await engine.stop();
+}
