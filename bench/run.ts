@@ -15,6 +15,11 @@ import type { RunReport } from '../local/report.js';
 process.env.POWERTOOLS_LOG_LEVEL ??= 'SILENT';
 process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+// Powertools warns on every invocation that adds no metric even with metrics disabled; locally that is noise.
+const warn = console.warn;
+console.warn = (...args: unknown[]) => {
+  if (!String(args[0]).startsWith('No application metrics')) warn(...args);
+};
 const { loadScenario } = await import('../local/cli.js');
 const { runVirtual } = await import('../local/simulate.js');
 

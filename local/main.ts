@@ -5,6 +5,11 @@ process.env.POWERTOOLS_LOG_LEVEL ??= 'SILENT';
 process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.env.AWS_REGION ??= 'us-east-1';
+// Powertools warns on every invocation that adds no metric even with metrics disabled; locally that is noise.
+const warn = console.warn;
+console.warn = (...args: unknown[]) => {
+  if (!String(args[0]).startsWith('No application metrics')) warn(...args);
+};
 
 const { main } = await import('./cli.js');
 process.exitCode = await main(process.argv.slice(2));
