@@ -161,7 +161,7 @@ export function tableTransport(endpoint: string, table: string, region?: string)
     ...(process.env.AWS_ACCESS_KEY_ID ? {} : { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
   });
   const deps = {
-    store: new DynamoDeviceStore(dynamodb, { tableName: config.tableName }),
+    store: new DynamoDeviceStore(dynamodb, { tableName: config.tableName, shardCount: config.shardCount }),
     deviceTypes: config.deviceTypes,
     housekeepingTtlMs: config.housekeepingTtlMs,
     now: Date.now,

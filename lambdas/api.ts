@@ -12,7 +12,7 @@ import { type AwsClients, awsClients, logger, once } from './runtime.js';
 export function apiDepsFromEnv(env: Env, clients: Pick<AwsClients, 'dynamodb'> = awsClients()): AdminDeps {
   const config = loadApiConfig(env);
   return {
-    store: new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName }),
+    store: new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName, shardCount: config.shardCount }),
     deviceTypes: config.deviceTypes,
     housekeepingTtlMs: config.housekeepingTtlMs,
     now: Date.now,

@@ -139,8 +139,8 @@ const TABLE_ACTIONS = {
   ingest: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
   dispatch: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
   sweep: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
-  // BatchGetItem reads the counter shards; decommission is an update to a tombstone, never a delete.
-  api: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:BatchGetItem'],
+  // Decommission is an update to a tombstone, never a delete; listing and stats query the indexes (granted below).
+  api: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
 } as const;
 
 /** Lets CommonJS dependencies that call `require` (some AWS packages do) run inside the ESM bundle. */
@@ -513,6 +513,7 @@ export class OfflineDetector extends Construct {
         memorySize: 512,
         environment: {
           [ENV.tableName]: this.table.tableName,
+          [ENV.shardCount]: String(shardCount), // GET /stats reads every deadline-index shard
           [ENV.deviceTypes]: deviceTypesJson.json,
           [ENV.defaultDeviceType]: deviceTypesJson.defaultType,
           [ENV.housekeepingTtlDays]: String((props.housekeepingTtl ?? Duration.days(30)).toDays()),
@@ -524,10 +525,11 @@ export class OfflineDetector extends Construct {
       // Never open: every call is SigV4-signed by a principal granted lambda:InvokeFunctionUrl.
       this.apiUrl = this.apiFunction.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
       this.grantTable(this.apiFunction, TABLE_ACTIONS.api);
+      // The offline listing and the offline counts read byOffline; the online counts read byDeadline.
       iam.Grant.addToPrincipal({
         grantee: this.apiFunction,
         actions: ['dynamodb:Query'],
-        resourceArns: [`${this.table.tableArn}/index/${OFFLINE_INDEX.name}`],
+        resourceArns: [DEADLINE_INDEX.name, OFFLINE_INDEX.name].map((index) => `${this.table.tableArn}/index/${index}`),
       });
     }
 

@@ -3,19 +3,17 @@ import {
   type AttributeValue,
   ConditionalCheckFailedException,
   type DynamoDBClient,
-  TransactionCanceledException,
+  QueryCommand as RawQueryCommand,
 } from '@aws-sdk/client-dynamodb';
 import {
-  BatchGetCommand,
   DynamoDBDocumentClient,
   GetCommand,
   QueryCommand,
-  TransactWriteCommand,
   UpdateCommand,
   type UpdateCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import { type CountDelta, commitDeltas, countDeltas } from '../core/counts.js';
+import { mapLimit } from '../core/concurrency.js';
 import type { DeviceEvent, DeviceState } from '../core/device.js';
 import type { Policy } from '../core/policy.js';
 import type {
@@ -34,18 +32,16 @@ import type {
 } from '../core/ports.js';
 import {
   A,
-  COUNTER,
-  COUNTER_SHARDS,
-  counterKey,
   DEADLINE_INDEX,
+  DEFAULT_SHARD_COUNT,
   KEY,
   OFFLINE_INDEX,
   OUTBOX_INDEX,
   offlineIndexKeys,
+  offlinePartitions,
   STATUS,
   type Status,
 } from '../core/table-schema.js';
-import { chunks } from './chunks.js';
 
 type Item = Record<string, unknown>;
 
@@ -54,15 +50,15 @@ export interface DynamoDeviceStoreOptions {
   /** DynamoDB and DynamoDB Local return the item on a failed condition (ReturnValuesOnConditionCheckFailure);
    * engines that do not (dynalite) get a consistent read instead. */
   conditionFailureReturnsItem?: boolean;
-  /** Keep the per-type online/offline counters (GET /stats): a commit that changes a device's status or type
-   * becomes a transaction with one counter shard. Engines without transactions (dynalite) turn it off and have no
-   * stats. @default true */
-  countTransitions?: boolean;
+  /** Shards of the deadline index (SHARD_COUNT): `counts()` reads every one of them, so it must be at least the
+   * deployment's shard count (more only costs empty queries). @default DEFAULT_SHARD_COUNT */
+  shardCount?: number;
+  /** Entries per page of the counting queries. @default DynamoDB's (1 MB); tests set it small to exercise paging */
+  countPageLimit?: number;
 }
 
-/** Attempts of a counted commit that keeps meeting another transaction on its counter shard (each retry picks
- * another shard, so a storm spreads instead of queueing on one item). */
-const COUNTER_ATTEMPTS = 8;
+/** Index partitions `counts()` reads at once. */
+const COUNT_CONCURRENCY = 16;
 
 /** Builds update expressions with every attribute name aliased: several of ours (`shard`, ...) are reserved. */
 class Expression {
@@ -96,16 +92,20 @@ class Expression {
 }
 
 export class DynamoDeviceStore implements DeviceStore, AdminStore {
+  private readonly client: DynamoDBClient;
   private readonly doc: DynamoDBDocumentClient;
   private readonly tableName: string;
   private readonly conditionFailureReturnsItem: boolean;
-  private readonly countTransitions: boolean;
+  private readonly shardCount: number;
+  private readonly countPageLimit: number | undefined;
 
   constructor(client: DynamoDBClient, options: DynamoDeviceStoreOptions) {
+    this.client = client;
     this.doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
     this.tableName = options.tableName;
     this.conditionFailureReturnsItem = options.conditionFailureReturnsItem ?? true;
-    this.countTransitions = options.countTransitions ?? true;
+    this.shardCount = options.shardCount ?? DEFAULT_SHARD_COUNT;
+    this.countPageLimit = options.countPageLimit;
   }
 
   async touch(request: TouchRequest): Promise<TouchOutcome> {
@@ -189,8 +189,6 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     }
     const update = `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`;
     const input = x.input(this.tableName, request.deviceId, update, conditions.join(' AND '));
-    const deltas = this.countTransitions ? commitDeltas(request) : [];
-    if (deltas.length > 0) return this.countedWrite(request.deviceId, input, deltas);
     return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_NEW' }, (item) => ({
       applied: true,
       after: toState(item!),
@@ -261,10 +259,6 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
       `${x.name(A.deviceType)} = ${x.value(expect.deviceType)}`,
     ].join(' AND ');
     const input = x.input(this.tableName, request.deviceId, update, condition);
-    const deltas = this.countTransitions
-      ? countDeltas({ status: expect.status, deviceType: expect.deviceType }, undefined)
-      : [];
-    if (deltas.length > 0) return this.countedWrite(request.deviceId, input, deltas);
     return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_NEW' }, (item) => ({
       applied: true,
       after: toState(item!),
@@ -299,78 +293,56 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     };
   }
 
+  /** Counted from the indexes, so the counts cannot drift from the devices: offline = a `Select: COUNT` of every
+   * offline-index partition of each type; online = every deadline-index shard read with only `deviceType` and
+   * counted by type here. Partitions are read in parallel (bounded), each paged to its end. Eventually consistent,
+   * like any index read: a transition committed a moment ago may not be counted yet. */
   async counts(deviceTypes: string[]): Promise<Record<string, TypeCounts>> {
-    const totals: Record<string, TypeCounts> = {};
-    for (const type of deviceTypes) totals[type] = { online: 0, offline: 0 };
-    const byKey = new Map<string, string>();
-    for (const type of deviceTypes) {
-      for (let n = 0; n < COUNTER_SHARDS; n++) byKey.set(counterKey(type, n), type);
-    }
-    for (const keys of chunks([...byKey.keys()], 100)) {
-      let pending: Record<string, unknown>[] = keys.map((key) => ({ [KEY]: key }));
-      while (pending.length > 0) {
-        const out = await this.doc.send(
-          new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } } }),
-        );
-        for (const item of out.Responses?.[this.tableName] ?? []) {
-          const total = totals[byKey.get(item[KEY] as string)!]!;
-          total.online += Number(item[COUNTER.online] ?? 0);
-          total.offline += Number(item[COUNTER.offline] ?? 0);
-        }
-        pending = (out.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Record<string, unknown>[];
-      }
-    }
-    return totals;
+    const totals = new Map<string, TypeCounts>(deviceTypes.map((type) => [type, { online: 0, offline: 0 }]));
+    const offline = deviceTypes.flatMap((type) =>
+      offlinePartitions(type).map((partition) => async () => {
+        // Awaited first: `x += await y` would read x before the await and lose the other partitions' counts.
+        const count = await this.countPartition(OFFLINE_INDEX, partition);
+        totals.get(type)!.offline += count;
+      }),
+    );
+    const online = Array.from({ length: this.shardCount }, (_, shard) => async () => {
+      await this.countPartition(DEADLINE_INDEX, String(shard), (deviceType) => {
+        const counts = deviceType === undefined ? undefined : totals.get(deviceType);
+        if (counts) counts.online++;
+      });
+    });
+    await mapLimit([...offline, ...online], COUNT_CONCURRENCY, (task) => task());
+    return Object.fromEntries(totals);
   }
 
-  /** The device write and its counter shards in one transaction (double the write units, on transitions only). The
-   * transaction returns no item, so the committed state, whose outbox the caller must publish in full, is read
-   * back; a failed condition on the device returns the item as a plain conditional write does. */
-  private async countedWrite(
-    deviceId: string,
-    input: UpdateCommandInput,
-    deltas: CountDelta[],
-  ): Promise<CommitOutcome> {
-    for (let attempt = 1; ; attempt++) {
-      const counters = deltas.map((delta) => ({
-        Update: {
+  /** Reads one index partition to its end. With `onEntry` it reads only each entry's `deviceType` (through the
+   * low-level client, so a million entries are not unmarshalled); without, only the count (`Select: COUNT`). */
+  private async countPartition(
+    index: { name: string; partitionKey: string },
+    partition: string,
+    onEntry?: (deviceType: string | undefined) => void,
+  ): Promise<number> {
+    let count = 0;
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const out = await this.client.send(
+        new RawQueryCommand({
           TableName: this.tableName,
-          Key: { [KEY]: counterKey(delta.deviceType, Math.floor(Math.random() * COUNTER_SHARDS)) },
-          UpdateExpression: 'ADD #on :on, #off :off',
-          ExpressionAttributeNames: { '#on': COUNTER.online, '#off': COUNTER.offline },
-          ExpressionAttributeValues: { ':on': delta.online, ':off': delta.offline },
-        },
-      }));
-      const { ReturnConsumedCapacity: _r, ...update } = input;
-      try {
-        const out = await this.doc.send(
-          new TransactWriteCommand({
-            TransactItems: [
-              { Update: { ...update, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' } },
-              ...counters,
-            ] as never,
-            ReturnConsumedCapacity: 'TOTAL',
-          }),
-        );
-        const after = await this.rawGet(deviceId);
-        const units = (out.ConsumedCapacity ?? []).reduce((sum, c) => sum + (c.CapacityUnits ?? 0), 0);
-        return { applied: true, after: toState(after!), units };
-      } catch (error) {
-        if (!(error instanceof TransactionCanceledException)) throw error;
-        const reasons = error.CancellationReasons ?? [];
-        if (reasons[0]?.Code === 'ConditionalCheckFailed') {
-          const item = this.conditionFailureReturnsItem ? unmarshallItem(reasons[0].Item) : await this.rawGet(deviceId);
-          return {
-            applied: false,
-            current: item && isDevice(item) ? toState(item) : undefined,
-            units: 2 * failedWriteUnits(item),
-          };
-        }
-        // Another transaction held the device or the counter shard: try again, on another shard.
-        if (attempt >= COUNTER_ATTEMPTS || !reasons.some((r) => r.Code === 'TransactionConflict')) throw error;
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
-      }
-    }
+          IndexName: index.name,
+          KeyConditionExpression: '#p = :p',
+          ExpressionAttributeNames: { '#p': index.partitionKey, ...(onEntry ? { '#t': A.deviceType } : {}) },
+          ExpressionAttributeValues: { ':p': { S: partition } },
+          ...(onEntry ? { ProjectionExpression: '#t' } : { Select: 'COUNT' }),
+          ...(this.countPageLimit ? { Limit: this.countPageLimit } : {}),
+          ...(start ? { ExclusiveStartKey: start } : {}),
+        }),
+      );
+      count += out.Count ?? 0;
+      if (onEntry) for (const item of out.Items ?? []) onEntry(item[A.deviceType]?.S);
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return count;
   }
 
   async rearm(deviceId: string, policy: Policy, cutoff: number): Promise<TouchOutcome> {

@@ -6,7 +6,7 @@ import { type DeviceState, policyOf } from './device.js';
 import { ApiError } from './errors.js';
 import { type DeviceTypes, offlineAt, type Policy } from './policy.js';
 import type { AdminStore, AdminUpdate, CommitOutcome, OfflineEntry, TypeCounts } from './ports.js';
-import { OFFLINE_SHARDS, STATUS } from './table-schema.js';
+import { offlinePartitions, STATUS } from './table-schema.js';
 
 export interface AdminDeps {
   store: AdminStore;
@@ -115,7 +115,7 @@ export async function listOffline(
 ): Promise<OfflineList> {
   const types = options.deviceType ? [options.deviceType] : Object.keys(deps.deviceTypes.types);
   const before = options.cursor === undefined ? undefined : decodeCursor(options.cursor, options.deviceType);
-  const partitions = types.flatMap((type) => Array.from({ length: OFFLINE_SHARDS }, (_, n) => `${type}#${n}`));
+  const partitions = types.flatMap(offlinePartitions);
   const pages = await mapLimit(partitions, 16, (partition) =>
     deps.store.queryOffline(partition, options.limit, before),
   );

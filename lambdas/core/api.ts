@@ -2,10 +2,11 @@
 // or written, so a refused request (4xx with a reason code) has changed nothing. Transport-neutral: the Lambda
 // handler maps a Function URL event onto ApiRequest; the CLI calls the same function against a local table.
 import { type AdminDeps, forget, getDevice, listOffline, mute, setPolicy, stats, unmute } from './admin.js';
-import { type Env, intSetting, loadDeviceTypes, requireString } from './config.js';
+import { ENV, type Env, intSetting, loadDeviceTypes, requireString } from './config.js';
 import { ApiError } from './errors.js';
 import { DEVICE_ID_PATTERN } from './message.js';
 import type { Policy } from './policy.js';
+import { DEFAULT_SHARD_COUNT } from './table-schema.js';
 
 export interface ApiRequest {
   method: string;
@@ -24,6 +25,8 @@ export interface ApiConfig {
   tableName: string;
   deviceTypes: AdminDeps['deviceTypes'];
   housekeepingTtlMs: number;
+  /** Shards of the deadline index, all of which GET /stats reads. */
+  shardCount: number;
 }
 
 export function loadApiConfig(env: Env): ApiConfig {
@@ -31,6 +34,7 @@ export function loadApiConfig(env: Env): ApiConfig {
     tableName: requireString(env, 'TABLE_NAME'),
     deviceTypes: loadDeviceTypes(env),
     housekeepingTtlMs: intSetting(env, 'HOUSEKEEPING_TTL_DAYS', 30, 1, 3650) * 24 * 3600_000,
+    shardCount: intSetting(env, ENV.shardCount, DEFAULT_SHARD_COUNT, 1, 10_000),
   };
 }
 

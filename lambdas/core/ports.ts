@@ -29,8 +29,8 @@ export type TouchOutcome = Billed &
   ({ applied: true; before: DeviceState } | { applied: false; current: DeviceState | undefined });
 
 /** Optimistic concurrency for state changes: the item must still be absent, or still at this seq and status with
- * `lastSeen` not above the given value. The optional parts narrow it further: the stored type (the transition
- * counters move between types by it), the stored effective policy (so a concurrent operator override is not
+ * `lastSeen` not above the given value. The optional parts narrow it further: the stored type (so a concurrent type
+ * change is not overwritten), the stored effective policy (so a concurrent operator override is not
  * overwritten), and no mute beyond `notMutedAfter` (so a mute set meanwhile holds the offline transition). */
 export type Expectation =
   | { absent: true }
@@ -155,6 +155,8 @@ export interface AdminStore {
   retire(request: RetireRequest): Promise<CommitOutcome>;
   /** One partition of the offline index, newest first, strictly older than `before` (a sort key) when given. */
   queryOffline(partition: string, limit: number, before?: string): Promise<Page<OfflineEntry>>;
-  /** Sums of the counter shards of each device type. */
+  /** Devices of each type, counted from the indexes: online = in the deadline index (a muted device held there
+   * included), offline = in the offline index, retired nowhere. Reads the index keys of the whole fleet: an operator
+   * call, not one to poll. */
   counts(deviceTypes: string[]): Promise<Record<string, TypeCounts>>;
 }

@@ -38,12 +38,15 @@ export const STATUS = { online: 'ONLINE', offline: 'OFFLINE', retired: 'RETIRED'
 export type Status = (typeof STATUS)[keyof typeof STATUS];
 
 /** Sparse index of online devices by the time they would be considered offline, sharded by device. Projects only
- * attributes that change together with the keys, so a heartbeat that changes only `lastSeen` costs it nothing. */
+ * attributes that change together with the keys, so a heartbeat that changes only `lastSeen` costs it nothing:
+ * `timeoutMs`/`precisionMs` for the sweep, and `deviceType` for the online counts of GET /stats. A type change is a
+ * commit that rewrites the deadline in the same write, so projecting the type adds no index write to any request
+ * (heartbeats included) beyond those the deadline already causes. */
 export const DEADLINE_INDEX = {
   name: 'byDeadline',
   partitionKey: A.shard,
   sortKey: A.deadline,
-  projected: [A.timeoutMs, A.precisionMs] as string[],
+  projected: [A.deviceType, A.timeoutMs, A.precisionMs] as string[],
 } as const;
 
 /** Sparse index of devices with notifications committed but not yet confirmed published. */
@@ -68,6 +71,11 @@ export const OFFLINE_INDEX = {
  * writes/s per device type, beyond what the sweep's bounded concurrency can produce. */
 export const OFFLINE_SHARDS = 16;
 
+/** The offline-index partitions of a device type. */
+export function offlinePartitions(deviceType: string): string[] {
+  return Array.from({ length: OFFLINE_SHARDS }, (_, n) => `${deviceType}#${n}`);
+}
+
 /** Offline-index keys of a device that went offline at `since`. */
 export function offlineIndexKeys(
   deviceId: string,
@@ -78,15 +86,6 @@ export function offlineIndexKeys(
     offlineShard: `${deviceType}#${shardOf(deviceId, OFFLINE_SHARDS)}`,
     offlineKey: `${String(since).padStart(15, '0')}#${deviceId}`,
   };
-}
-
-/** Online/offline counters per device type, sharded: a transition adds to one random shard in the same transaction
- * as its commit, so counts are exact (a failed or duplicate commit adds nothing) and no key gets hot. A conflict with
- * another transaction on the same shard is retried on another shard. */
-export const COUNTER_SHARDS = 64;
-export const COUNTER = { online: 'on', offline: 'off' } as const;
-export function counterKey(deviceType: string, shard: number): string {
-  return `#count#${deviceType}#${shard}`;
 }
 
 export const TTL_ATTRIBUTE = A.expiresAt;

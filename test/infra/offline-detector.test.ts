@@ -327,26 +327,31 @@ describe('OfflineDetectorStack (defaults)', () => {
       }
     }
     const env = functionEnv(template, logicalId(stack, d.apiFunction!));
-    expect(env).toMatchObject({ POWERTOOLS_SERVICE_NAME: 'api', [ENV.tableName]: { Ref: logicalId(stack, d.table) } });
+    expect(env).toMatchObject({
+      POWERTOOLS_SERVICE_NAME: 'api',
+      [ENV.tableName]: { Ref: logicalId(stack, d.table) },
+      // GET /stats reads every shard of the deadline index.
+      [ENV.shardCount]: String(DEFAULT_SHARD_COUNT),
+    });
     expect(template.findOutputs('ApiUrl')).toHaveProperty('ApiUrl');
   });
 
-  it('lets the API role read and update only the table: items, the counter shards and the offline index', () => {
+  it('lets the API role read and update only the table: items, and Query on the deadline and offline indexes', () => {
     const s = statements(template, stack, d.apiFunction!);
     const tableArn = { 'Fn::GetAtt': [logicalId(stack, d.table), 'Arn'] };
-    const offlineIndex = { 'Fn::Join': ['', [tableArn, `/index/${OFFLINE_INDEX.name}`]] };
+    const index = (name: string) => ({ 'Fn::Join': ['', [tableArn, `/index/${name}`]] });
     const dynamo = s.filter((st) => JSON.stringify(st.Action).includes('dynamodb:'));
     expect(dynamo).toEqual([
+      expect.objectContaining({ Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], Resource: tableArn }),
       expect.objectContaining({
-        Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:BatchGetItem'],
-        Resource: tableArn,
+        Action: 'dynamodb:Query',
+        Resource: [index(DEADLINE_INDEX.name), index(OFFLINE_INDEX.name)],
       }),
-      expect.objectContaining({ Action: 'dynamodb:Query', Resource: offlineIndex }),
     ]);
-    // Besides the table, only its own log group; no delete, scan or write to anything else.
+    // Besides the table, only its own log group; no delete, scan, batch, transaction or write to anything else.
     const others = s.filter((st) => !JSON.stringify(st.Action).includes('dynamodb:'));
     for (const st of others) expect(JSON.stringify(st.Action)).toMatch(/logs:/);
-    expect(JSON.stringify(s)).not.toMatch(/DeleteItem|Scan|PutItem|sns:|sqs:/);
+    expect(JSON.stringify(s)).not.toMatch(/DeleteItem|Scan|PutItem|Batch|Transact|byOutbox|sns:|sqs:/);
   });
 
   it('can leave the API out, and grants callers invoke-url on it', () => {

@@ -1,7 +1,6 @@
 // An in-memory model of the device table with the same conditional semantics as DynamoDeviceStore. Property tests
 // run the protocol against it at a speed no engine allows; the integration tests hold the adapter to the same
 // behaviour on DynamoDB Local.
-import { type CountDelta, commitDeltas, countDeltas } from '../../lambdas/core/counts.js';
 import type { DeviceState } from '../../lambdas/core/device.js';
 import type { Policy } from '../../lambdas/core/policy.js';
 import type {
@@ -18,7 +17,7 @@ import type {
   TouchRequest,
   TypeCounts,
 } from '../../lambdas/core/ports.js';
-import { offlineIndexKeys, STATUS } from '../../lambdas/core/table-schema.js';
+import { offlineIndexKeys, offlinePartitions, STATUS } from '../../lambdas/core/table-schema.js';
 
 export interface StoredDevice extends DeviceState {
   expiresAt?: number;
@@ -32,8 +31,6 @@ const clone = <T>(value: T): T => structuredClone(value);
 
 export class MemoryDeviceStore implements DeviceStore, AdminStore {
   readonly items = new Map<string, StoredDevice>();
-  /** The per-type counters, moved atomically with the commits as the DynamoDB adapter's transaction does. */
-  readonly counters = new Map<string, TypeCounts>();
   /** Count of requests by kind, for cost accounting in tests and benchmarks. */
   readonly calls = { touch: 0, commit: 0, rearm: 0, clearOutbox: 0, get: 0, queryExpired: 0, queryOutbox: 0 };
 
@@ -90,7 +87,6 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
       next.outboxAt = item?.outboxAt ?? request.outboxAt;
     }
     this.items.set(request.deviceId, next);
-    this.count(commitDeltas(request));
     return { applied: true, after: toState(next) };
   }
 
@@ -133,7 +129,6 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     for (const key of ['shard', 'deadline', 'offlineShard', 'offlineKey', 'override', 'mutedUntil'] as const) {
       delete item[key];
     }
-    this.count(countDeltas({ status: expect.status, deviceType: expect.deviceType }, undefined));
     return { applied: true, after: toState(item) };
   }
 
@@ -154,19 +149,22 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     return all.length > limit ? { items, next: items[items.length - 1]!.key } : { items };
   }
 
+  /** Counted from index membership as the DynamoDB adapter counts: online = entries of the deadline index (keys
+   * present) by their `deviceType`, offline = entries of each type's offline-index partitions. */
   async counts(deviceTypes: string[]): Promise<Record<string, TypeCounts>> {
-    return Object.fromEntries(
-      deviceTypes.map((type) => [type, { ...(this.counters.get(type) ?? { online: 0, offline: 0 }) }]),
-    );
-  }
-
-  private count(deltas: CountDelta[]): void {
-    for (const delta of deltas) {
-      const counts = this.counters.get(delta.deviceType) ?? { online: 0, offline: 0 };
-      counts.online += delta.online;
-      counts.offline += delta.offline;
-      this.counters.set(delta.deviceType, counts);
+    const totals = new Map<string, TypeCounts>(deviceTypes.map((type) => [type, { online: 0, offline: 0 }]));
+    const offlineType = new Map(deviceTypes.flatMap((type) => offlinePartitions(type).map((p) => [p, type] as const)));
+    for (const item of this.items.values()) {
+      if (item.shard !== undefined && item.deadline !== undefined) {
+        const counts = totals.get(item.deviceType);
+        if (counts) counts.online++;
+      }
+      if (item.offlineShard !== undefined && item.offlineKey !== undefined) {
+        const type = offlineType.get(item.offlineShard);
+        if (type !== undefined) totals.get(type)!.offline++;
+      }
     }
+    return Object.fromEntries(totals);
   }
 
   async rearm(deviceId: string, policy: Policy, cutoff: number): Promise<TouchOutcome> {

@@ -1,7 +1,7 @@
 // Operator actions mixed into random traffic on the in-memory table: messages (duplicated, late), sweeps, crashes
-// between commit and publish, policy overrides, mutes and decommissions. After each run the counters equal the true
-// counts, the indexes hold exactly the devices they should, no offline event was detected during a mute, and every
-// offline event is at or after its own `lastSeen + timeout + precision`.
+// between commit and publish, policy overrides, mutes and decommissions. After each run the counts (from the
+// indexes) equal the true counts, the indexes hold exactly the devices they should, no offline event was detected
+// during a mute, and every offline event is at or after its own `lastSeen + timeout + precision`.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type AdminDeps, forget, mute, setPolicy, unmute } from '../../lambdas/core/admin.js';
@@ -46,7 +46,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 );
 
 describe('operator actions in random traffic (in-memory model)', () => {
-  it('keeps counters, indexes, mutes and deadlines right', async () => {
+  it('keeps counts, indexes, mutes and deadlines right', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(opArb, { minLength: 5, maxLength: 50 }), async (ops) => {
         const h = harness();
@@ -154,7 +154,7 @@ describe('operator actions in random traffic (in-memory model)', () => {
     );
   });
 
-  it('counters equal the true counts after protocol runs with duplicates, reordering and crashes', async () => {
+  it('counts equal the true counts after protocol runs with duplicates, reordering and crashes', async () => {
     await fc.assert(
       fc.asyncProperty(scenarioArb({ maxDevices: 6, maxActions: 60 }), async (scenario) => {
         const store = new MemoryDeviceStore();
