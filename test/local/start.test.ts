@@ -57,7 +57,6 @@ it('runs the quick scenario with no false or missed offline, writes the report, 
   // The disconnect made detections due, and the stall deferred some.
   expect(summary.requiredDetections).toBeGreaterThan(10);
   expect(summary.offlineEvents).toBeGreaterThanOrEqual(summary.requiredDetections);
-  expect(summary.latenessMs.p99).toBeGreaterThan(0);
   expect(existsSync(summary.reportPath)).toBe(true);
   expect(readFileSync(summary.reportPath, 'utf8')).toContain('<svg');
   expect(summary.enginePids.length).toBeGreaterThan(0);
