@@ -249,7 +249,7 @@ async function main() {
     // condition costs the same; removing an index's keys costs that index 1 (delete), adding them 1 (put).
     const wru = {
       failedRearm: baseUnits,
-      offlineCommit: baseUnits + 1 /* byDeadline delete */ + 1 /* byOutbox put */,
+      offlineCommit: baseUnits + 1 /* byDeadline delete */ + 1 /* byOutbox put */ + 1 /* byOffline put */,
       clearOutbox: baseUnits + 1 /* byOutbox delete */,
     };
     const writeUnits =
@@ -272,6 +272,8 @@ async function main() {
       workerSeconds: perShard / run.rate,
       deadlineIndexPartitionSeconds: (perShard * 1) / PARTITION_WCU,
       outboxIndexPartitionSeconds: (perShard * 2) / PARTITION_WCU,
+      // byOffline has as many partitions per device type as the deadline index has shards (one type, worst case).
+      offlineIndexPartitionSeconds: (perShard * 1) / PARTITION_WCU,
       deadlineIndexReadSeconds: (perShard * readUnitsPerDetectedDevice) / PARTITION_RCU,
       baseTableSeconds: (EXPIRIES * baseUnits * 3) / BASE_TABLE_WCU,
       snsPublishSeconds: EXPIRIES / SNS_MESSAGES_PER_SECOND,
@@ -303,7 +305,7 @@ async function main() {
         `Measured on DynamoDB Local (in memory) on this machine: one worker = one sweepShard job, ${SETTINGS.concurrency} devices in parallel, pages of ${SETTINGS.pageSize}; publisher no-op (the fauxqs figure adds SNS PublishBatch to fauxqs). The engine is the limit here (about 3 writes per transition at its ~1k writes/s on 2 cores; concurrency 8 to 64 measures the same), so this understates a worker against DynamoDB; the in-memory figure is our own code's ceiling.`,
         'Every device found is expired (a mass disconnect): each costs a failed re-arm, the offline commit and the outbox clear.',
         'Reads: Query is eventually consistent, 0.5 RCU per started 4 KB of the entries a page returns (min 0.5 per page); an entry is its table key + index keys + projected timeoutMs/precisionMs, sized by the attribute-name+value rules without the 100-byte storage overhead. The per-job outbox re-publish query (empty here) is included.',
-        `Writes: 1 WRU per started KB of the item (${itemBytes} bytes with its outbox entry); a failed conditional write costs the same; the offline commit removes the byDeadline keys (1) and adds the byOutbox keys (1); the clear removes the byOutbox keys (1).`,
+        `Writes: 1 WRU per started KB of the item (${itemBytes} bytes with its outbox entry); a failed conditional write costs the same; the offline commit removes the byDeadline keys (1) and adds the byOutbox and byOffline keys (1 each); the clear removes the byOutbox keys (1).`,
         `Projection: ${EXPIRIES} expiries spread evenly over ${SHARDS} shards, one sweep worker per shard at once (sweepMaxConcurrency >= ${SHARDS}; the construct's default of 20 would take ${SHARDS}/20 as long on the worker bound), each at the measured per-worker rate; continuations add nothing but one SQS hop per budget.`,
         `Per-partition limits: ${PARTITION_WCU} WCU/s and ${PARTITION_RCU} RCU/s; each shard's byDeadline and byOutbox key sits in its own index partition (true once the indexes have split or were pre-warmed: an on-demand index that never saw storm traffic starts near 4,000 WCU/s in total and must be warmed, e.g. with WarmThroughput).`,
         `Base table: 3 writes per detected device against ${BASE_TABLE_WCU} WCU/s, the capacity the design's 100k messages/s reconnect bursts already require; SNS: ${SNS_MESSAGES_PER_SECOND} messages/s account quota (us-east-1).`,
