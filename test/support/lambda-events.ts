@@ -1,43 +1,14 @@
 // Lambda-shaped events built from what the real services returned, so handlers see exactly what Lambda gives them.
-import { type _Record, GetRecordsCommand, GetShardIteratorCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
-import { type Message, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { GetRecordsCommand, GetShardIteratorCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
+import { ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, KinesisStreamEvent, KinesisStreamRecord, SQSEvent, SQSRecord } from 'aws-lambda';
+import { kinesisRecord, lambdaContext as localLambdaContext, sqsRecord } from '../../local/pollers.js';
+
+// The records are built as the local runtime's pollers build them, so tests and `npm start` feed handlers alike.
+export { kinesisRecord, sqsRecord };
 
 export function lambdaContext(remainingMs = 60_000): Context {
-  const started = Date.now();
-  return {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName: 'test-function',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:test-function',
-    memoryLimitInMB: '512',
-    awsRequestId: `req-${started}`,
-    logGroupName: '/aws/lambda/test-function',
-    logStreamName: 'stream',
-    getRemainingTimeInMillis: () => remainingMs - (Date.now() - started),
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
-}
-
-export function sqsRecord(message: Message, queueArn: string): SQSRecord {
-  return {
-    messageId: message.MessageId!,
-    receiptHandle: message.ReceiptHandle!,
-    body: message.Body ?? '',
-    attributes: {
-      ApproximateReceiveCount: message.Attributes?.ApproximateReceiveCount ?? '1',
-      SentTimestamp: message.Attributes?.SentTimestamp ?? String(Date.now()),
-      SenderId: message.Attributes?.SenderId ?? 'sender',
-      ApproximateFirstReceiveTimestamp: message.Attributes?.ApproximateFirstReceiveTimestamp ?? String(Date.now()),
-    },
-    messageAttributes: {},
-    md5OfBody: message.MD5OfBody ?? '',
-    eventSource: 'aws:sqs',
-    eventSourceARN: queueArn,
-    awsRegion: 'us-east-1',
-  };
+  return localLambdaContext('test-function', remainingMs);
 }
 
 /** An SQS record as Lambda would deliver it, for bodies a real queue would refuse to carry. */
@@ -64,25 +35,6 @@ export async function receiveSqsEvent(sqs: SQSClient, queueUrl: string, queueArn
     records.push(...out.Messages.map((m) => sqsRecord(m, queueArn)));
   }
   return { Records: records };
-}
-
-export function kinesisRecord(record: _Record, streamArn: string, shardId: string): KinesisStreamRecord {
-  return {
-    awsRegion: 'us-east-1',
-    eventID: `${shardId}:${record.SequenceNumber}`,
-    eventName: 'aws:kinesis:record',
-    eventSource: 'aws:kinesis',
-    eventSourceARN: streamArn,
-    eventVersion: '1.0',
-    invokeIdentityArn: 'arn:aws:iam::000000000000:role/test',
-    kinesis: {
-      kinesisSchemaVersion: '1.0',
-      partitionKey: record.PartitionKey!,
-      sequenceNumber: record.SequenceNumber!,
-      data: Buffer.from(record.Data!).toString('base64'),
-      approximateArrivalTimestamp: record.ApproximateArrivalTimestamp!.getTime() / 1000,
-    },
-  };
 }
 
 /** Reads a shard from its start and wraps its records in a Kinesis event, as the Lambda poller would. */
