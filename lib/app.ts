@@ -1,4 +1,4 @@
-// The app `npx cdk deploy` runs (cdk.json). Configure it with context: see docs/infrastructure.md.
+// The app `npx cdk deploy` runs (cdk.json). Configure it with context: see README.md, "Deploy to AWS".
 import { App } from 'aws-cdk-lib';
 import { OfflineDetectorStack } from './offline-detector-stack.js';
 
