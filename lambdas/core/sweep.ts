@@ -158,8 +158,10 @@ async function sweepExpired(
     const page = await store.queryExpired(job.shard, cutoff, settings.pageSize, cursor);
     stats.pages++;
     stats.scanned += page.items.length;
+    // In a storm most entries found are expired: a read (1 RCU) then beats a re-arm whose failure costs a write.
+    const readFirst = stats.offline > stats.rearmed;
     const outcomes = await mapLimit(page.items, settings.concurrency, (entry) =>
-      settle(entry, cutoff, job.shard, t, store).catch((error: unknown) => ({
+      settle(entry, cutoff, job.shard, t, store, readFirst).catch((error: unknown) => ({
         kind: 'error' as const,
         error,
         units: 0,
@@ -209,14 +211,29 @@ export function judge(current: DeviceState | undefined, cutoff: number): Judgeme
   return { kind: 'offline' };
 }
 
-/** Settles one index entry. The re-arm comes first because it is the common case in steady state (the ingest
- * moves deadlines rarely, so most entries found are alive devices) and costs one write; when its condition fails
- * the item comes back with the failure, so the offline decision needs no read. */
-async function settle(entry: ExpiredEntry, cutoff: number, shard: string, now: number, store: DeviceStore) {
-  const first = await store.rearm(entry.deviceId, policyOf(entry), cutoff);
-  let units = billed(first);
-  if (first.applied) return { kind: 'rearmed', units } satisfies Settled;
-  let current = first.current;
+/** Settles one index entry. In steady state the re-arm comes first, because most entries found are alive devices
+ * (the ingest moves deadlines rarely) and it costs one write; when its condition fails the item comes back with the
+ * failure, so the offline decision needs no read. When the job has mostly found expired devices (a mass disconnect,
+ * a catch-up), it reads the item first instead: the decision is the same, from a strongly consistent read, and every
+ * write stays conditional. */
+async function settle(
+  entry: ExpiredEntry,
+  cutoff: number,
+  shard: string,
+  now: number,
+  store: DeviceStore,
+  readFirst: boolean,
+) {
+  let units = 0;
+  let current: DeviceState | undefined;
+  if (readFirst) {
+    current = await store.get(entry.deviceId);
+  } else {
+    const first = await store.rearm(entry.deviceId, policyOf(entry), cutoff);
+    units = billed(first);
+    if (first.applied) return { kind: 'rearmed', units } satisfies Settled;
+    current = first.current;
+  }
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const judgement = judge(current, cutoff);
     if (judgement.kind === 'skip') return { kind: 'skipped', units } satisfies Settled;
@@ -227,8 +244,8 @@ async function settle(entry: ExpiredEntry, cutoff: number, shard: string, now: n
       if (out.applied) return { kind: 'rearmed', units } satisfies Settled;
       current = out.current;
     } else if (judgement.kind === 'rearm') {
-      // Alive, but under another policy than the index entry's: re-arm by the stored one. Conditional on that
-      // policy and on being alive, so a concurrent change sends us round again rather than being overwritten.
+      // Alive (found by a read, or under another policy than the index entry's): re-arm by the stored policy.
+      // Conditional on that policy and on being alive, so a concurrent change sends us round again.
       const out = await store.rearm(entry.deviceId, judgement.policy, cutoff);
       units += billed(out);
       if (out.applied) return { kind: 'rearmed', units } satisfies Settled;

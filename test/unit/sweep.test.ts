@@ -43,6 +43,25 @@ describe('sweepShard', () => {
     expect(h.events.of('dev-1', 'device.offline')).toHaveLength(1);
   });
 
+  it('reads before writing once a job finds mostly expired devices (a storm), with the same outcome', async () => {
+    const h = harness({ shardCount: 1, settings: { pageSize: 20 } });
+    const ids = Array.from({ length: 100 }, (_, i) => `storm-${i}`);
+    await h.send(ids, T0, 'tracker');
+    await h.send(['alive'], T0, 'tracker');
+    h.freshCache();
+    await h.send(['alive'], T0 + TRACKER, 'tracker');
+    const before = { ...h.store.calls };
+    h.clock.t = T0 + TRACKER + 5_000;
+    const stats = await h.sweepAll();
+    expect(total(stats, 'offline')).toBe(100);
+    expect(total(stats, 'rearmed')).toBe(1);
+    expect(h.store.items.get('alive')).toMatchObject({ status: 'ONLINE' });
+    for (const id of ids) expect(h.events.of(id, 'device.offline')).toHaveLength(1);
+    // The first page re-arms first (20 failed re-arms); the other 81 entries are read first.
+    expect(h.store.calls.rearm - before.rearm).toBeLessThanOrEqual(21 + 1);
+    expect(h.store.calls.get - before.get).toBeGreaterThanOrEqual(80);
+  });
+
   it('re-arms a device that is alive behind an early deadline, without an event', async () => {
     const h = harness();
     await h.send(['dev-1'], T0, 'tracker');
