@@ -1,16 +1,12 @@
 // What a run shows while it runs: a live status line on a terminal (a line every 10 s otherwise), and compact
 // transition lines, sampled when there are many. Everything goes to stderr, so `--json` keeps stdout to one line.
 import type { DeviceEvent } from '../lambdas/core/device.js';
+import type { SeriesPoint } from './report.js';
 
-export interface Status {
+/** What the status line shows: the report's sample of the moment, plus the run's progress. */
+export interface Status extends Omit<SeriesPoint, 't'> {
   elapsedMs: number;
   totalMs: number;
-  online: number;
-  offline: number;
-  messagesPerSecond: number;
-  eventsPerSecond: number;
-  watermarkLagMs?: number;
-  sweepLagMs?: number;
   note?: string;
 }
 
