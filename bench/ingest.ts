@@ -41,6 +41,7 @@ async function cpuOfCore() {
       throw new Error('not reached');
     },
     rearm: async () => ({ applied: true, before: state('x') }),
+    park: async () => ({ applied: true, before: state('x') }),
     clearOutbox: async () => undefined,
     get: async () => {
       reads++;

@@ -71,6 +71,7 @@ function counting(store: DeviceStore, counts: Counts): DeviceStore {
   const pageUnits = (bytes: number) => Math.max(1, Math.ceil(bytes / 4096)) * 0.5;
   return {
     touch: (r) => store.touch(r),
+    park: (r) => store.park(r),
     rearm: async (id, policy, cutoff) => {
       const out = await store.rearm(id, policy, cutoff);
       if (out.applied) counts.rearmApplied++;
@@ -212,7 +213,7 @@ async function main() {
     const topic = await createTopic(sns, 'bench-offline');
     const queue = await createQueue(sqs, 'bench-offline-events');
     await subscribeQueue(sns, topic.arn, queue.arn);
-    const topics = new EventTopics(sns, { 'device.online': topic.arn, 'device.offline': topic.arn });
+    const topics = new EventTopics(sns, { online: topic.arn, offline: topic.arn });
     const viaFauxqs = await sweepRun(store, topics, 'sns', Math.min(DEVICES, 1_000));
 
     // Item sizes for the write rules, measured on a real committed item with its outbox entry.

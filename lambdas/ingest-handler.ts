@@ -37,8 +37,8 @@ export function ingestDepsFromEnv(env: Env, clients: AwsClients = awsClients()):
     config,
     store: new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName }),
     publisher: new EventTopics(clients.sns, {
-      'device.online': config.onlineTopicArn,
-      'device.offline': config.offlineTopicArn,
+      online: config.onlineTopicArn,
+      offline: config.offlineTopicArn,
     }),
     rejects: config.rejectsQueueUrl ? new RejectQueue(clients.sqs, config.rejectsQueueUrl) : missingRejectsQueue,
     cache: new DeviceCache(config.cacheSize),

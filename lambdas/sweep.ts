@@ -11,6 +11,7 @@ import { EventTopics } from './adapters/event-topics.js';
 import { SweepQueue } from './adapters/sweep-queue.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
 import { ENV, type Env, loadSweepConfig, requireString } from './core/config.js';
+import { flapDampingByType } from './core/flap.js';
 import { parseSweepJob, type SweepDeps, type SweepStats, sweepShard } from './core/sweep.js';
 import { type AwsClients, awsClients, logger, metrics, once } from './runtime.js';
 
@@ -23,11 +24,12 @@ export function sweepDepsFromEnv(env: Env, clients: AwsClients = awsClients()): 
       pageSize: config.sweepPageSize,
       concurrency: config.sweepConcurrency,
       republishAfterMs: config.outboxRepublishAfterMs,
+      flapDamping: flapDampingByType(config.deviceTypes),
     },
     store: new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName }),
     publisher: new EventTopics(clients.sns, {
-      'device.online': config.onlineTopicArn,
-      'device.offline': config.offlineTopicArn,
+      online: config.onlineTopicArn,
+      offline: config.offlineTopicArn,
     }),
     watermarks: new DynamoWatermarkStore(clients.dynamodb, config.tableName),
     queue: new SweepQueue(clients.sqs, requireString(env, ENV.sweepQueueUrl)),
@@ -46,6 +48,7 @@ export function report(stats: SweepStats): void {
   const count = (name: string, value: number) => metrics.addMetric(name, MetricUnit.Count, value);
   count('ItemsScanned', stats.scanned);
   count('OfflineTransitions', stats.offline);
+  count('FlapSettled', stats.settled);
   count('Rearms', stats.rearmed);
   count('Continuations', stats.continued ? 1 : 0);
   count('OutboxRepublished', stats.republished);

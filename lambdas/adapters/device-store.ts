@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { mapLimit } from '../core/concurrency.js';
-import type { DeviceEvent, DeviceState } from '../core/device.js';
+import type { DeviceEvent, DeviceState, Flapping } from '../core/device.js';
 import type { Policy } from '../core/policy.js';
 import type {
   AdminStore,
@@ -25,6 +25,7 @@ import type {
   ExpiredEntry,
   OfflineEntry,
   Page,
+  ParkRequest,
   RetireRequest,
   TouchOutcome,
   TouchRequest,
@@ -122,7 +123,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     if (request.deviceType) conditions.push(`${x.name(A.deviceType)} = ${x.value(request.deviceType)}`);
     if (request.moveDeadline) {
       sets.push(`${x.name(A.deadline)} = ${x.value(request.moveDeadline.deadline)}`);
-      conditions.push(policyEquals(x, request.moveDeadline.policy));
+      conditions.push(policyEquals(x, request.moveDeadline.policy), `attribute_not_exists(${x.name(A.flapping)})`);
     }
     const input = x.input(this.tableName, request.deviceId, `SET ${sets.join(', ')}`, conditions.join(' AND '));
     return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_OLD' }, (item) => ({
@@ -147,6 +148,8 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     for (const [attribute, value] of [
       [A.shard, state.shard],
       [A.deadline, state.deadline],
+      [A.transitions, state.transitions],
+      [A.flapping, state.flapping],
     ] as const) {
       if (value === undefined) removes.push(x.name(attribute));
       else sets.push(`${x.name(attribute)} = ${x.value(value)}`);
@@ -195,17 +198,18 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     }));
   }
 
-  async hold(deviceId: string, until: number, cutoff: number): Promise<TouchOutcome> {
+  async park(request: ParkRequest): Promise<TouchOutcome> {
     const x = new Expression();
-    const mute = x.name(A.mutedUntil);
-    const update = `SET ${x.name(A.deadline)} = ${x.value(until)}`;
-    const condition = [
-      `${x.name(A.status)} = ${x.value(STATUS.online)}`,
-      `${mute} = ${x.value(until)}`,
-      `${mute} > ${x.value(cutoff)}`,
-    ].join(' AND ');
-    const input = x.input(this.tableName, deviceId, update, condition);
-    return this.conditionalWrite(deviceId, { ...input, ReturnValues: 'ALL_OLD' }, (item) => ({
+    const { expect } = request;
+    const update = `SET ${x.name(A.deadline)} = ${x.value(request.deadline)}`;
+    const conditions = [
+      `${x.name(A.seq)} = ${x.value(expect.seq)}`,
+      `${x.name(A.status)} = ${x.value(expect.status)}`,
+      policyEquals(x, expect.policy),
+    ];
+    if (expect.mutedUntil !== undefined) conditions.push(`${x.name(A.mutedUntil)} = ${x.value(expect.mutedUntil)}`);
+    const input = x.input(this.tableName, request.deviceId, update, conditions.join(' AND '));
+    return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_OLD' }, (item) => ({
       applied: true,
       before: toState(item!),
     }));
@@ -248,7 +252,16 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
   async retire(request: RetireRequest): Promise<CommitOutcome> {
     const x = new Expression();
     const { expect } = request;
-    const removes = [A.shard, A.deadline, A.offlineShard, A.offlineKey, A.override, A.mutedUntil].map((a) => x.name(a));
+    const removes = [
+      A.shard,
+      A.deadline,
+      A.offlineShard,
+      A.offlineKey,
+      A.override,
+      A.mutedUntil,
+      A.transitions,
+      A.flapping,
+    ].map((a) => x.name(a));
     // The outbox stays: events committed before the decommission are history and still go out (I4).
     const update =
       `SET ${x.name(A.status)} = ${x.value(STATUS.retired)}, ${x.name(A.lastSeen)} = ${x.value(request.lastSeen)}, ` +
@@ -294,8 +307,8 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
   }
 
   /** Counted from the indexes, so the counts cannot drift from the devices: offline = a `Select: COUNT` of every
-   * offline-index partition of each type; online = every deadline-index shard read with only `deviceType` and
-   * counted by type here. Partitions are read in parallel (bounded), each paged to its end. Eventually consistent,
+   * offline-index partition of each type; online = every deadline-index shard read with only `deviceType` and the
+   * status (a flapping offline device waits there to settle) and counted by type here. Partitions are read in parallel (bounded), each paged to its end. Eventually consistent,
    * like any index read: a transition committed a moment ago may not be counted yet. */
   async counts(deviceTypes: string[]): Promise<Record<string, TypeCounts>> {
     const totals = new Map<string, TypeCounts>(deviceTypes.map((type) => [type, { online: 0, offline: 0 }]));
@@ -307,21 +320,21 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
       }),
     );
     const online = Array.from({ length: this.shardCount }, (_, shard) => async () => {
-      await this.countPartition(DEADLINE_INDEX, String(shard), (deviceType) => {
+      await this.countPartition(DEADLINE_INDEX, String(shard), (deviceType, status) => {
         const counts = deviceType === undefined ? undefined : totals.get(deviceType);
-        if (counts) counts.online++;
+        if (counts && status === STATUS.online) counts.online++;
       });
     });
     await mapLimit([...offline, ...online], COUNT_CONCURRENCY, (task) => task());
     return Object.fromEntries(totals);
   }
 
-  /** Reads one index partition to its end. With `onEntry` it reads only each entry's `deviceType` (through the
-   * low-level client, so a million entries are not unmarshalled); without, only the count (`Select: COUNT`). */
+  /** Reads one index partition to its end. With `onEntry` it reads only each entry's `deviceType` and status
+   * (through the low-level client, so a million entries are not unmarshalled); without, only the count. */
   private async countPartition(
     index: { name: string; partitionKey: string },
     partition: string,
-    onEntry?: (deviceType: string | undefined) => void,
+    onEntry?: (deviceType: string | undefined, status: string | undefined) => void,
   ): Promise<number> {
     let count = 0;
     let start: Record<string, AttributeValue> | undefined;
@@ -331,15 +344,18 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
           TableName: this.tableName,
           IndexName: index.name,
           KeyConditionExpression: '#p = :p',
-          ExpressionAttributeNames: { '#p': index.partitionKey, ...(onEntry ? { '#t': A.deviceType } : {}) },
+          ExpressionAttributeNames: {
+            '#p': index.partitionKey,
+            ...(onEntry ? { '#t': A.deviceType, '#s': A.status } : {}),
+          },
           ExpressionAttributeValues: { ':p': { S: partition } },
-          ...(onEntry ? { ProjectionExpression: '#t' } : { Select: 'COUNT' }),
+          ...(onEntry ? { ProjectionExpression: '#t, #s' } : { Select: 'COUNT' }),
           ...(this.countPageLimit ? { Limit: this.countPageLimit } : {}),
           ...(start ? { ExclusiveStartKey: start } : {}),
         }),
       );
       count += out.Count ?? 0;
-      if (onEntry) for (const item of out.Items ?? []) onEntry(item[A.deviceType]?.S);
+      if (onEntry) for (const item of out.Items ?? []) onEntry(item[A.deviceType]?.S, item[A.status]?.S);
       start = out.LastEvaluatedKey;
     } while (start);
     return count;
@@ -353,6 +369,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
       `${x.name(A.status)} = ${x.value(STATUS.online)}`,
       `${x.name(A.lastSeen)} > ${x.value(cutoff - window)}`,
       policyEquals(x, policy),
+      `attribute_not_exists(${x.name(A.flapping)})`,
     ].join(' AND ');
     const input = x.input(this.tableName, deviceId, update, condition);
     return this.conditionalWrite(deviceId, { ...input, ReturnValues: 'ALL_OLD' }, (item) => ({
@@ -478,8 +495,14 @@ export function toState(item: Item): DeviceState {
     ...(item[A.shard] !== undefined ? { shard: item[A.shard] as string } : {}),
     ...(item[A.deadline] !== undefined ? { deadline: Number(item[A.deadline]) } : {}),
     ...(item[A.mutedUntil] !== undefined ? { mutedUntil: Number(item[A.mutedUntil]) } : {}),
+    ...(item[A.transitions] !== undefined ? { transitions: (item[A.transitions] as unknown[]).map(Number) } : {}),
+    ...(item[A.flapping] !== undefined ? { flapping: toFlapping(item[A.flapping] as Record<string, unknown>) } : {}),
     outbox: ((item[A.outbox] as string[] | undefined) ?? []).map((json) => JSON.parse(json) as DeviceEvent),
   };
+}
+
+function toFlapping(raw: Record<string, unknown>): Flapping {
+  return { since: Number(raw.since), windowMs: Number(raw.windowMs) };
 }
 
 /** The exception carries the raw attribute-value map; the document client only unmarshalls successful output. */

@@ -1,21 +1,28 @@
 // Transition events out to SNS: device.offline and device.online each on their own topic, with message attributes
-// subscribers can filter on.
+// subscribers can filter on. device.flapping goes to the offline topic: it tells whoever is paged on offline events
+// that this device's events are held until it settles.
 import { PublishBatchCommand, type PublishBatchRequestEntry, type SNSClient } from '@aws-sdk/client-sns';
 import type { DeviceEvent, EventType } from '../core/device.js';
 import type { EventPublisher } from '../core/ports.js';
 import { chunks } from './chunks.js';
 
+const TOPIC: Record<EventType, 'online' | 'offline'> = {
+  'device.online': 'online',
+  'device.offline': 'offline',
+  'device.flapping': 'offline',
+};
+
 export class EventTopics implements EventPublisher {
   constructor(
     private readonly sns: SNSClient,
-    private readonly topicArns: Readonly<Record<EventType, string | undefined>>,
+    private readonly topicArns: Readonly<{ online: string | undefined; offline: string | undefined }>,
   ) {}
 
   async publish(events: DeviceEvent[]): Promise<{ failed: DeviceEvent[] }> {
     const failed: DeviceEvent[] = [];
     const byTopic = new Map<string, DeviceEvent[]>();
     for (const event of events) {
-      const arn = this.topicArns[event.type];
+      const arn = this.topicArns[TOPIC[event.type]];
       if (!arn) {
         failed.push(event);
         continue;

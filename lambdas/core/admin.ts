@@ -4,6 +4,7 @@
 import { mapLimit } from './concurrency.js';
 import { type DeviceState, policyOf } from './device.js';
 import { ApiError } from './errors.js';
+import { settlesAt } from './flap.js';
 import { type DeviceTypes, offlineAt, type Policy } from './policy.js';
 import type { AdminStore, AdminUpdate, CommitOutcome, OfflineEntry, TypeCounts } from './ports.js';
 import { offlinePartitions, STATUS } from './table-schema.js';
@@ -29,6 +30,8 @@ export interface DeviceView {
   override?: Policy;
   /** Present while a mute is in force. */
   mutedUntil?: number;
+  /** Present while the device flaps: since when, and when it settles if it has no transition before. */
+  flapping?: { since: number; settlesAt: number };
   /** Transitions so far; the eventId of the latest is `<deviceId>#<seq>`. */
   seq: number;
 }
@@ -184,6 +187,7 @@ function view(state: DeviceState, now: number): DeviceView {
     precisionMs: state.precisionMs,
     ...(state.override ? { override: state.override } : {}),
     ...(state.mutedUntil !== undefined && state.mutedUntil > now ? { mutedUntil: state.mutedUntil } : {}),
+    ...(state.flapping ? { flapping: { since: state.flapping.since, settlesAt: settlesAt(state)! } } : {}),
     seq: state.seq,
   };
 }

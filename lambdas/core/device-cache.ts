@@ -13,6 +13,8 @@ export interface CachedDevice {
   deviceType: string;
   hasOverride: boolean;
   online: boolean;
+  /** Its deadline is bounded by when it settles (flap.ts): the ingest never moves it. */
+  flapping: boolean;
 }
 
 /** Bounded least-recently-used map; a Map keeps insertion order, so re-inserting on use makes it an LRU. */
@@ -49,6 +51,7 @@ export class DeviceCache {
       deviceType: state.deviceType,
       hasOverride: state.override !== undefined,
       online: state.status === 'ONLINE',
+      flapping: state.flapping !== undefined,
     });
   }
 

@@ -18,11 +18,22 @@ export interface DeviceState {
   deadline?: number;
   /** Maintenance mute (epoch ms): no offline transition is committed before it. */
   mutedUntil?: number;
+  /** Times (`since`) of the device's latest transitions, oldest first; kept only for types with flap damping. */
+  transitions?: number[];
+  /** Present while the device flaps: its transitions publish nothing until it has been stable for `windowMs`. */
+  flapping?: Flapping;
   /** Committed events not yet confirmed published, oldest first. */
   outbox: DeviceEvent[];
 }
 
-export type EventType = 'device.online' | 'device.offline';
+export interface Flapping {
+  /** When the transition that made the device flap happened. */
+  since: number;
+  /** The device settles once it has been `windowMs` without a transition. */
+  windowMs: number;
+}
+
+export type EventType = 'device.online' | 'device.offline' | 'device.flapping';
 
 export interface DeviceEvent {
   eventId: string;
@@ -34,6 +45,11 @@ export interface DeviceEvent {
   lastSeen: number;
   timeoutMs: number;
   detectedAt: number;
+  /** device.flapping only: the state the flapping transition led to, and how long the device must be stable. */
+  status?: 'ONLINE' | 'OFFLINE';
+  windowMs?: number;
+  /** Set on the online/offline event that ends a flapping period: the state the device settled in. */
+  settled?: true;
 }
 
 /** Deterministic: the same transition always carries the same id, so consumers can drop duplicates. '#' cannot

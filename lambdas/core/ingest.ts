@@ -2,8 +2,9 @@
 // rejects sent away, and the exact set of records that must be retried out. No AWS here: ports only.
 import { mapLimit } from './concurrency.js';
 import type { IngestConfig } from './config.js';
-import { type DeviceState, policyOf, transitionEvent } from './device.js';
+import { type DeviceState, policyOf } from './device.js';
 import type { DeviceCache } from './device-cache.js';
+import { deadlineOf, flapFieldsOf, recordTransition, transitionEvents } from './flap.js';
 import { type Parsed, type Probe, parsePayload, type RejectReason } from './message.js';
 import { relayOutboxes } from './outbox.js';
 import { offlineAt, type Policy, samePolicy } from './policy.js';
@@ -163,7 +164,8 @@ export async function ingestBatch(
       case 'transition':
         stats.written++;
         if (outcome.isNew) stats.newDevices++;
-        if (outcome.after.outbox.some((event) => event.type === 'device.online')) stats.onlineTransitions++;
+        // Published or held by flap damping; an unannounced registration is not one.
+        if (!outcome.isNew || config.announceNewDevices) stats.onlineTransitions++;
         transitions.push(outcome.after);
         break;
       case 'failed':
@@ -235,7 +237,8 @@ async function applyUpdate(update: DeviceUpdate, deps: IngestDeps): Promise<Upda
       units += result.units ?? 0;
       if (result.applied) {
         cache.remember(result.after, update.lastSeen);
-        if (commit.request.append.length === 0) return { kind: 'written', units, deadlineMoved: true };
+        // Online already: the commit only rewrote its type, policy and deadline.
+        if (current?.status === STATUS.online) return { kind: 'written', units, deadlineMoved: true };
         return { kind: 'transition', after: result.after, units, isNew: current === undefined };
       }
       current = result.current;
@@ -270,7 +273,8 @@ function canSkipWrite(cached: NonNullable<ReturnType<DeviceCache['get']>>, updat
  * message (Kinesis keeps a device on one container; SQS rarely does): an entry older than half the timeout is not
  * the previous message, and its deadline may be stale. Otherwise the sweep re-arms the deadline when it finds it. */
 function deadlineToMove(cached: NonNullable<ReturnType<DeviceCache['get']>>, lastSeen: number): number | undefined {
-  if (cached.deadline === undefined) return undefined;
+  // A flapping device's deadline is bounded by when it settles: the sweep parks it.
+  if (cached.deadline === undefined || cached.flapping) return undefined;
   const interval = lastSeen - cached.lastMessageAt;
   if (interval <= 0 || interval > cached.policy.timeoutMs / 2) return undefined;
   const target = offlineAt(lastSeen, cached.policy);
@@ -290,15 +294,13 @@ function planCommit(
 
   const deviceType = typeNameFor(config, update.deviceType ?? current?.deviceType);
   const policy = current?.override ?? policyFor(config, deviceType);
+  const damping = config.deviceTypes.types[deviceType]?.flap;
   const shard = shardOf(update.deviceId, config.shardCount);
-  const base = {
-    deviceType,
-    ...policy,
-    lastSeen: t,
-    status: STATUS.online,
-    shard,
-    deadline: offlineAt(t, policy),
-  };
+  const base = { deviceType, ...policy, lastSeen: t, status: STATUS.online, shard };
+  const withDeadline = <S extends Parameters<typeof deadlineOf>[0]>(state: S) => ({
+    ...state,
+    deadline: deadlineOf(state)!,
+  });
   const now = deps.now();
   const common = {
     deviceId: update.deviceId,
@@ -311,9 +313,10 @@ function planCommit(
     // A decommissioned device comes back as a new one, but continues the tombstone's seq: its event ids must not
     // repeat the ones its earlier life published.
     const seq = (current?.seq ?? 0) + (config.announceNewDevices ? 1 : 0);
-    const state = { ...base, since: t, seq };
+    const flap = recordTransition(undefined, t, damping);
+    const state = withDeadline({ ...base, since: t, seq, ...flap.fields });
     const append = config.announceNewDevices
-      ? [transitionEvent('device.online', { deviceId: update.deviceId, ...state }, now)]
+      ? transitionEvents({ deviceId: update.deviceId, ...state }, false, now)
       : [];
     const expect = current
       ? { seq: current.seq, status: current.status, lastSeenAtMost: t - 1, deviceType: current.deviceType }
@@ -328,13 +331,14 @@ function planCommit(
     policy: policyOf(current),
   };
   if (current.status === STATUS.offline) {
-    const state = { ...base, since: t, seq: current.seq + 1 };
-    const event = transitionEvent('device.online', { deviceId: update.deviceId, ...state }, now);
-    return { request: { ...common, expect, state, append: [event] } };
+    const flap = recordTransition(current, t, damping);
+    const state = withDeadline({ ...base, since: t, seq: current.seq + 1, ...flap.fields });
+    const append = transitionEvents({ deviceId: update.deviceId, ...state }, flap.starts, now);
+    return { request: { ...common, expect, state, append } };
   }
-  // Online, older than this message, but the stored policy or type is not the one assumed: rewrite them, and the
-  // deadline that follows from them.
-  const state = { ...base, since: current.since, seq: current.seq };
+  // Online, older than this message, but the stored policy or type is not the one assumed (or a flapping device's
+  // deadline could not move with the touch): rewrite them, and the deadline that follows from them.
+  const state = withDeadline({ ...base, since: current.since, seq: current.seq, ...flapFieldsOf(current) });
   return { request: { ...common, expect, state, append: [] } };
 }
 

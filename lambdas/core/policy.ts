@@ -8,9 +8,18 @@ export interface Policy {
   precisionMs: number;
 }
 
+/** Flap damping: after `transitions` transitions within `windowMs`, one `device.flapping` event replaces the
+ * transition events until the device has been stable for `windowMs` (see flap.ts). */
+export interface FlapDamping {
+  transitions: number;
+  windowMs: number;
+}
+
 export interface DeviceTypeConfig extends Policy {
   /** The devices' usual interval between messages, if known: lets configuration check the watermark tolerance. */
   heartbeatMs?: number;
+  /** Off when absent. */
+  flap?: FlapDamping;
 }
 
 export interface DeviceTypes {
@@ -41,10 +50,39 @@ export function parseDeviceTypes(raw: unknown, defaultType: string): DeviceTypes
     if (heartbeatMs !== undefined && (!Number.isInteger(heartbeatMs) || heartbeatMs <= 0)) {
       throw new ConfigError('DEVICE_TYPES', `${name}.heartbeatMs must be a positive whole number of ms`);
     }
-    types[name] = { timeoutMs: timeoutMs as number, precisionMs, ...(heartbeatMs ? { heartbeatMs } : {}) };
+    const flap = v?.flap === undefined ? undefined : parseFlap(name, v.flap);
+    types[name] = {
+      timeoutMs: timeoutMs as number,
+      precisionMs,
+      ...(heartbeatMs ? { heartbeatMs } : {}),
+      ...(flap ? { flap } : {}),
+    };
   }
   if (!types[defaultType]) throw new ConfigError('DEFAULT_DEVICE_TYPE', `"${defaultType}" is not in DEVICE_TYPES`);
   return { defaultType, types };
+}
+
+const MAX_FLAP_TRANSITIONS = 100;
+
+function parseFlap(name: string, raw: unknown): FlapDamping {
+  const flap = raw as Partial<FlapDamping> | null;
+  const { transitions, windowMs } = flap ?? {};
+  const keys = typeof raw === 'object' && raw !== null ? Object.keys(raw) : [];
+  if (
+    !Number.isInteger(transitions) ||
+    (transitions as number) < 2 ||
+    (transitions as number) > MAX_FLAP_TRANSITIONS ||
+    !Number.isInteger(windowMs) ||
+    (windowMs as number) <= 0 ||
+    (windowMs as number) > MAX_TIMEOUT_MS ||
+    keys.some((key) => key !== 'transitions' && key !== 'windowMs')
+  ) {
+    throw new ConfigError(
+      'DEVICE_TYPES',
+      `${name}.flap must be {"transitions": 2..${MAX_FLAP_TRANSITIONS}, "windowMs": 1..${MAX_TIMEOUT_MS}}`,
+    );
+  }
+  return { transitions: transitions as number, windowMs: windowMs as number };
 }
 
 /** The latest time a device last seen at `lastSeen` may still be considered online. Detection happens at or

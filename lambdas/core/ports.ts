@@ -21,7 +21,8 @@ export interface TouchRequest {
   typePolicy: Policy;
   /** When the message names its type, the stored type must be it. */
   deviceType?: string;
-  /** Move the deadline in the same write; requires the stored effective policy to equal `policy`. */
+  /** Move the deadline in the same write; requires the stored effective policy to equal `policy` and the device not
+   * to flap (its deadline is bounded by when it settles). */
   moveDeadline?: { deadline: number; policy: Policy };
 }
 
@@ -59,6 +60,14 @@ export interface CommitRequest {
 export type CommitOutcome = Billed &
   ({ applied: true; after: DeviceState } | { applied: false; current: DeviceState | undefined });
 
+/** A deadline move decided from the stored item: applies only while the item keeps that seq, status and policy
+ * (and, for a mute's end, that mute), so nothing it was decided from has changed. */
+export interface ParkRequest {
+  deviceId: string;
+  deadline: number;
+  expect: { seq: number; status: Status; policy: Policy; mutedUntil?: number };
+}
+
 /** An entry of the deadline index. */
 export interface ExpiredEntry {
   deviceId: string;
@@ -74,13 +83,13 @@ export interface Page<T> {
 
 export interface DeviceStore {
   touch(request: TouchRequest): Promise<TouchOutcome>;
-  /** Holds a muted online device in the deadline index until its mute ends: moves the deadline to `until` when the
-   * device is still online and muted until exactly `until`, and `until` is after `cutoff`; otherwise returns the
-   * stored item. Optional so that existing stores keep compiling; without it a muted device is only skipped. */
-  hold?(deviceId: string, until: number, cutoff: number): Promise<TouchOutcome>;
+  /** Moves a device's deadline-index entry to a time the sweep chose (a mute's end, when a flapping device settles)
+   * while the item is still as the sweep read it; otherwise returns the stored item. */
+  park(request: ParkRequest): Promise<TouchOutcome>;
   commit(request: CommitRequest): Promise<CommitOutcome>;
-  /** Moves an online device's deadline to `lastSeen + timeout + precision` when it is still alive at `cutoff`
-   * and still has `policy`; otherwise returns the stored item. */
+  /** Moves an online device's deadline to `lastSeen + timeout + precision` when it is still alive at `cutoff`,
+   * still has `policy` and does not flap (a flapping device's deadline is parked instead); otherwise returns the
+   * stored item. */
   rearm(deviceId: string, policy: Policy, cutoff: number): Promise<TouchOutcome>;
   /** Drops the outbox once everything up to `seq` is published, unless a newer transition was committed since. */
   clearOutbox(deviceId: string, seq: number): Promise<void>;

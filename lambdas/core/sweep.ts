@@ -4,8 +4,9 @@
 // silent. No AWS here: ports only.
 import { mapLimit } from './concurrency.js';
 import { type DeviceState, policyOf, transitionEvent } from './device.js';
+import { deadlineOf, flapFieldsOf, recordTransition, settlesAt, transitionEvents } from './flap.js';
 import { relayOutboxes } from './outbox.js';
-import { offlineAt, type Policy } from './policy.js';
+import { type FlapDamping, offlineAt, type Policy } from './policy.js';
 import type { Billed, CommitRequest, DeviceStore, EventPublisher, ExpiredEntry } from './ports.js';
 import { STATUS } from './table-schema.js';
 import { oldestWatermarkAge, sweepCutoff, type WatermarkStore } from './watermark.js';
@@ -38,6 +39,8 @@ export interface SweepSettings {
   concurrency: number;
   /** Outbox entries older than this are re-published (their committer crashed or could not publish). */
   republishAfterMs: number;
+  /** Flap damping of the device types that have it (flap.ts). @default none */
+  flapDamping?: Readonly<Record<string, FlapDamping>>;
 }
 
 export interface SweepDeps {
@@ -65,7 +68,10 @@ export interface SweepStats {
   watermarkAgeMs?: number;
   pages: number;
   scanned: number;
+  /** Offline transitions committed (those of a flapping device publish nothing). */
   offline: number;
+  /** Flapping devices found stable for their window: their settled state was published. */
+  settled: number;
   rearmed: number;
   /** Index entries whose device had already left the index (index lag, a duplicate job). */
   skipped: number;
@@ -161,7 +167,7 @@ async function sweepExpired(
     // In a storm most entries found are expired: a read (1 RCU) then beats a re-arm whose failure costs a write.
     const readFirst = stats.offline > stats.rearmed;
     const outcomes = await mapLimit(page.items, settings.concurrency, (entry) =>
-      settle(entry, cutoff, job.shard, t, store, readFirst).catch((error: unknown) => ({
+      settle(entry, cutoff, job.shard, t, deps, readFirst).catch((error: unknown) => ({
         kind: 'error' as const,
         error,
         units: 0,
@@ -174,6 +180,9 @@ async function sweepExpired(
         stats.offline++;
         transitions.push(outcome.after);
         stats.latenessMs.push(t - (outcome.after.lastSeen + outcome.after.timeoutMs));
+      } else if (outcome.kind === 'settled') {
+        stats.settled++;
+        transitions.push(outcome.after);
       } else if (outcome.kind === 'rearmed') stats.rearmed++;
       else if (outcome.kind === 'skipped') stats.skipped++;
       else stats.errors.push(outcome.error);
@@ -189,25 +198,39 @@ async function sweepExpired(
 
 type Settled =
   | { kind: 'rearmed' | 'skipped'; units: number }
-  | { kind: 'offline'; after: DeviceState; units: number }
+  | { kind: 'offline' | 'settled'; after: DeviceState; units: number }
   | { kind: 'error'; error: unknown; units: number };
 
 /** What the stored state calls for at `cutoff`. */
 type Judgement =
   | { kind: 'skip' }
   | { kind: 'rearm'; policy: Policy }
-  | { kind: 'hold'; until: number }
-  | { kind: 'offline' };
+  | { kind: 'park'; deadline: number; mutedUntil?: number }
+  | { kind: 'offline' }
+  | { kind: 'settle' };
 
 export function judge(current: DeviceState | undefined, cutoff: number): Judgement {
-  // Absent or already offline: the index entry is lagging behind the item, or a duplicate job got there first.
-  if (!current || current.status !== STATUS.online) return { kind: 'skip' };
+  if (!current) return { kind: 'skip' };
+  const settles = settlesAt(current);
+  const mutedUntil = current.mutedUntil !== undefined && current.mutedUntil > cutoff ? current.mutedUntil : undefined;
+  // Silent but muted: stay where it is, parked in the deadline index at the mute's end, where the sweep finds it
+  // again and reports it then if it is still silent. Nothing is committed, so nothing is published during the mute.
+  const hold = { kind: 'park', deadline: mutedUntil!, mutedUntil } as const;
+  if (current.status === STATUS.offline) {
+    // In the index only while it flaps (else the entry lags behind the item, or a duplicate job got there first):
+    // stable offline for the window, it settles offline, which is an offline event and so waits for a mute's end.
+    if (settles === undefined || settles > cutoff) return { kind: 'skip' };
+    return mutedUntil !== undefined ? hold : { kind: 'settle' };
+  }
+  if (current.status !== STATUS.online) return { kind: 'skip' };
   const policy = policyOf(current);
-  if (offlineAt(current.lastSeen, policy) > cutoff) return { kind: 'rearm', policy };
-  // Silent but muted: stay online, parked in the deadline index at the mute's end, where the sweep finds it again
-  // and reports it then if it is still silent. Nothing is committed, so nothing is published during the mute.
-  if (current.mutedUntil !== undefined && current.mutedUntil > cutoff)
-    return { kind: 'hold', until: current.mutedUntil };
+  const offline = offlineAt(current.lastSeen, policy);
+  // Stable online for the window before it could fall silent: it settles online (online events are never muted).
+  if (settles !== undefined && settles <= cutoff && settles < offline) return { kind: 'settle' };
+  if (offline > cutoff) {
+    return settles === undefined ? { kind: 'rearm', policy } : { kind: 'park', deadline: Math.min(offline, settles) };
+  }
+  if (mutedUntil !== undefined) return hold;
   return { kind: 'offline' };
 }
 
@@ -221,9 +244,10 @@ async function settle(
   cutoff: number,
   shard: string,
   now: number,
-  store: DeviceStore,
+  deps: Pick<SweepDeps, 'store' | 'settings'>,
   readFirst: boolean,
 ) {
+  const { store } = deps;
   let units = 0;
   let current: DeviceState | undefined;
   if (readFirst) {
@@ -237,11 +261,20 @@ async function settle(
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const judgement = judge(current, cutoff);
     if (judgement.kind === 'skip') return { kind: 'skipped', units } satisfies Settled;
-    if (judgement.kind === 'hold') {
-      if (!store.hold) return { kind: 'skipped', units } satisfies Settled;
-      const out = await store.hold(entry.deviceId, judgement.until, cutoff);
+    const state = current!;
+    if (judgement.kind === 'park') {
+      const out = await store.park({
+        deviceId: entry.deviceId,
+        deadline: judgement.deadline,
+        expect: { seq: state.seq, status: state.status, policy: policyOf(state), mutedUntil: judgement.mutedUntil },
+      });
       units += billed(out);
       if (out.applied) return { kind: 'rearmed', units } satisfies Settled;
+      current = out.current;
+    } else if (judgement.kind === 'settle') {
+      const out = await store.commit(settleCommit(state, shard, now, cutoff));
+      units += billed(out);
+      if (out.applied) return { kind: 'settled', after: out.after, units } satisfies Settled;
       current = out.current;
     } else if (judgement.kind === 'rearm') {
       // Alive (found by a read, or under another policy than the index entry's): re-arm by the stored policy.
@@ -251,7 +284,8 @@ async function settle(
       if (out.applied) return { kind: 'rearmed', units } satisfies Settled;
       current = out.current;
     } else {
-      const out = await store.commit(offlineCommit(current!, shard, now, cutoff));
+      const damping = deps.settings.flapDamping?.[state.deviceType];
+      const out = await store.commit(offlineCommit(state, shard, now, cutoff, damping));
       units += billed(out);
       if (out.applied) return { kind: 'offline', after: out.after, units } satisfies Settled;
       current = out.current;
@@ -263,32 +297,78 @@ async function settle(
 /** The offline transition of a device found expired at the cutoff. Everything comes from the stored item: the
  * device went offline at the deadline that expired, not when we noticed. Conditional on nothing having changed
  * since the item was read (same seq, still online, no newer `lastSeen`). */
-export function offlineCommit(current: DeviceState, shard: string, detectedAt: number, cutoff?: number): CommitRequest {
-  const state = {
+export function offlineCommit(
+  current: DeviceState,
+  shard: string,
+  detectedAt: number,
+  cutoff?: number,
+  damping?: FlapDamping,
+): CommitRequest {
+  const since = offlineAt(current.lastSeen, policyOf(current));
+  const flap = recordTransition(current, since, damping);
+  // The device leaves the deadline index (and enters the offline index) in the same write, unless it flaps: then it
+  // stays, at the time it would settle.
+  const state = located(
+    { ...unchanged(current), status: STATUS.offline, since, seq: current.seq + 1, ...flap.fields },
+    current.shard ?? shard,
+  );
+  return {
+    deviceId: current.deviceId,
+    // A mute set since the item was read wins: the transition waits for its end.
+    expect: unchangedSince(current, cutoff),
+    state,
+    append: transitionEvents({ deviceId: current.deviceId, ...state }, flap.starts, detectedAt),
+    outboxShard: shard,
+    outboxAt: detectedAt,
+  };
+}
+
+/** A flapping device stable for its window: the flapping ends, and the state it settled in is published (as a
+ * transition event to it, `settled: true`, `since` its last transition). Its own seq, so its own event id. */
+export function settleCommit(current: DeviceState, shard: string, detectedAt: number, cutoff: number): CommitRequest {
+  const { flapping: _flapping, ...flap } = flapFieldsOf(current);
+  const state = located(
+    { ...unchanged(current), status: current.status, since: current.since, seq: current.seq + 1, ...flap },
+    current.shard ?? shard,
+  );
+  const type = state.status === STATUS.online ? 'device.online' : 'device.offline';
+  return {
+    deviceId: current.deviceId,
+    // The settled offline event is an offline event: a mute set since the item was read holds it.
+    expect: unchangedSince(current, state.status === STATUS.offline ? cutoff : undefined),
+    state,
+    append: [{ ...transitionEvent(type, { deviceId: current.deviceId, ...state }, detectedAt), settled: true }],
+    outboxShard: shard,
+    outboxAt: detectedAt,
+  };
+}
+
+/** What a sweep commit keeps of the stored item. */
+function unchanged(current: DeviceState) {
+  return {
     deviceType: current.deviceType,
     timeoutMs: current.timeoutMs,
     precisionMs: current.precisionMs,
     lastSeen: current.lastSeen,
-    status: STATUS.offline,
-    since: offlineAt(current.lastSeen, policyOf(current)),
-    seq: current.seq + 1,
   };
+}
+
+/** The state with its deadline-index position (none when it has no deadline). */
+function located<S extends Parameters<typeof deadlineOf>[0]>(state: S, shard: string) {
+  const deadline = deadlineOf(state);
+  return deadline === undefined ? state : { ...state, shard, deadline };
+}
+
+/** Nothing changed since the item was read: same seq and status, no newer `lastSeen`, same type and policy; with a
+ * cutoff, no mute set beyond it. */
+function unchangedSince(current: DeviceState, notMutedAfter: number | undefined) {
   return {
-    deviceId: current.deviceId,
-    expect: {
-      seq: current.seq,
-      status: STATUS.online,
-      lastSeenAtMost: current.lastSeen,
-      deviceType: current.deviceType,
-      policy: policyOf(current),
-      // A mute set since the item was read wins: the transition waits for its end.
-      ...(cutoff !== undefined ? { notMutedAfter: cutoff } : {}),
-    },
-    // No shard/deadline: the device leaves the deadline index (and enters the offline index) in the same write.
-    state,
-    append: [transitionEvent('device.offline', { deviceId: current.deviceId, ...state }, detectedAt)],
-    outboxShard: shard,
-    outboxAt: detectedAt,
+    seq: current.seq,
+    status: current.status,
+    lastSeenAtMost: current.lastSeen,
+    deviceType: current.deviceType,
+    policy: policyOf(current),
+    ...(notMutedAfter !== undefined ? { notMutedAfter } : {}),
   };
 }
 
@@ -333,6 +413,7 @@ function emptyStats(shard: string): SweepStats {
     pages: 0,
     scanned: 0,
     offline: 0,
+    settled: 0,
     rearmed: 0,
     skipped: 0,
     continued: false,

@@ -27,6 +27,10 @@ export const A = {
   expiresAt: 'expiresAt',
   /** Maintenance mute: epoch ms until which no offline transition is committed (see `judge` in sweep.ts). */
   mutedUntil: 'mute',
+  /** Flap damping (flap.ts): times of the latest transitions (a number list), and `{since, windowMs}` while the
+   * device flaps. */
+  transitions: 'flapTimes',
+  flapping: 'flap',
   /** Present only while OFFLINE: the sparse offline index keys (see OFFLINE_INDEX). */
   offlineShard: 'offSh',
   offlineKey: 'offKey',
@@ -37,16 +41,17 @@ export const A = {
 export const STATUS = { online: 'ONLINE', offline: 'OFFLINE', retired: 'RETIRED' } as const;
 export type Status = (typeof STATUS)[keyof typeof STATUS];
 
-/** Sparse index of online devices by the time they would be considered offline, sharded by device. Projects only
- * attributes that change together with the keys, so a heartbeat that changes only `lastSeen` costs it nothing:
- * `timeoutMs`/`precisionMs` for the sweep, and `deviceType` for the online counts of GET /stats. A type change is a
- * commit that rewrites the deadline in the same write, so projecting the type adds no index write to any request
+/** Sparse index of online devices by the time they would be considered offline, sharded by device; a flapping
+ * device stays in it while offline too, at the time it would settle (flap.ts). Projects only attributes that change
+ * together with the keys, so a heartbeat that changes only `lastSeen` costs it nothing: `timeoutMs`/`precisionMs`
+ * for the sweep, `deviceType` and the status for the online counts of GET /stats. A type or status change is a
+ * commit that rewrites the deadline in the same write, so projecting them adds no index write to any request
  * (heartbeats included) beyond those the deadline already causes. */
 export const DEADLINE_INDEX = {
   name: 'byDeadline',
   partitionKey: A.shard,
   sortKey: A.deadline,
-  projected: [A.deviceType, A.timeoutMs, A.precisionMs] as string[],
+  projected: [A.deviceType, A.timeoutMs, A.precisionMs, A.status] as string[],
 } as const;
 
 /** Sparse index of devices with notifications committed but not yet confirmed published. */

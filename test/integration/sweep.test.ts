@@ -66,8 +66,8 @@ async function detector(options: { shardCount?: number; settings?: Partial<Sweep
   };
   const store = new DynamoDeviceStore(clients.dynamodb, { tableName });
   const publisher = new EventTopics(clients.sns, {
-    'device.online': stack.onlineTopic.arn,
-    'device.offline': stack.offlineTopic.arn,
+    online: stack.onlineTopic.arn,
+    offline: stack.offlineTopic.arn,
   });
   const watermarks = new MemoryWatermarks();
   const settings: SweepSettings = {
@@ -414,6 +414,7 @@ describe('sweep on DynamoDB Local and fauxqs', () => {
       pages: 1,
       scanned: 3,
       offline: 2,
+      settled: 1,
       rearmed: 1,
       skipped: 0,
       continued: true,
@@ -430,6 +431,7 @@ describe('sweep on DynamoDB Local and fauxqs', () => {
     expect(names.sort()).toEqual(
       [
         'OfflineTransitions',
+        'FlapSettled',
         'Rearms',
         'ItemsScanned',
         'Continuations',
@@ -441,7 +443,12 @@ describe('sweep on DynamoDB Local and fauxqs', () => {
         'WriteUnits',
       ].sort(),
     );
-    expect(emf).toMatchObject({ OfflineTransitions: 2, SweepLagMs: 1_500, DetectionLatenessMs: [1_000, 2_000] });
+    expect(emf).toMatchObject({
+      OfflineTransitions: 2,
+      FlapSettled: 1,
+      SweepLagMs: 1_500,
+      DetectionLatenessMs: [1_000, 2_000],
+    });
   });
 
   it('property: the whole protocol on DynamoDB Local keeps I1, I2 and I3', async () => {

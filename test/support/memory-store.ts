@@ -12,6 +12,7 @@ import type {
   ExpiredEntry,
   OfflineEntry,
   Page,
+  ParkRequest,
   RetireRequest,
   TouchOutcome,
   TouchRequest,
@@ -43,7 +44,8 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
       item.lastSeen < request.lastSeen &&
       (item.override !== undefined || samePolicy(item, request.typePolicy)) &&
       (request.deviceType === undefined || item.deviceType === request.deviceType) &&
-      (request.moveDeadline === undefined || samePolicy(item, request.moveDeadline.policy));
+      (request.moveDeadline === undefined ||
+        (samePolicy(item, request.moveDeadline.policy) && item.flapping === undefined));
     if (!ok) return { applied: false, current: item && toState(item) };
     const before = toState(item);
     item.lastSeen = request.lastSeen;
@@ -75,8 +77,9 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
       deviceId: request.deviceId,
       outbox: [...(item?.outbox ?? []), ...clone(request.append)],
     };
-    if (request.state.shard === undefined) delete next.shard;
-    if (request.state.deadline === undefined) delete next.deadline;
+    for (const key of ['shard', 'deadline', 'transitions', 'flapping'] as const) {
+      if (request.state[key] === undefined) delete next[key];
+    }
     delete next.offlineShard;
     delete next.offlineKey;
     if (next.status === STATUS.offline)
@@ -90,12 +93,18 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     return { applied: true, after: toState(next) };
   }
 
-  async hold(deviceId: string, until: number, cutoff: number): Promise<TouchOutcome> {
-    const item = this.items.get(deviceId);
-    const ok = item?.status === STATUS.online && item.mutedUntil === until && until > cutoff;
+  async park(request: ParkRequest): Promise<TouchOutcome> {
+    const item = this.items.get(request.deviceId);
+    const { expect } = request;
+    const ok =
+      item !== undefined &&
+      item.seq === expect.seq &&
+      item.status === expect.status &&
+      samePolicy(item, expect.policy) &&
+      (expect.mutedUntil === undefined || item.mutedUntil === expect.mutedUntil);
     if (!ok || !item) return { applied: false, current: item && toState(item) };
     const before = toState(item);
-    item.deadline = until;
+    item.deadline = request.deadline;
     return { applied: true, before };
   }
 
@@ -126,7 +135,16 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     item.status = STATUS.retired;
     item.lastSeen = request.lastSeen;
     item.expiresAt = request.expiresAt;
-    for (const key of ['shard', 'deadline', 'offlineShard', 'offlineKey', 'override', 'mutedUntil'] as const) {
+    for (const key of [
+      'shard',
+      'deadline',
+      'offlineShard',
+      'offlineKey',
+      'override',
+      'mutedUntil',
+      'transitions',
+      'flapping',
+    ] as const) {
       delete item[key];
     }
     return { applied: true, after: toState(item) };
@@ -149,13 +167,13 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     return all.length > limit ? { items, next: items[items.length - 1]!.key } : { items };
   }
 
-  /** Counted from index membership as the DynamoDB adapter counts: online = entries of the deadline index (keys
-   * present) by their `deviceType`, offline = entries of each type's offline-index partitions. */
+  /** Counted from index membership as the DynamoDB adapter counts: online = ONLINE entries of the deadline index
+   * (keys present) by their `deviceType`, offline = entries of each type's offline-index partitions. */
   async counts(deviceTypes: string[]): Promise<Record<string, TypeCounts>> {
     const totals = new Map<string, TypeCounts>(deviceTypes.map((type) => [type, { online: 0, offline: 0 }]));
     const offlineType = new Map(deviceTypes.flatMap((type) => offlinePartitions(type).map((p) => [p, type] as const)));
     for (const item of this.items.values()) {
-      if (item.shard !== undefined && item.deadline !== undefined) {
+      if (item.shard !== undefined && item.deadline !== undefined && item.status === STATUS.online) {
         const counts = totals.get(item.deviceType);
         if (counts) counts.online++;
       }
@@ -171,7 +189,11 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     this.calls.rearm++;
     const item = this.items.get(deviceId);
     const window = policy.timeoutMs + policy.precisionMs;
-    const ok = item?.status === 'ONLINE' && item.lastSeen > cutoff - window && samePolicy(item, policy);
+    const ok =
+      item?.status === 'ONLINE' &&
+      item.lastSeen > cutoff - window &&
+      samePolicy(item, policy) &&
+      item.flapping === undefined;
     if (!ok || !item) return { applied: false, current: item && toState(item) };
     const before = toState(item);
     item.deadline = item.lastSeen + window;

@@ -237,6 +237,10 @@ export async function runScenario(
         await interleave();
         return base.rearm(deviceId, policy, cutoff);
       },
+      park: async (request) => {
+        await interleave();
+        return base.park(request);
+      },
       clearOutbox: async (deviceId, seq) => {
         await interleave();
         if (faults.crash === 'clear' && ++clears === faults.crashAt) throw new Crashed('before clear');

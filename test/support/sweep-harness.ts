@@ -3,7 +3,9 @@
 import { type IngestConfig, loadIngestConfig } from '../../lambdas/core/config.js';
 import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
+import { flapDampingByType } from '../../lambdas/core/flap.js';
 import { type IngestDeps, type IngestRecord, ingestBatch } from '../../lambdas/core/ingest.js';
+import type { DeviceTypeConfig } from '../../lambdas/core/policy.js';
 import type { EventPublisher, RejectSink } from '../../lambdas/core/ports.js';
 import {
   type SweepDeps,
@@ -47,7 +49,7 @@ export interface HarnessOptions {
   settings?: Partial<SweepSettings>;
   config?: Partial<IngestConfig>;
   /** Device types (the first is the default); TYPES unless given. */
-  types?: Record<string, { timeoutMs: number; precisionMs: number }>;
+  types?: Record<string, DeviceTypeConfig>;
 }
 
 export function harness(options: HarnessOptions = {}) {
@@ -73,6 +75,7 @@ export function harness(options: HarnessOptions = {}) {
     pageSize: 50,
     concurrency: 8,
     republishAfterMs: 10_000,
+    flapDamping: flapDampingByType(config.deviceTypes),
     ...options.settings,
   };
   let cache = new DeviceCache(config.cacheSize);
