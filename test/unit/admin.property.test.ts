@@ -1,14 +1,17 @@
 // Operator actions mixed into random traffic on the in-memory table: messages (duplicated, late), sweeps, crashes
-// between commit and publish, policy overrides, mutes and decommissions. After each run the counts (from the
-// indexes) equal the true counts, the indexes hold exactly the devices they should, no offline event was detected
-// during a mute, and every offline event is at or after its own `lastSeen + timeout + precision`.
+// between commit and publish, policy overrides, mutes and decommissions, with flap damping on. After each run the
+// counts (from the indexes) equal the true counts, the indexes hold exactly the devices they should, no offline
+// event was detected during a mute, every offline event is at or after its own `lastSeen + timeout + precision`,
+// nothing is published between a device.flapping event and the settled state, and the last event of every device
+// is its final state.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type AdminDeps, forget, mute, setPolicy, unmute } from '../../lambdas/core/admin.js';
+import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { ApiError } from '../../lambdas/core/errors.js';
 import { MemoryDeviceStore } from '../support/memory-store.js';
 import { runScenario, scenarioArb } from '../support/protocol-model.js';
-import { harness } from '../support/sweep-harness.js';
+import { harness, TYPES } from '../support/sweep-harness.js';
 
 type Op =
   | { kind: 'send'; device: number; gapMs: number; twice: boolean }
@@ -49,7 +52,10 @@ describe('operator actions in random traffic (in-memory model)', () => {
   it('keeps counts, indexes, mutes and deadlines right', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(opArb, { minLength: 5, maxLength: 50 }), async (ops) => {
-        const h = harness();
+        // Flap damping on trackers, with a window short enough that busy devices flap often.
+        const h = harness({
+          types: { tracker: { ...TYPES.tracker, flap: { transitions: 3, windowMs: 200_000 } }, meter: TYPES.meter },
+        });
         const deps: AdminDeps = {
           store: h.store,
           deviceTypes: h.config.deviceTypes,
@@ -58,6 +64,8 @@ describe('operator actions in random traffic (in-memory model)', () => {
         };
         /** Per device, the times during which a mute was in force. */
         const muted = new Map<string, Array<[number, number]>>();
+        /** Per device, the seq its tombstone kept at each decommission. */
+        const retired = new Map<string, number[]>();
         const tolerate = async (action: Promise<unknown>) => {
           try {
             await action;
@@ -107,6 +115,9 @@ describe('operator actions in random traffic (in-memory model)', () => {
               break;
             case 'forget':
               await tolerate(forget(deps, id));
+              if (h.store.items.get(id)?.status === 'RETIRED') {
+                retired.set(id, [...(retired.get(id) ?? []), h.store.items.get(id)!.seq]);
+              }
               muted.set(id, (muted.get(id) ?? []).map(endAt(h.clock.t)));
               break;
           }
@@ -126,6 +137,7 @@ describe('operator actions in random traffic (in-memory model)', () => {
             item.status === 'OFFLINE',
           );
           expect(item.outbox).toEqual([]);
+          expect(item.flapping, `${item.deviceId} settled`).toBeUndefined();
         }
         expect(await h.store.counts(['tracker', 'meter'])).toEqual(truth);
 
@@ -143,11 +155,22 @@ describe('operator actions in random traffic (in-memory model)', () => {
           expect(event.detectedAt).toBeGreaterThanOrEqual(event.lastSeen + event.timeoutMs);
         }
         // Event ids never repeat across a decommission: per device, seqs of distinct events strictly increase.
+        const distinct = [...first.values()] as DeviceEvent[];
         for (const id of Array.from({ length: DEVICES }, (_, i) => `d${i}`)) {
-          const seqs = [...first.values()]
-            .filter((e) => (e as { deviceId: string }).deviceId === id)
-            .map((e) => (e as { seq: number }).seq);
+          const events = distinct.filter((e) => e.deviceId === id);
+          const seqs = events.map((e) => e.seq);
           expect(seqs).toEqual([...new Set(seqs)].sort((a, b) => a - b));
+          // In seq order: after device.flapping, the next event is the settled state (or a new life's first event).
+          const bySeq = [...events].sort((a, b) => a.seq - b.seq);
+          bySeq.forEach((event, i) => {
+            const next = bySeq[i + 1];
+            if (event.type === 'device.flapping' && next) {
+              const decommissioned = (retired.get(id) ?? []).some((seq) => seq >= event.seq && seq < next.seq);
+              expect(next.settled || decommissioned, `${next.eventId} held`).toBeTruthy();
+            }
+          });
+          const item = h.store.items.get(id);
+          if (item?.status === 'OFFLINE') expect(bySeq.at(-1)?.type, `${id} last event`).toBe('device.offline');
         }
       }),
       { numRuns: 300 },

@@ -21,13 +21,15 @@ describe('loadIngestConfig', () => {
     const config = loadIngestConfig({
       ...base,
       DEVICE_TYPES:
-        '{"tracker":{"timeoutMs":90000},"meter":{"timeoutMs":900000,"precisionMs":60000,"heartbeatMs":60000}}',
+        '{"tracker":{"timeoutMs":90000},"meter":{"timeoutMs":900000,"precisionMs":60000,"heartbeatMs":60000,' +
+        '"flap":{"transitions":4,"windowMs":600000}}}',
       DEFAULT_DEVICE_TYPE: 'meter',
       FIELD_MAP: '{"deviceId":"thingName"}',
       ANNOUNCE_NEW_DEVICES: 'false',
     });
     expect(config.deviceTypes.defaultType).toBe('meter');
     expect(config.deviceTypes.types.tracker).toEqual({ timeoutMs: 90_000, precisionMs: 0 });
+    expect(config.deviceTypes.types.meter!.flap).toEqual({ transitions: 4, windowMs: 600_000 });
     expect(config.fieldMap).toEqual({ deviceId: 'thingName', ts: 'ts', deviceType: 'deviceType' });
     expect(config.announceNewDevices).toBe(false);
   });
@@ -38,6 +40,10 @@ describe('loadIngestConfig', () => {
     [{ DEVICE_TYPES: '{"a":{"timeoutMs":0}}' }, 'DEVICE_TYPES'],
     [{ DEVICE_TYPES: '{"a":{"timeoutMs":1000,"precisionMs":-1}}' }, 'DEVICE_TYPES'],
     [{ DEVICE_TYPES: '{"a b":{"timeoutMs":1000}}' }, 'DEVICE_TYPES'],
+    [{ DEVICE_TYPES: '{"a":{"timeoutMs":1000,"flap":{"transitions":1,"windowMs":60000}}}' }, 'DEVICE_TYPES'],
+    [{ DEVICE_TYPES: '{"a":{"timeoutMs":1000,"flap":{"transitions":3}}}' }, 'DEVICE_TYPES'],
+    [{ DEVICE_TYPES: '{"a":{"timeoutMs":1000,"flap":{"transitions":3,"windowMs":1,"k":1}}}' }, 'DEVICE_TYPES'],
+    [{ DEVICE_TYPES: '{"a":{"timeoutMs":1000,"flap":true}}' }, 'DEVICE_TYPES'],
     [{ DEVICE_TYPES: '{"a":{"timeoutMs":1000}}', DEFAULT_DEVICE_TYPE: 'b' }, 'DEFAULT_DEVICE_TYPE'],
     [{ FIELD_MAP: '{"serial":"x"}' }, 'FIELD_MAP'],
     [{ SHARD_COUNT: '0' }, 'SHARD_COUNT'],

@@ -212,3 +212,155 @@ function bySinceThenId(h: Harness) {
     return y.since - x.since || (a < b ? 1 : -1);
   };
 }
+
+describe('flap damping', () => {
+  const WINDOW = 300_000;
+  /** tracker flaps after 3 transitions within 5 min; meter has no damping. */
+  const flappy = (transitions = 3) =>
+    harness({ types: { tracker: { ...TYPES.tracker, flap: { transitions, windowMs: WINDOW } }, meter: TYPES.meter } });
+  const flapSummary = (h: Harness, deviceId: string) =>
+    h.events.of(deviceId).map((e) => [e.type, e.seq, e.since - T0, e.status ?? (e.settled ? 'settled' : '-')] as const);
+
+  /** online#1 at 0, offline#2 at 90 s, back at 100 s: the third transition within the window. */
+  async function startFlapping(h: Harness) {
+    await h.send(['d'], T0, 'tracker');
+    await sweepAt(h, T0 + TRACKER);
+    h.clock.t = T0 + 100_000;
+    await h.send(['d'], T0 + 100_000, 'tracker');
+  }
+
+  it('K transitions within W publish one device.flapping; later ones publish nothing; stable for W, the settled state goes out once', async () => {
+    const h = flappy();
+    await startFlapping(h);
+    expect(flapSummary(h, 'd')).toEqual([
+      ['device.online', 1, 0, '-'],
+      ['device.offline', 2, TRACKER, '-'],
+      ['device.flapping', 3, 100_000, 'ONLINE'],
+    ]);
+    expect(h.events.of('d', 'device.flapping')[0]).toMatchObject({ windowMs: WINDOW, eventId: 'd#3' });
+    // Flapping: the deadline is bounded by when it would settle, and the ingest never moves it later.
+    expect(h.store.items.get('d')).toMatchObject({
+      deadline: T0 + 100_000 + TRACKER,
+      flapping: { since: T0 + 100_000 },
+    });
+
+    await sweepAt(h, T0 + 190_000); // silent: offline (seq 4), held
+    expect(h.store.items.get('d')).toMatchObject({ status: 'OFFLINE', seq: 4, deadline: T0 + 190_000 + WINDOW });
+    expect(await stats(admin(h))).toMatchObject({ deviceTypes: { tracker: { online: 0, offline: 1 } } });
+    expect((await listOffline(admin(h), { limit: 10 })).devices.map((d) => d.deviceId)).toEqual(['d']);
+
+    const back = T0 + 200_000; // online again (seq 5), held; then it keeps sending every minute
+    for (let t = back; t <= T0 + 560_000; t += 60_000) {
+      h.clock.t = t;
+      await h.send(['d'], t, 'tracker');
+      await sweepAt(h, t + 30_000);
+    }
+    expect(h.store.items.get('d')).toMatchObject({ status: 'ONLINE', seq: 6 });
+    expect(await getDevice(admin(h), 'd')).not.toHaveProperty('flapping');
+    expect(await stats(admin(h))).toMatchObject({ deviceTypes: { tracker: { online: 1, offline: 0 } } });
+    expect(flapSummary(h, 'd')).toEqual([
+      ['device.online', 1, 0, '-'],
+      ['device.offline', 2, TRACKER, '-'],
+      ['device.flapping', 3, 100_000, 'ONLINE'],
+      ['device.online', 6, 200_000, 'settled'], // since: its last transition; detected when stable for W
+    ]);
+    expect(h.events.of('d').at(-1)!.detectedAt).toBe(T0 + 530_000); // the first sweep at or after 200 s + W
+
+    await sweepAt(h, T0 + 560_000 + TRACKER); // settled: a silence is reported as usual
+    expect(flapSummary(h, 'd').at(-1)).toEqual(['device.offline', 7, 560_000 + TRACKER, '-']);
+  });
+
+  it('shows the flapping in GET /devices, and settles offline W after the last transition of a silent device', async () => {
+    const h = flappy();
+    await startFlapping(h);
+    expect((await getDevice(admin(h), 'd')).flapping).toEqual({
+      since: T0 + 100_000,
+      settlesAt: T0 + 100_000 + WINDOW,
+    });
+    await sweepAt(h, T0 + 190_000); // offline at 190 s, held
+    expect((await getDevice(admin(h), 'd')).flapping).toEqual({
+      since: T0 + 100_000,
+      settlesAt: T0 + 190_000 + WINDOW,
+    });
+    await sweepAt(h, T0 + 190_000 + WINDOW - 1);
+    expect(h.events.of('d')).toHaveLength(3);
+    await sweepAt(h, T0 + 190_000 + WINDOW);
+    await sweepAt(h, T0 + 900_000);
+    expect(flapSummary(h, 'd').slice(3)).toEqual([['device.offline', 5, 190_000, 'settled']]);
+    expect(h.store.items.get('d')).toMatchObject({ status: 'OFFLINE' });
+    expect(h.store.items.get('d')!.deadline).toBeUndefined(); // settled offline: out of the deadline index
+    expect(await stats(admin(h))).toMatchObject({ deviceTypes: { tracker: { online: 0, offline: 1 } } });
+  });
+
+  it('an offline transition can start the flapping; a mute holds the settled offline event until it ends', async () => {
+    const h = flappy(4);
+    await startFlapping(h); // three transitions: not yet
+    await sweepAt(h, T0 + 190_000); // the fourth
+    expect(flapSummary(h, 'd')).toEqual([
+      ['device.online', 1, 0, '-'],
+      ['device.offline', 2, TRACKER, '-'],
+      ['device.online', 3, 100_000, '-'],
+      ['device.flapping', 4, 190_000, 'OFFLINE'],
+    ]);
+    const until = T0 + 700_000;
+    h.clock.t = T0 + 200_000;
+    await mute(admin(h), 'd', until);
+    await sweepAt(h, T0 + 190_000 + WINDOW); // would settle, but the settled state is an offline event: muted
+    expect(h.store.items.get('d')).toMatchObject({ deadline: until });
+    await sweepAt(h, until - 1);
+    expect(h.events.of('d')).toHaveLength(4);
+    await sweepAt(h, until);
+    expect(flapSummary(h, 'd').slice(4)).toEqual([['device.offline', 5, 190_000, 'settled']]);
+    expect(h.events.of('d').at(-1)!.detectedAt).toBe(until);
+  });
+
+  it('decommission ends the flapping: the device comes back as a new one with a fresh history', async () => {
+    const h = flappy();
+    await startFlapping(h);
+    await forget(admin(h), 'd');
+    expect(h.store.items.get('d')).not.toHaveProperty('flapping');
+    expect(h.store.items.get('d')).not.toHaveProperty('transitions');
+    await sweepAt(h, T0 + 1_000_000);
+    const again = T0 + 1_100_000;
+    h.clock.t = again;
+    await h.send(['d'], again, 'tracker');
+    await sweepAt(h, again + TRACKER);
+    expect(flapSummary(h, 'd').slice(3)).toEqual([
+      ['device.online', 4, 1_100_000, '-'],
+      ['device.offline', 5, 1_100_000 + TRACKER, '-'],
+    ]);
+  });
+
+  it('K transitions spread over more than W are not flapping', async () => {
+    const h = flappy();
+    await h.send(['d'], T0, 'tracker');
+    await sweepAt(h, T0 + TRACKER);
+    h.clock.t = T0 + WINDOW + 1;
+    await h.send(['d'], T0 + WINDOW + 1, 'tracker'); // third transition, 1 ms too late to flap
+    await sweepAt(h, T0 + WINDOW + 1 + TRACKER);
+    expect(h.events.of('d').map((e) => e.type)).toEqual([
+      'device.online',
+      'device.offline',
+      'device.online',
+      'device.offline', // the 2nd to 4th transitions span 300,001 ms: not within W either
+    ]);
+  });
+
+  it('types without damping report every transition', async () => {
+    const h = flappy();
+    for (let i = 0; i < 3; i++) {
+      const t = T0 + i * 400_000;
+      h.clock.t = t;
+      await h.send(['m'], t, 'meter');
+      await sweepAt(h, t + 360_000);
+    }
+    expect(h.events.of('m').map((e) => e.type)).toEqual([
+      'device.online',
+      'device.offline',
+      'device.online',
+      'device.offline',
+      'device.online',
+      'device.offline',
+    ]);
+  });
+});
