@@ -5,7 +5,12 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Construct, Node } from 'constructs';
-import { type DeviceTypeOptions, OfflineDetector, type OfflineDetectorProps } from './offline-detector.js';
+import {
+  type DeviceTypeOptions,
+  type FlapDampingOptions,
+  OfflineDetector,
+  type OfflineDetectorProps,
+} from './offline-detector.js';
 
 /** Reads a context value that may come from cdk.json (any JSON) or from `-c key=value` (always a string). */
 function ctx(node: Node, key: string): unknown {
@@ -43,8 +48,8 @@ function bool(node: Node, key: string): boolean | undefined {
   return v;
 }
 
-/** `deviceTypes` context: `{"tracker": {"timeoutMs": 90000, "precisionMs": 0, "heartbeatMs": 30000}}`, the same
- * shape as the Lambdas' DEVICE_TYPES. */
+/** `deviceTypes` context: `{"tracker": {"timeoutMs": 90000, "precisionMs": 0, "heartbeatMs": 30000,
+ * "flap": {"transitions": 4, "windowMs": 600000}}}`, the same shape as the Lambdas' DEVICE_TYPES. */
 function deviceTypes(node: Node): Record<string, DeviceTypeOptions> | undefined {
   const raw = ctx(node, 'deviceTypes');
   if (raw === undefined) return undefined;
@@ -61,9 +66,26 @@ function deviceTypes(node: Node): Record<string, DeviceTypeOptions> | undefined 
     };
     const timeout = ms('timeoutMs');
     if (!timeout) throw new Error(`context deviceTypes.${name}.timeoutMs is required`);
-    types[name] = { timeout, precision: ms('precisionMs'), heartbeat: ms('heartbeatMs') };
+    types[name] = {
+      timeout,
+      precision: ms('precisionMs'),
+      heartbeat: ms('heartbeatMs'),
+      flap: flap(name, value?.flap),
+    };
   }
   return types;
+}
+
+/** A device type's `flap` context: `{"transitions": n, "windowMs": n}`; ranges are checked by the construct. */
+function flap(name: string, raw: unknown): FlapDampingOptions | undefined {
+  if (raw === undefined) return undefined;
+  const shape = `context deviceTypes.${name}.flap must be {"transitions": n, "windowMs": n}`;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(shape);
+  const { transitions, windowMs, ...rest } = raw as Record<string, unknown>;
+  if (typeof transitions !== 'number') throw new Error(`context deviceTypes.${name}.flap.transitions must be a number`);
+  if (typeof windowMs !== 'number') throw new Error(`context deviceTypes.${name}.flap.windowMs must be a number of ms`);
+  if (Object.keys(rest).length > 0) throw new Error(`${shape}, got extra key(s) ${Object.keys(rest).join(', ')}`);
+  return { transitions, window: Duration.millis(windowMs) };
 }
 
 /** OfflineDetector props from context. Keys (all optional): deviceTypes, defaultDeviceType, fieldMap, sqs (false to

@@ -17,7 +17,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { DEFAULT_DEVICE_TYPES, ENV, type FieldMap, METRICS_NAMESPACE } from '../lambdas/core/config.js';
-import { parseDeviceTypes } from '../lambdas/core/policy.js';
+import { type DeviceTypeConfig, parseDeviceTypes } from '../lambdas/core/policy.js';
 import {
   DEADLINE_INDEX,
   DEFAULT_SHARD_COUNT,
@@ -42,6 +42,18 @@ export interface DeviceTypeOptions {
   readonly precision?: Duration;
   /** The devices' usual interval between messages; lets synthesis check the watermark tolerance. @default unknown */
   readonly heartbeat?: Duration;
+  /** Flap damping: after `transitions` transitions within `window`, one device.flapping event replaces the
+   * transition events until the device has been stable for `window`, then its settled state is published.
+   * @default off */
+  readonly flap?: FlapDampingOptions;
+}
+
+/** Flap damping of a device type (DeviceTypeOptions.flap). */
+export interface FlapDampingOptions {
+  /** Transitions within `window` after which the device is flapping (2..100). */
+  readonly transitions: number;
+  /** The window the transitions are counted in, and the stability a flapping device needs to settle. */
+  readonly window: Duration;
 }
 
 export interface SqsIngestOptions {
@@ -614,13 +626,15 @@ export class OfflineDetector extends Construct {
   /** Device types as the Lambdas read them (DEVICE_TYPES), validated here with the Lambdas' own parser so a bad
    * configuration fails at synth rather than at cold start; also checks the watermark bound of DESIGN.md §5.3. */
   private deviceTypesJson(props: OfflineDetectorProps, tolerance: Duration): { json: string; defaultType: string } {
-    const raw: Record<string, { timeoutMs: number; precisionMs: number; heartbeatMs?: number }> = {};
+    const raw: Record<string, DeviceTypeConfig> = {};
     if (props.deviceTypes) {
       for (const [name, t] of Object.entries(props.deviceTypes)) {
         raw[name] = {
           timeoutMs: t.timeout.toMilliseconds(),
           precisionMs: (t.precision ?? Duration.millis(0)).toMilliseconds(),
           ...(t.heartbeat ? { heartbeatMs: t.heartbeat.toMilliseconds() } : {}),
+          // Unchecked here: parseDeviceTypes below rejects a bad value (e.g. transitions 1) at synth.
+          ...(t.flap ? { flap: { transitions: t.flap.transitions, windowMs: t.flap.window.toMilliseconds() } } : {}),
         };
       }
     } else {

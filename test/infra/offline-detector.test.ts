@@ -487,6 +487,34 @@ describe('OfflineDetectorStack (context)', () => {
     expect(() => stackWith({ billing: 'cheap' })).toThrow(/billing/);
     expect(() => stackWith({ deviceTypes: '{"x":{"precisionMs":1}}' })).toThrow(/timeoutMs/);
     expect(() => stackWith({ kinesis: 'lots' })).toThrow(/kinesis/);
+    expect(() =>
+      stackWith({ deviceTypes: '{"x":{"timeoutMs":60000,"flap":{"transitions":"4","windowMs":600000}}}' }),
+    ).toThrow(/deviceTypes\.x\.flap\.transitions must be a number/);
+    expect(() => stackWith({ deviceTypes: '{"x":{"timeoutMs":60000,"flap":{"transitions":4}}}' })).toThrow(
+      /deviceTypes\.x\.flap\.windowMs must be a number/,
+    );
+    expect(() => stackWith({ deviceTypes: '{"x":{"timeoutMs":60000,"flap":4}}' })).toThrow(/deviceTypes\.x\.flap/);
+    // Numbers out of range are left to the Lambdas' parser, through the construct.
+    expect(() =>
+      stackWith({ deviceTypes: '{"x":{"timeoutMs":60000,"flap":{"transitions":1,"windowMs":600000}}}' }),
+    ).toThrow(/x\.flap/);
+  });
+
+  it('reads flap damping per device type from context deviceTypes', () => {
+    const { stack, template } = stackWith({
+      deviceTypes: {
+        tracker: { timeoutMs: 90000, precisionMs: 0, flap: { transitions: 4, windowMs: 600000 } },
+        meter: { timeoutMs: 900000 },
+      },
+    });
+    const d = stack.detector;
+    for (const fn of [d.ingestSqsFunction!, d.sweepFunction, d.apiFunction!]) {
+      const env = functionEnv(template, logicalId(stack, fn));
+      expect(JSON.parse(env[ENV.deviceTypes] as string)).toEqual({
+        tracker: { timeoutMs: 90000, precisionMs: 0, flap: { transitions: 4, windowMs: 600000 } },
+        meter: { timeoutMs: 900000, precisionMs: 0 },
+      });
+    }
   });
 });
 
@@ -549,6 +577,32 @@ describe('OfflineDetector (embedded)', () => {
     expect(() => construct({ deviceTypes: { a: { timeout: Duration.minutes(1) } }, defaultDeviceType: 'b' })).toThrow(
       /DEFAULT_DEVICE_TYPE/,
     );
+    // Flap damping is checked by the Lambdas' own parser at synth, not at cold start.
+    const flapping = (transitions: number, window: Duration) =>
+      construct({ deviceTypes: { tracker: { timeout: Duration.seconds(90), flap: { transitions, window } } } });
+    expect(() => flapping(1, Duration.minutes(10))).toThrow(/tracker\.flap/);
+    expect(() => flapping(4, Duration.millis(0))).toThrow(/tracker\.flap/);
+  });
+
+  it('passes flap damping into DEVICE_TYPES of every function that reads it', () => {
+    const {
+      detector: d,
+      stack,
+      template,
+    } = construct({
+      deviceTypes: {
+        tracker: { timeout: Duration.seconds(90), flap: { transitions: 4, window: Duration.minutes(10) } },
+        meter: { timeout: Duration.minutes(15) },
+      },
+    });
+    for (const fn of [d.ingestSqsFunction!, d.dispatchFunction, d.sweepFunction, d.apiFunction!]) {
+      const json = functionEnv(template, logicalId(stack, fn))[ENV.deviceTypes] as string;
+      expect(json, fn.node.id).toContain('"flap":{"transitions":4,"windowMs":600000}');
+      expect(JSON.parse(json), fn.node.id).toEqual({
+        tracker: { timeoutMs: 90000, precisionMs: 0, flap: { transitions: 4, windowMs: 600000 } },
+        meter: { timeoutMs: 900000, precisionMs: 0 }, // no flap key: damping stays off
+      });
+    }
   });
 
   it('warns when the watermark tolerance does not fit a device type (DESIGN.md §5.3)', () => {
