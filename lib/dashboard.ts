@@ -235,7 +235,11 @@ export class OfflineDetectorDashboard extends Construct {
           ]),
         ],
         [
-          graph('Transitions (per minute)', [app('sweep', 'OfflineTransitions'), app('ingest', 'OnlineTransitions')]),
+          graph('Transitions (per minute)', [
+            app('sweep', 'OfflineTransitions'),
+            app('ingest', 'OnlineTransitions'),
+            app('sweep', 'FlapSettled'),
+          ]),
           graph(
             'Detection lateness (ms after the deadline)',
             ['p50', 'p90', 'p99', 'Maximum'].map((s) =>
