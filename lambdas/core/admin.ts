@@ -4,8 +4,8 @@
 import { mapLimit } from './concurrency.js';
 import { type DeviceState, policyOf } from './device.js';
 import { ApiError } from './errors.js';
-import { settlesAt } from './flap.js';
-import { type DeviceTypes, offlineAt, type Policy } from './policy.js';
+import { deadlineOf, settlesAt } from './flap.js';
+import type { DeviceTypes, Policy } from './policy.js';
 import type { AdminStore, AdminUpdate, CommitOutcome, OfflineEntry, TypeCounts } from './ports.js';
 import { offlinePartitions, STATUS } from './table-schema.js';
 
@@ -61,14 +61,7 @@ export async function getDevice(deps: AdminDeps, deviceId: string): Promise<Devi
 export async function setPolicy(deps: AdminDeps, deviceId: string, override: Policy | undefined): Promise<DeviceView> {
   return change(deps, deviceId, (current) => {
     const policy = override ?? typePolicy(deps.deviceTypes, current.deviceType);
-    const target = offlineAt(current.lastSeen, policy);
-    const moveDeadline =
-      current.status === STATUS.online && (current.deadline === undefined || current.deadline > target);
-    return {
-      override: override ?? null,
-      policy,
-      ...(moveDeadline ? { deadline: target } : {}),
-    };
+    return { override: override ?? null, policy, ...earlierDeadline({ ...current, ...policy }) };
   });
 }
 
@@ -78,15 +71,10 @@ export async function mute(deps: AdminDeps, deviceId: string, until: number): Pr
   return change(deps, deviceId, () => ({ mutedUntil: until }));
 }
 
-/** Ends a mute now: a parked device's deadline returns to `lastSeen + timeout + precision`, so the next sweep reports
- * it if it is still silent. */
+/** Ends a mute now: a parked device's deadline returns to `lastSeen + timeout + precision` (or to when a flapping
+ * device settles), so the next sweep reports it if it is still silent. */
 export async function unmute(deps: AdminDeps, deviceId: string): Promise<DeviceView> {
-  return change(deps, deviceId, (current) => {
-    const target = offlineAt(current.lastSeen, policyOf(current));
-    const moveDeadline =
-      current.status === STATUS.online && (current.deadline === undefined || current.deadline > target);
-    return { mutedUntil: null, ...(moveDeadline ? { deadline: target } : {}) };
-  });
+  return change(deps, deviceId, (current) => ({ mutedUntil: null, ...earlierDeadline(current) }));
 }
 
 /** Decommission: the item becomes a tombstone in no index, counted nowhere, that produces no events. It keeps `seq`
@@ -169,6 +157,14 @@ async function existing(deps: AdminDeps, deviceId: string): Promise<DeviceState>
 function present(state: DeviceState | undefined, deviceId: string): DeviceState {
   if (!state || state.status === STATUS.retired) throw new ApiError('not-found', `no device ${deviceId}`);
   return state;
+}
+
+/** The deadline a device should have by its (new) state, when that is earlier than the stored one: the deadline is
+ * never later than allowed, and a later one is left for the sweep to re-arm, which costs the index nothing now. */
+function earlierDeadline(state: DeviceState): { deadline?: number } {
+  const target = deadlineOf(state);
+  const move = target !== undefined && (state.deadline === undefined || state.deadline > target);
+  return move ? { deadline: target } : {};
 }
 
 function typePolicy(types: DeviceTypes, deviceType: string): Policy {

@@ -126,7 +126,8 @@ export interface AdminUpdate {
   policy?: Policy;
   /** New mute end; null removes it. */
   mutedUntil?: number | null;
-  /** New deadline-index position; only for an online device, and never later than `lastSeen + timeout + precision`. */
+  /** New deadline-index position; only for a device in the index, and never later than its state allows (flap.ts
+   * `deadlineOf`). */
   deadline?: number;
 }
 

@@ -314,6 +314,20 @@ describe('flap damping', () => {
     expect(h.events.of('d').at(-1)!.detectedAt).toBe(until);
   });
 
+  it('unmute lets a flapping device held by the mute settle at the next sweep', async () => {
+    const h = flappy(4);
+    await startFlapping(h);
+    await sweepAt(h, T0 + 190_000); // flapping, offline
+    h.clock.t = T0 + 200_000;
+    await mute(admin(h), 'd', T0 + 3_600_000);
+    await sweepAt(h, T0 + 190_000 + WINDOW); // held at the mute's end
+    h.clock.t = T0 + 600_000;
+    await unmute(admin(h), 'd');
+    expect(h.store.items.get('d')!.deadline).toBe(T0 + 190_000 + WINDOW);
+    await sweepAt(h, T0 + 600_000);
+    expect(flapSummary(h, 'd').slice(4)).toEqual([['device.offline', 5, 190_000, 'settled']]);
+  });
+
   it('decommission ends the flapping: the device comes back as a new one with a fresh history', async () => {
     const h = flappy();
     await startFlapping(h);
