@@ -53,6 +53,7 @@ export function naiveStore(store: DeviceStore): DeviceStore {
       moveDeadline: {
         deadline: request.lastSeen + request.typePolicy.timeoutMs + request.typePolicy.precisionMs,
         policy: request.typePolicy,
+        flapping: false,
       },
     });
   return naive;

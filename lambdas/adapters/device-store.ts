@@ -123,7 +123,8 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     if (request.deviceType) conditions.push(`${x.name(A.deviceType)} = ${x.value(request.deviceType)}`);
     if (request.moveDeadline) {
       sets.push(`${x.name(A.deadline)} = ${x.value(request.moveDeadline.deadline)}`);
-      conditions.push(policyEquals(x, request.moveDeadline.policy), `attribute_not_exists(${x.name(A.flapping)})`);
+      conditions.push(policyEquals(x, request.moveDeadline.policy));
+      if (!request.moveDeadline.flapping) conditions.push(`attribute_not_exists(${x.name(A.flapping)})`);
     }
     const input = x.input(this.tableName, request.deviceId, `SET ${sets.join(', ')}`, conditions.join(' AND '));
     return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_OLD' }, (item) => ({
@@ -406,6 +407,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
         deadline: item[A.deadline] as number,
         timeoutMs: item[A.timeoutMs] as number,
         precisionMs: item[A.precisionMs] as number,
+        flapping: item[A.flapping] !== undefined,
       })),
     };
   }

@@ -1,4 +1,5 @@
 import type { DeviceState } from './device.js';
+import { settlesAt } from './flap.js';
 import type { Policy } from './policy.js';
 
 /** What this container last knew of a device's stored state. Never trusted for correctness on its own: every
@@ -13,8 +14,8 @@ export interface CachedDevice {
   deviceType: string;
   hasOverride: boolean;
   online: boolean;
-  /** Its deadline is bounded by when it settles (flap.ts): the ingest never moves it. */
-  flapping: boolean;
+  /** While it flaps: when it settles, which bounds its deadline (flap.ts). */
+  settlesAt?: number;
 }
 
 /** Bounded least-recently-used map; a Map keeps insertion order, so re-inserting on use makes it an LRU. */
@@ -51,7 +52,7 @@ export class DeviceCache {
       deviceType: state.deviceType,
       hasOverride: state.override !== undefined,
       online: state.status === 'ONLINE',
-      flapping: state.flapping !== undefined,
+      settlesAt: settlesAt(state),
     });
   }
 

@@ -215,7 +215,9 @@ async function applyUpdate(update: DeviceUpdate, deps: IngestDeps): Promise<Upda
       ...(update.deviceType ? { deviceType: update.deviceType } : {}),
     };
     const moveTo = cached?.online ? deadlineToMove(cached, update.lastSeen) : undefined;
-    if (moveTo !== undefined && cached) request.moveDeadline = { deadline: moveTo, policy: cached.policy };
+    if (moveTo !== undefined && cached) {
+      request.moveDeadline = { deadline: moveTo, policy: cached.policy, flapping: cached.settlesAt !== undefined };
+    }
 
     const touched = await deps.store.touch(request);
     units += touched.units ?? 0;
@@ -273,11 +275,12 @@ function canSkipWrite(cached: NonNullable<ReturnType<DeviceCache['get']>>, updat
  * message (Kinesis keeps a device on one container; SQS rarely does): an entry older than half the timeout is not
  * the previous message, and its deadline may be stale. Otherwise the sweep re-arms the deadline when it finds it. */
 function deadlineToMove(cached: NonNullable<ReturnType<DeviceCache['get']>>, lastSeen: number): number | undefined {
-  // A flapping device's deadline is bounded by when it settles: the sweep parks it.
-  if (cached.deadline === undefined || cached.flapping) return undefined;
+  if (cached.deadline === undefined) return undefined;
   const interval = lastSeen - cached.lastMessageAt;
   if (interval <= 0 || interval > cached.policy.timeoutMs / 2) return undefined;
-  const target = offlineAt(lastSeen, cached.policy);
+  // A flapping device's deadline is bounded by when it settles. Its `since` only grows, so a bound from a cached
+  // state is never later than the stored one allows.
+  const target = Math.min(offlineAt(lastSeen, cached.policy), cached.settlesAt ?? Number.POSITIVE_INFINITY);
   if (cached.deadline >= lastSeen + interval || target <= cached.deadline) return undefined;
   return target;
 }

@@ -21,9 +21,9 @@ export interface TouchRequest {
   typePolicy: Policy;
   /** When the message names its type, the stored type must be it. */
   deviceType?: string;
-  /** Move the deadline in the same write; requires the stored effective policy to equal `policy` and the device not
-   * to flap (its deadline is bounded by when it settles). */
-  moveDeadline?: { deadline: number; policy: Policy };
+  /** Move the deadline in the same write; requires the stored effective policy to equal `policy`, and unless the
+   * caller bounded the deadline by when the device settles (`flapping`), that the device does not flap. */
+  moveDeadline?: { deadline: number; policy: Policy; flapping: boolean };
 }
 
 export type TouchOutcome = Billed &
@@ -74,6 +74,8 @@ export interface ExpiredEntry {
   deadline: number;
   timeoutMs: number;
   precisionMs: number;
+  /** The device flaps (then it may also be offline): a re-arm would fail, so the sweep reads it instead. */
+  flapping: boolean;
 }
 
 export interface Page<T> {

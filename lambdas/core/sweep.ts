@@ -250,7 +250,7 @@ async function settle(
   const { store } = deps;
   let units = 0;
   let current: DeviceState | undefined;
-  if (readFirst) {
+  if (readFirst || entry.flapping) {
     current = await store.get(entry.deviceId);
   } else {
     const first = await store.rearm(entry.deviceId, policyOf(entry), cutoff);

@@ -44,14 +44,14 @@ export type Status = (typeof STATUS)[keyof typeof STATUS];
 /** Sparse index of online devices by the time they would be considered offline, sharded by device; a flapping
  * device stays in it while offline too, at the time it would settle (flap.ts). Projects only attributes that change
  * together with the keys, so a heartbeat that changes only `lastSeen` costs it nothing: `timeoutMs`/`precisionMs`
- * for the sweep, `deviceType` and the status for the online counts of GET /stats. A type or status change is a
+ * and the flapping mark for the sweep, `deviceType` and the status for the online counts of GET /stats. A type or status change is a
  * commit that rewrites the deadline in the same write, so projecting them adds no index write to any request
  * (heartbeats included) beyond those the deadline already causes. */
 export const DEADLINE_INDEX = {
   name: 'byDeadline',
   partitionKey: A.shard,
   sortKey: A.deadline,
-  projected: [A.deviceType, A.timeoutMs, A.precisionMs, A.status] as string[],
+  projected: [A.deviceType, A.timeoutMs, A.precisionMs, A.status, A.flapping] as string[],
 } as const;
 
 /** Sparse index of devices with notifications committed but not yet confirmed published. */

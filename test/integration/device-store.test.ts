@@ -83,10 +83,54 @@ describe('DynamoDeviceStore', () => {
       lastSeen: 120_000,
       expiresAt: 9,
       typePolicy: policy,
-      moveDeadline: { deadline: 420_000, policy },
+      moveDeadline: { deadline: 420_000, policy, flapping: false },
     });
     expect(out.applied).toBe(true);
     expect((await store.get('dev-1'))?.deadline).toBe(420_000);
+  });
+
+  it('a flapping device: the touch moves its deadline only when the caller bounded it by when it settles', async () => {
+    const flapping = { since: 100_000, windowMs: 600_000 };
+    await store.commit({
+      deviceId: 'flappy',
+      expect: { absent: true },
+      state: {
+        deviceType: 'meter',
+        ...policy,
+        lastSeen: 100_000,
+        status: 'ONLINE',
+        since: 100_000,
+        seq: 3,
+        shard: '0',
+        deadline: 400_000,
+        transitions: [0, 50_000, 100_000],
+        flapping,
+      },
+      append: [],
+      outboxShard: '0',
+      outboxAt: 100_000,
+    });
+    expect(await store.get('flappy')).toMatchObject({ transitions: [0, 50_000, 100_000], flapping });
+    const move = (flap: boolean) =>
+      store.touch({
+        deviceId: 'flappy',
+        lastSeen: flap ? 200_000 : 150_000,
+        expiresAt: 9,
+        typePolicy: policy,
+        moveDeadline: { deadline: 450_000, policy, flapping: flap },
+      });
+    expect((await move(false)).applied).toBe(false);
+    expect((await move(true)).applied).toBe(true);
+    const [entry] = (await store.queryExpired('0', 450_000, 10)).items;
+    expect(entry).toMatchObject({ deviceId: 'flappy', deadline: 450_000, flapping: true });
+    expect((await store.rearm('flappy', policy, 450_000)).applied).toBe(false); // the sweep parks it instead
+    const parked = await store.park({
+      deviceId: 'flappy',
+      deadline: 500_000,
+      expect: { seq: 3, status: 'ONLINE', policy },
+    });
+    expect(parked.applied).toBe(true);
+    expect(await store.get('flappy')).toMatchObject({ deadline: 500_000 });
   });
 
   it('rearm moves the deadline to lastSeen + timeout only while the device is alive at the cutoff', async () => {
