@@ -45,7 +45,8 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
       (item.override !== undefined || samePolicy(item, request.typePolicy)) &&
       (request.deviceType === undefined || item.deviceType === request.deviceType) &&
       (request.moveDeadline === undefined ||
-        (samePolicy(item, request.moveDeadline.policy) && item.flapping === undefined));
+        (samePolicy(item, request.moveDeadline.policy) &&
+          (request.moveDeadline.flapping || item.flapping === undefined)));
     if (!ok) return { applied: false, current: item && toState(item) };
     const before = toState(item);
     item.lastSeen = request.lastSeen;
@@ -226,6 +227,7 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
       deadline: item.deadline!,
       timeoutMs: item.timeoutMs,
       precisionMs: item.precisionMs,
+      flapping: item.flapping !== undefined,
     }));
     return page(entries, (e) => [e.deadline, e.deviceId], limit, cursor);
   }
