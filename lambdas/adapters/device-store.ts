@@ -309,8 +309,9 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
 
   /** Counted from the indexes, so the counts cannot drift from the devices: offline = a `Select: COUNT` of every
    * offline-index partition of each type; online = every deadline-index shard read with only `deviceType` and the
-   * status (a flapping offline device waits there to settle) and counted by type here. Partitions are read in parallel (bounded), each paged to its end. Eventually consistent,
-   * like any index read: a transition committed a moment ago may not be counted yet. */
+   * status (a flapping offline device waits there to settle) and counted by type here. Partitions are read in
+   * parallel (bounded), each paged to its end. Eventually consistent, like any index read: a transition committed a
+   * moment ago may not be counted yet. */
   async counts(deviceTypes: string[]): Promise<Record<string, TypeCounts>> {
     const totals = new Map<string, TypeCounts>(deviceTypes.map((type) => [type, { online: 0, offline: 0 }]));
     const offline = deviceTypes.flatMap((type) =>
