@@ -11,7 +11,7 @@ import { type ApiRequest, type ApiResponse, handleApi, loadApiConfig, parseDurat
 import { ApiError } from '../lambdas/core/errors.js';
 
 const USAGE = `usage: offline-detector <command> [args] (--url <function url> | --endpoint <dynamodb url> --table <name>)
-  status <deviceId>                       a device's state, policy and mute
+  status <deviceId>                       a device's state, policy, mute, flapping
   list [--type T] [--limit N] [--cursor C] [--all]
                                           offline devices, newest first
   stats                                   online/offline counts per device type
