@@ -3,12 +3,14 @@
 // in-memory model or DynamoDB Local), interleaved, with crashes injected between commit, publish and clear, and with
 // the watermark held back. Every run ends by draining the queue and sweeping past every timeout, then checks
 // I1 (no offline before lastSeen + timeout by the cutoff), I2 (every silent device reported) and I3 (per device,
-// online/offline alternate; duplicates identical).
+// online/offline alternate; duplicates identical). With flap damping on (trackers), I3 becomes: the reported state
+// alternates, a device.flapping is followed by nothing but its settled state, and every device ends settled.
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { type IngestConfig, loadIngestConfig } from '../../lambdas/core/config.js';
 import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
+import { flapDampingByType } from '../../lambdas/core/flap.js';
 import { type IngestDeps, ingestBatch } from '../../lambdas/core/ingest.js';
 import type { CommitRequest, DeviceStore, EventPublisher } from '../../lambdas/core/ports.js';
 import { type SweepDeps, type SweepJob, sweepShard } from '../../lambdas/core/sweep.js';
@@ -25,6 +27,8 @@ type TypeName = keyof typeof MODEL_TYPES;
 const SHARDS = 2;
 const REPUBLISH_AFTER_MS = 2_000;
 const MAX_WINDOW = Math.max(...Object.values(MODEL_TYPES).map((p) => p.timeoutMs + p.precisionMs));
+/** Flap damping of trackers when a scenario runs with `flap`: short enough that busy devices flap often. */
+const FLAP = { transitions: 3, windowMs: 8_000 };
 const T0 = 1_700_000_000_000;
 
 type Crash = 'none' | 'publish-before' | 'publish-after' | 'publish-partial' | 'commit-after' | 'clear';
@@ -161,7 +165,7 @@ export interface ScenarioStats {
 export async function runScenario(
   scenario: Scenario,
   base: DeviceStore,
-  options: { prefix?: string; mutant?: Mutant; stats?: ScenarioStats } = {},
+  options: { prefix?: string; mutant?: Mutant; stats?: ScenarioStats; flap?: boolean } = {},
 ): Promise<void> {
   const prefix = options.prefix ?? '';
   const stats = options.stats;
@@ -172,7 +176,12 @@ export async function runScenario(
     return t;
   };
   const config: IngestConfig = {
-    ...loadIngestConfig({ TABLE_NAME: 'model', DEVICE_TYPES: JSON.stringify(MODEL_TYPES) }),
+    ...loadIngestConfig({
+      TABLE_NAME: 'model',
+      DEVICE_TYPES: JSON.stringify(
+        options.flap ? { ...MODEL_TYPES, tracker: { ...MODEL_TYPES.tracker, flap: FLAP } } : MODEL_TYPES,
+      ),
+    }),
     shardCount: SHARDS,
     writeConcurrency: 4,
   };
@@ -332,6 +341,7 @@ export async function runScenario(
         pageSize: action.pageSize ?? 50,
         concurrency: 3,
         republishAfterMs: options.mutant === 'no-republish' ? 1e12 : REPUBLISH_AFTER_MS,
+        flapDamping: flapDampingByType(config.deviceTypes),
       },
       store: storeFor(action, random, (request) => offline.push(request)),
       publisher: publisher(action),
@@ -412,13 +422,15 @@ export async function runScenario(
   }
   if (pending.length > 0) violations.push(`ingest never caught up: ${pending.length} messages pending`);
   for (let next = queue.jobs.shift(); next; next = queue.jobs.shift()) await sweep(next.job, calm);
-  clock.t += MAX_WINDOW;
+  // With damping, a device that flapped until the end goes offline (held) and settles a window later.
+  clock.t += MAX_WINDOW + (options.flap ? FLAP.windowMs : 0);
   const finalCutoff = clock.t;
-  for (const pass of [0, 1]) {
+  const passes = options.flap ? [0, 1, 2] : [0, 1];
+  for (const pass of passes) {
     watermarks.set(caughtUpTo());
     for (let shard = 0; shard < SHARDS; shard++) await sweep({ shard: String(shard) }, calm);
     for (let next = queue.jobs.shift(); next; next = queue.jobs.shift()) await sweep(next.job, calm);
-    if (pass === 0) clock.t += REPUBLISH_AFTER_MS; // then every outbox left behind is re-published
+    if (pass === passes.length - 2) clock.t += REPUBLISH_AFTER_MS; // then every outbox left behind is re-published
   }
 
   for (const deviceId of deviceIds) {
@@ -439,21 +451,28 @@ export async function runScenario(
       if (!seen) first.set(event.eventId, event);
       else if (!isDeepStrictEqual(seen, event)) violations.push(`I3: ${event.eventId} published with two contents`);
     }
-    // I3: first publications in seq order, one per transition, alternating online (odd) / offline (even).
-    const distinct = [...first.values()];
+    const distinct = [...first.values()].sort((a, b) => a.seq - b.seq);
     if (stats) {
       stats.offlineEvents += distinct.filter((e) => e.type === 'device.offline').length;
       stats.onlineEvents += distinct.filter((e) => e.type === 'device.online').length;
     }
-    distinct.forEach((event, i) => {
-      const expected = i % 2 === 0 ? 'device.online' : 'device.offline';
-      if (event.seq !== i + 1 || event.type !== expected) {
-        violations.push(`I3: ${deviceId} event #${i + 1} is ${event.type} seq ${event.seq}`);
-      }
+    for (const event of distinct) {
       if (!times.includes(event.lastSeen)) violations.push(`${event.eventId}: lastSeen was never sent`);
-    });
-    if (state && distinct.length !== state.seq) {
-      violations.push(`I4: ${deviceId} committed ${state.seq} transitions, published ${distinct.length}`);
+    }
+    if (options.flap) {
+      violations.push(...dampedOrder(deviceId, distinct));
+      if (state?.flapping) violations.push(`I3: ${deviceId} never settled`);
+    } else {
+      // I3: first publications in seq order, one per transition, alternating online (odd) / offline (even).
+      distinct.forEach((event, i) => {
+        const expected = i % 2 === 0 ? 'device.online' : 'device.offline';
+        if (event.seq !== i + 1 || event.type !== expected) {
+          violations.push(`I3: ${deviceId} event #${i + 1} is ${event.type} seq ${event.seq}`);
+        }
+      });
+      if (state && distinct.length !== state.seq) {
+        violations.push(`I4: ${deviceId} committed ${state.seq} transitions, published ${distinct.length}`);
+      }
     }
     const last = distinct[distinct.length - 1];
     if (last && last.lastSeen < Math.max(...times) - precisionMs) {
@@ -466,4 +485,22 @@ export async function runScenario(
     }
   }
   if (violations.length > 0) throw new Error(violations.join('\n'));
+}
+
+/** I3 with flap damping, over a device's distinct events in seq order: the reported state alternates, and once
+ * device.flapping is out, the next event is the settled state (which may repeat the state reported before), not
+ * before the device was stable for the window. That it settles on time is shown by the operator and flap tests. */
+function dampedOrder(deviceId: string, events: DeviceEvent[]): string[] {
+  const violations: string[] = [];
+  let reported: 'ONLINE' | 'OFFLINE' | 'FLAPPING' | undefined;
+  for (const event of events) {
+    const state = event.type === 'device.online' ? 'ONLINE' : event.type === 'device.offline' ? 'OFFLINE' : 'FLAPPING';
+    const ok = reported === 'FLAPPING' ? event.settled === true : !event.settled && state !== reported;
+    if (!ok) violations.push(`I3: ${deviceId} ${event.eventId} ${event.type} after ${reported ?? 'nothing'}`);
+    if (event.settled && event.detectedAt < event.since + FLAP.windowMs) {
+      violations.push(`I3: ${event.eventId} settled before the device was stable for the window`);
+    }
+    reported = state;
+  }
+  return violations;
 }
