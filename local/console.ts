@@ -57,7 +57,7 @@ export class RunConsole {
       event.type === 'device.offline'
         ? `silent since ${clock(event.lastSeen - startedAt)}, offline at ${clock(event.since - startedAt)}, detected +${seconds(event.detectedAt - event.since)}`
         : `back at ${clock(event.since - startedAt)}`;
-    const label = event.type === 'device.offline' ? 'OFFLINE' : 'ONLINE ';
+    const label = event.type === 'device.offline' ? 'OFFLINE' : event.type === 'device.online' ? 'ONLINE ' : 'FLAPPING';
     this.line(`  ${clock(elapsedMs).padStart(5)} ${label} ${event.deviceId.padEnd(14)} ${detail}`);
   }
 

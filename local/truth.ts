@@ -162,7 +162,7 @@ export class Truth {
     if (event.type === 'device.online') {
       this.onlineEvents++;
       bucket.online++;
-    } else {
+    } else if (event.type === 'device.offline') {
       this.offlineEvents++;
       bucket.offline++;
     }
@@ -174,7 +174,9 @@ export class Truth {
     if (event.seq > device.statusSeq) {
       if (device.status === 'online') this.online--;
       if (device.status === 'offline') this.offline--;
-      device.status = event.type === 'device.online' ? 'online' : 'offline';
+      // device.flapping (flap damping) carries the state its transition led to.
+      const online = event.type === 'device.online' || event.status === 'ONLINE';
+      device.status = online ? 'online' : 'offline';
       device.statusSeq = event.seq;
       if (device.status === 'online') this.online++;
       else this.offline++;
