@@ -56,6 +56,9 @@ export interface FlapDampingOptions {
   readonly window: Duration;
 }
 
+/** The device table's indexes. */
+export type IndexName = typeof DEADLINE_INDEX.name | typeof OUTBOX_INDEX.name | typeof OFFLINE_INDEX.name;
+
 export interface SqsIngestOptions {
   /** An existing queue devices already send to. @default a new queue with a dead-letter queue */
   readonly queue?: sqs.IQueue;
@@ -131,6 +134,13 @@ export interface OfflineDetectorProps {
   readonly housekeepingTtl?: Duration;
   /** Table capacity. @default on-demand */
   readonly billing?: dynamodb.Billing;
+  /** Pre-warmed throughput (DynamoDB warm throughput, billed once per increase) for the table and each index by
+   * name, so that a mass disconnect or reconnect is absorbed at once instead of throttling while on-demand capacity
+   * scales up. See the README's sizing for a storm. @default none */
+  readonly warmThroughput?: {
+    readonly table?: dynamodb.WarmThroughput;
+    readonly indexes?: { readonly [index in IndexName]?: dynamodb.WarmThroughput };
+  };
   /** Table encryption at rest. @default the AWS managed key (aws/dynamodb) */
   readonly tableEncryption?: dynamodb.TableEncryptionV2;
   /** What happens to the table, keys and queues when removed from the stack. @default RETAIN */
@@ -219,6 +229,10 @@ export class OfflineDetector extends Construct {
     const deviceTypesJson = this.deviceTypesJson(props, tolerance);
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
+    const warm = (index: IndexName) => {
+      const warmThroughput = props.warmThroughput?.indexes?.[index];
+      return warmThroughput ? { warmThroughput } : {};
+    };
     // ── Devices table (DESIGN.md §3). SSE with the AWS managed key by default: encrypted at rest with key use
     // logged in CloudTrail, no key policy to maintain and no kms grants for the Lambdas; pass a customer key via
     // `tableEncryption` where policy demands one (the grants below then include it).
@@ -230,6 +244,7 @@ export class OfflineDetector extends Construct {
       timeToLiveAttribute: TTL_ATTRIBUTE,
       deletionProtection: removalPolicy === RemovalPolicy.RETAIN,
       removalPolicy,
+      ...(props.warmThroughput?.table ? { warmThroughput: props.warmThroughput.table } : {}),
       globalSecondaryIndexes: [
         {
           // Sparse and sharded: only online devices carry `shard`/`deadline`; the projection holds only what
@@ -239,12 +254,14 @@ export class OfflineDetector extends Construct {
           sortKey: { name: DEADLINE_INDEX.sortKey, type: dynamodb.AttributeType.NUMBER },
           projectionType: dynamodb.ProjectionType.INCLUDE,
           nonKeyAttributes: [...DEADLINE_INDEX.projected],
+          ...warm(DEADLINE_INDEX.name),
         },
         {
           indexName: OUTBOX_INDEX.name,
           partitionKey: { name: OUTBOX_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
           sortKey: { name: OUTBOX_INDEX.sortKey, type: dynamodb.AttributeType.NUMBER },
           projectionType: dynamodb.ProjectionType.KEYS_ONLY,
+          ...warm(OUTBOX_INDEX.name),
         },
         {
           // Sparse and sharded like the deadline index: only OFFLINE devices carry its keys (set and removed by the
@@ -254,6 +271,7 @@ export class OfflineDetector extends Construct {
           sortKey: { name: OFFLINE_INDEX.sortKey, type: dynamodb.AttributeType.STRING },
           projectionType: dynamodb.ProjectionType.INCLUDE,
           nonKeyAttributes: [...OFFLINE_INDEX.projected],
+          ...warm(OFFLINE_INDEX.name),
         },
       ],
     });

@@ -411,6 +411,31 @@ describe('OfflineDetectorStack (defaults)', () => {
   });
 });
 
+describe('OfflineDetector (storm sizing)', () => {
+  it('pre-warms the table and the named indexes when asked, and nothing by default', () => {
+    const { template } = construct({
+      warmThroughput: {
+        table: { writeUnitsPerSecond: 40_000 },
+        indexes: { byOutbox: { writeUnitsPerSecond: 40_000 }, byOffline: { writeUnitsPerSecond: 20_000 } },
+      },
+    });
+    const [, table] = only(template, 'AWS::DynamoDB::GlobalTable');
+    const props = table.Properties as {
+      WarmThroughput?: unknown;
+      GlobalSecondaryIndexes: Array<{ IndexName: string; WarmThroughput?: unknown }>;
+    };
+    expect(props.WarmThroughput).toEqual({ WriteUnitsPerSecond: 40_000 });
+    const warm = Object.fromEntries(props.GlobalSecondaryIndexes.map((i) => [i.IndexName, i.WarmThroughput]));
+    expect(warm).toEqual({
+      byDeadline: undefined,
+      byOutbox: { WriteUnitsPerSecond: 40_000 },
+      byOffline: { WriteUnitsPerSecond: 20_000 },
+    });
+    const plain = only(construct({}).template, 'AWS::DynamoDB::GlobalTable')[1].Properties as Record<string, unknown>;
+    expect(JSON.stringify(plain)).not.toContain('WarmThroughput');
+  });
+});
+
 describe('OfflineDetectorStack (context)', () => {
   it('adds a Kinesis source configured for real traffic', () => {
     const { stack, template } = stackWith({ kinesis: '4' });
