@@ -86,6 +86,7 @@ function report(result: IngestResult) {
   count('StaleMessages', stats.stale);
   count('WriteFailures', stats.failedWrites);
   count('OnlineTransitions', stats.onlineTransitions);
+  count('FlapStarted', stats.flapStarted);
   count('WriteUnits', stats.writeUnits);
   count('EventsPublished', stats.published);
   count('PublishFailures', stats.publishFailures);

@@ -48,6 +48,7 @@ export function report(stats: SweepStats): void {
   const count = (name: string, value: number) => metrics.addMetric(name, MetricUnit.Count, value);
   count('ItemsScanned', stats.scanned);
   count('OfflineTransitions', stats.offline);
+  count('FlapStarted', stats.flapStarted);
   count('FlapSettled', stats.settled);
   count('Rearms', stats.rearmed);
   count('Continuations', stats.continued ? 1 : 0);

@@ -238,6 +238,8 @@ export class OfflineDetectorDashboard extends Construct {
           graph('Transitions (per minute)', [
             app('sweep', 'OfflineTransitions'),
             app('ingest', 'OnlineTransitions'),
+            app('sweep', 'FlapStarted'),
+            app('ingest', 'FlapStarted'),
             app('sweep', 'FlapSettled'),
           ]),
           graph(

@@ -65,6 +65,11 @@ export function transitionEvents(state: Transitioned, starts: boolean, detectedA
   return [transitionEvent(state.status === STATUS.online ? 'device.online' : 'device.offline', state, detectedAt)];
 }
 
+/** The commit that produced `after` started the device's flapping (its own seq carries the flapping event). */
+export function startedFlapping(after: Pick<DeviceState, 'seq' | 'outbox'>): boolean {
+  return after.outbox.some((event) => event.type === 'device.flapping' && event.seq === after.seq);
+}
+
 /** When a flapping device settles if nothing changes: `windowMs` after its last transition. */
 export function settlesAt(state: Pick<DeviceState, 'since' | 'flapping'>): number | undefined {
   return state.flapping ? state.since + state.flapping.windowMs : undefined;

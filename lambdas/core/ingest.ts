@@ -4,7 +4,7 @@ import { mapLimit } from './concurrency.js';
 import type { IngestConfig } from './config.js';
 import { type DeviceState, policyOf } from './device.js';
 import type { DeviceCache } from './device-cache.js';
-import { deadlineOf, flapFieldsOf, recordTransition, transitionEvents } from './flap.js';
+import { deadlineOf, flapFieldsOf, recordTransition, startedFlapping, transitionEvents } from './flap.js';
 import { type Parsed, type Probe, parsePayload, type RejectReason } from './message.js';
 import { relayOutboxes } from './outbox.js';
 import { offlineAt, type Policy, samePolicy } from './policy.js';
@@ -54,6 +54,8 @@ export interface IngestStats {
   stale: number;
   failedWrites: number;
   onlineTransitions: number;
+  /** Online transitions that started a device's flapping (published device.flapping instead). */
+  flapStarted: number;
   newDevices: number;
   deadlineMoves: number;
   writeUnits: number;
@@ -166,6 +168,7 @@ export async function ingestBatch(
         if (outcome.isNew) stats.newDevices++;
         // Published or held by flap damping; an unannounced registration is not one.
         if (!outcome.isNew || config.announceNewDevices) stats.onlineTransitions++;
+        if (startedFlapping(outcome.after)) stats.flapStarted++;
         transitions.push(outcome.after);
         break;
       case 'failed':
@@ -357,6 +360,7 @@ function emptyStats(records: number): IngestStats {
     stale: 0,
     failedWrites: 0,
     onlineTransitions: 0,
+    flapStarted: 0,
     newDevices: 0,
     deadlineMoves: 0,
     writeUnits: 0,

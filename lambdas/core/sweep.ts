@@ -4,7 +4,7 @@
 // silent. No AWS here: ports only.
 import { mapLimit } from './concurrency.js';
 import { type DeviceState, policyOf, transitionEvent } from './device.js';
-import { deadlineOf, flapFieldsOf, recordTransition, settlesAt, transitionEvents } from './flap.js';
+import { deadlineOf, flapFieldsOf, recordTransition, settlesAt, startedFlapping, transitionEvents } from './flap.js';
 import { relayOutboxes } from './outbox.js';
 import { type FlapDamping, offlineAt, type Policy } from './policy.js';
 import type { Billed, CommitRequest, DeviceStore, EventPublisher, ExpiredEntry } from './ports.js';
@@ -70,6 +70,8 @@ export interface SweepStats {
   scanned: number;
   /** Offline transitions committed (those of a flapping device publish nothing). */
   offline: number;
+  /** Offline transitions that started a device's flapping (published device.flapping instead). */
+  flapStarted: number;
   /** Flapping devices found stable for their window: their settled state was published. */
   settled: number;
   rearmed: number;
@@ -178,6 +180,7 @@ async function sweepExpired(
       stats.writeUnits += outcome.units;
       if (outcome.kind === 'offline') {
         stats.offline++;
+        if (startedFlapping(outcome.after)) stats.flapStarted++;
         transitions.push(outcome.after);
         stats.latenessMs.push(t - (outcome.after.lastSeen + outcome.after.timeoutMs));
       } else if (outcome.kind === 'settled') {
@@ -413,6 +416,7 @@ function emptyStats(shard: string): SweepStats {
     pages: 0,
     scanned: 0,
     offline: 0,
+    flapStarted: 0,
     settled: 0,
     rearmed: 0,
     skipped: 0,

@@ -414,6 +414,7 @@ describe('sweep on DynamoDB Local and fauxqs', () => {
       pages: 1,
       scanned: 3,
       offline: 2,
+      flapStarted: 1,
       settled: 1,
       rearmed: 1,
       skipped: 0,
@@ -431,6 +432,7 @@ describe('sweep on DynamoDB Local and fauxqs', () => {
     expect(names.sort()).toEqual(
       [
         'OfflineTransitions',
+        'FlapStarted',
         'FlapSettled',
         'Rearms',
         'ItemsScanned',

@@ -144,6 +144,9 @@ export function harness(options: HarnessOptions = {}) {
 }
 export type Harness = ReturnType<typeof harness>;
 
-export function total(stats: SweepStats[], key: 'offline' | 'rearmed' | 'skipped' | 'scanned' | 'republished') {
+export function total(
+  stats: SweepStats[],
+  key: 'offline' | 'rearmed' | 'skipped' | 'scanned' | 'republished' | 'flapStarted' | 'settled',
+) {
   return stats.reduce((sum, s) => sum + s[key], 0);
 }

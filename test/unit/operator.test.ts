@@ -11,7 +11,7 @@ import {
   stats,
   unmute,
 } from '../../lambdas/core/admin.js';
-import { type Harness, harness, T0, TYPES } from '../support/sweep-harness.js';
+import { type Harness, harness, T0, TYPES, total } from '../support/sweep-harness.js';
 
 const TRACKER = TYPES.tracker.timeoutMs;
 
@@ -226,12 +226,12 @@ describe('flap damping', () => {
     await h.send(['d'], T0, 'tracker');
     await sweepAt(h, T0 + TRACKER);
     h.clock.t = T0 + 100_000;
-    await h.send(['d'], T0 + 100_000, 'tracker');
+    return h.send(['d'], T0 + 100_000, 'tracker');
   }
 
   it('K transitions within W publish one device.flapping; later ones publish nothing; stable for W, the settled state goes out once', async () => {
     const h = flappy();
-    await startFlapping(h);
+    expect((await startFlapping(h)).stats).toMatchObject({ onlineTransitions: 1, flapStarted: 1 });
     expect(flapSummary(h, 'd')).toEqual([
       ['device.online', 1, 0, '-'],
       ['device.offline', 2, TRACKER, '-'],
@@ -294,8 +294,9 @@ describe('flap damping', () => {
 
   it('an offline transition can start the flapping; a mute holds the settled offline event until it ends', async () => {
     const h = flappy(4);
-    await startFlapping(h); // three transitions: not yet
-    await sweepAt(h, T0 + 190_000); // the fourth
+    expect((await startFlapping(h)).stats.flapStarted).toBe(0); // three transitions: not yet
+    h.clock.t = T0 + 190_000;
+    expect(total(await h.sweepAll(), 'flapStarted')).toBe(1); // the fourth
     expect(flapSummary(h, 'd')).toEqual([
       ['device.online', 1, 0, '-'],
       ['device.offline', 2, TRACKER, '-'],
