@@ -203,11 +203,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     const x = new Expression();
     const { expect } = request;
     const update = `SET ${x.name(A.deadline)} = ${x.value(request.deadline)}`;
-    const conditions = [
-      `${x.name(A.seq)} = ${x.value(expect.seq)}`,
-      `${x.name(A.status)} = ${x.value(expect.status)}`,
-      policyEquals(x, expect.policy),
-    ];
+    const conditions = [unchanged(x, expect)];
     if (expect.mutedUntil !== undefined) conditions.push(`${x.name(A.mutedUntil)} = ${x.value(expect.mutedUntil)}`);
     const input = x.input(this.tableName, request.deviceId, update, conditions.join(' AND '));
     return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_OLD' }, (item) => ({
@@ -232,11 +228,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     else if (request.mutedUntil !== undefined) sets.push(`${x.name(A.mutedUntil)} = ${x.value(request.mutedUntil)}`);
     if (request.deadline !== undefined) sets.push(`${x.name(A.deadline)} = ${x.value(request.deadline)}`);
     const { expect } = request;
-    const condition = [
-      `${x.name(A.seq)} = ${x.value(expect.seq)}`,
-      `${x.name(A.status)} = ${x.value(expect.status)}`,
-      policyEquals(x, expect.policy),
-    ].join(' AND ');
+    const condition = unchanged(x, expect);
     const update = [
       sets.length > 0 ? `SET ${sets.join(', ')}` : '',
       removes.length > 0 ? `REMOVE ${removes.join(', ')}` : '',
@@ -465,6 +457,12 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     );
     return out.Item;
   }
+}
+
+/** The item is still at this seq and status with this effective policy: nothing an operator or sweep decision was
+ * taken from has changed. */
+function unchanged(x: Expression, expect: { seq: number; status: Status; policy: Policy }): string {
+  return `${x.name(A.seq)} = ${x.value(expect.seq)} AND ${x.name(A.status)} = ${x.value(expect.status)} AND ${policyEquals(x, expect.policy)}`;
 }
 
 function policyEquals(x: Expression, policy: Policy): string {

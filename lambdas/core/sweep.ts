@@ -215,15 +215,18 @@ type Judgement =
 export function judge(current: DeviceState | undefined, cutoff: number): Judgement {
   if (!current) return { kind: 'skip' };
   const settles = settlesAt(current);
-  const mutedUntil = current.mutedUntil !== undefined && current.mutedUntil > cutoff ? current.mutedUntil : undefined;
   // Silent but muted: stay where it is, parked in the deadline index at the mute's end, where the sweep finds it
   // again and reports it then if it is still silent. Nothing is committed, so nothing is published during the mute.
-  const hold = { kind: 'park', deadline: mutedUntil!, mutedUntil } as const;
+  const { mutedUntil } = current;
+  const hold =
+    mutedUntil !== undefined && mutedUntil > cutoff
+      ? ({ kind: 'park', deadline: mutedUntil, mutedUntil } as const)
+      : undefined;
   if (current.status === STATUS.offline) {
     // In the index only while it flaps (else the entry lags behind the item, or a duplicate job got there first):
     // stable offline for the window, it settles offline, which is an offline event and so waits for a mute's end.
     if (settles === undefined || settles > cutoff) return { kind: 'skip' };
-    return mutedUntil !== undefined ? hold : { kind: 'settle' };
+    return hold ?? { kind: 'settle' };
   }
   if (current.status !== STATUS.online) return { kind: 'skip' };
   const policy = policyOf(current);
@@ -233,8 +236,7 @@ export function judge(current: DeviceState | undefined, cutoff: number): Judgeme
   if (offline > cutoff) {
     return settles === undefined ? { kind: 'rearm', policy } : { kind: 'park', deadline: Math.min(offline, settles) };
   }
-  if (mutedUntil !== undefined) return hold;
-  return { kind: 'offline' };
+  return hold ?? { kind: 'offline' };
 }
 
 /** Settles one index entry. In steady state the re-arm comes first, because most entries found are alive devices

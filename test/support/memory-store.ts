@@ -99,9 +99,7 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     const { expect } = request;
     const ok =
       item !== undefined &&
-      item.seq === expect.seq &&
-      item.status === expect.status &&
-      samePolicy(item, expect.policy) &&
+      unchanged(item, expect) &&
       (expect.mutedUntil === undefined || item.mutedUntil === expect.mutedUntil);
     if (!ok || !item) return { applied: false, current: item && toState(item) };
     const before = toState(item);
@@ -112,8 +110,7 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
   async update(request: AdminUpdate): Promise<CommitOutcome> {
     const item = this.items.get(request.deviceId);
     const { expect } = request;
-    const ok =
-      item !== undefined && item.seq === expect.seq && item.status === expect.status && samePolicy(item, expect.policy);
+    const ok = item !== undefined && unchanged(item, expect);
     if (!ok || !item) return { applied: false, current: item && toState(item) };
     if (request.override === null) delete item.override;
     else if (request.override) item.override = { ...request.override };
@@ -259,6 +256,10 @@ function page<T>(all: T[], key: (item: T) => [number, string], limit: number, cu
     : all;
   const items = rest.slice(0, limit);
   return rest.length > limit ? { items, next: JSON.stringify(key(items[items.length - 1]!)) } : { items };
+}
+
+function unchanged(item: StoredDevice, expect: { seq: number; status: string; policy: Policy }): boolean {
+  return item.seq === expect.seq && item.status === expect.status && samePolicy(item, expect.policy);
 }
 
 function samePolicy(item: Policy, policy: Policy): boolean {
