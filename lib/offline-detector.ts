@@ -16,8 +16,14 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { DEFAULT_DEVICE_TYPES, ENV, type FieldMap, METRICS_NAMESPACE } from '../lambdas/core/config.js';
-import { type DeviceTypeConfig, parseDeviceTypes } from '../lambdas/core/policy.js';
+import {
+  checkInvariants,
+  DEFAULT_DEVICE_TYPES,
+  ENV,
+  type FieldMap,
+  METRICS_NAMESPACE,
+} from '../lambdas/core/config.js';
+import { type DeviceTypeConfig, type DeviceTypes, parseDeviceTypes } from '../lambdas/core/policy.js';
 import {
   DEADLINE_INDEX,
   DEFAULT_SHARD_COUNT,
@@ -81,8 +87,9 @@ export interface KinesisIngestOptions {
   readonly batchSize?: number;
   /** @default 1 second */
   readonly maxBatchingWindow?: Duration;
-  /** Concurrent batches per shard. Keep 1: watermark probes rely on per-shard order, which a factor above 1 keeps
-   * only per partition key (DESIGN.md §5.3); scale with shards instead. @default 1 */
+  /** Concurrent batches per shard. Must be 1; anything else is refused at synth (and by the Kinesis ingest at
+   * start, from KINESIS_PARALLELIZATION_FACTOR): watermark probes rely on per-shard order, which a factor above 1
+   * keeps only per partition key (DESIGN.md §5.3). Scale with shards instead. @default 1 */
   readonly parallelizationFactor?: number;
   /** Records older than this go to the on-failure queue instead of being retried. @default 12 hours */
   readonly maxRecordAge?: Duration;
@@ -130,7 +137,9 @@ export interface OfflineDetectorProps {
   readonly offlineTopic?: sns.ITopic;
   /** Topic the alarms notify. @default a new KMS-encrypted ops topic */
   readonly alarmTopic?: sns.ITopic;
-  /** Devices silent this long are forgotten (DynamoDB TTL; housekeeping only). @default 30 days */
+  /** Devices silent this long are forgotten (DynamoDB TTL; housekeeping only). A whole number of days that must
+   * outlast every device type's timeout + precision (+ flap window): a shorter one is refused at synth, since a
+   * silent device could be deleted before it is reported. @default 30 days */
   readonly housekeepingTtl?: Duration;
   /** Table capacity. @default on-demand */
   readonly billing?: dynamodb.Billing;
@@ -227,6 +236,16 @@ export class OfflineDetector extends Construct {
       throw new Error('OfflineDetector needs an ingest source: sqsIngest, kinesisIngest or both');
     }
     const deviceTypesJson = this.deviceTypesJson(props, tolerance);
+    const housekeepingTtlDays = (props.housekeepingTtl ?? Duration.days(30)).toDays();
+    const kinesisParallelizationFactor = props.kinesisIngest
+      ? (props.kinesisIngest.parallelizationFactor ?? 1)
+      : undefined;
+    // The Lambdas' own check, on what they will read: refused here at synth rather than at their cold start.
+    checkInvariants({
+      deviceTypes: deviceTypesJson.parsed,
+      housekeepingTtlMs: Duration.days(housekeepingTtlDays).toMilliseconds(),
+      kinesisParallelizationFactor,
+    });
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
     const warm = (index: IndexName) => {
@@ -371,6 +390,7 @@ export class OfflineDetector extends Construct {
       [ENV.shardCount]: String(shardCount),
       [ENV.deviceTypes]: deviceTypesJson.json,
       [ENV.defaultDeviceType]: deviceTypesJson.defaultType,
+      [ENV.housekeepingTtlDays]: String(housekeepingTtlDays), // ingest writes it; every loader checks it
       [ENV.onlineTopicArn]: this.onlineTopic.topicArn,
       [ENV.offlineTopicArn]: this.offlineTopic.topicArn,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
@@ -382,7 +402,6 @@ export class OfflineDetector extends Construct {
       [ENV.deviceTsSkewMs]: String((props.deviceTimestampSkew ?? Duration.millis(0)).toMilliseconds()),
       [ENV.announceNewDevices]: String(props.announceNewDevices ?? true),
       [ENV.probeMaxBacklog]: String(props.probeMaxBacklog ?? 10),
-      [ENV.housekeepingTtlDays]: String((props.housekeepingTtl ?? Duration.days(30)).toDays()),
       [ENV.rejectsQueueUrl]: this.rejectsQueue.queueUrl,
       [ENV.ingestQueueUrls]: ingestQueueUrls,
       ...(props.fieldMap ? { [ENV.fieldMap]: JSON.stringify(props.fieldMap) } : {}),
@@ -457,7 +476,11 @@ export class OfflineDetector extends Construct {
       const fn = newFunction('IngestKinesisFunction', HANDLER_ENTRIES.ingestKinesis, {
         timeout: Duration.seconds(60),
         memorySize: 1024,
-        environment: { ...ingestEnv, [ENV.ingestStreamArns]: ingestStreamArns },
+        environment: {
+          ...ingestEnv,
+          [ENV.ingestStreamArns]: ingestStreamArns,
+          [ENV.kinesisParallelizationFactor]: String(kinesisParallelizationFactor),
+        },
         description: 'offline-detector: Kinesis ingest (coalesce, conditional write, online transitions)',
       });
       fn.addEventSource(
@@ -465,7 +488,7 @@ export class OfflineDetector extends Construct {
           startingPosition: kinesisIngest.startingPosition ?? lambda.StartingPosition.LATEST,
           batchSize: kinesisIngest.batchSize ?? 500,
           maxBatchingWindow: kinesisIngest.maxBatchingWindow ?? Duration.seconds(1),
-          parallelizationFactor: kinesisIngest.parallelizationFactor ?? 1,
+          parallelizationFactor: kinesisParallelizationFactor, // 1: checked above
           bisectBatchOnError: kinesisIngest.bisectBatchOnError ?? true,
           // Half the default 24 h retention: a stuck record reaches the failure queue before the stream expires it.
           maxRecordAge: kinesisIngest.maxRecordAge ?? Duration.hours(12),
@@ -546,7 +569,7 @@ export class OfflineDetector extends Construct {
           [ENV.shardCount]: String(shardCount), // GET /stats reads every deadline-index shard
           [ENV.deviceTypes]: deviceTypesJson.json,
           [ENV.defaultDeviceType]: deviceTypesJson.defaultType,
-          [ENV.housekeepingTtlDays]: String((props.housekeepingTtl ?? Duration.days(30)).toDays()),
+          [ENV.housekeepingTtlDays]: String(housekeepingTtlDays),
           POWERTOOLS_SERVICE_NAME: SERVICE.api,
           NODE_OPTIONS: '--enable-source-maps',
         },
@@ -643,7 +666,10 @@ export class OfflineDetector extends Construct {
 
   /** Device types as the Lambdas read them (DEVICE_TYPES), validated here with the Lambdas' own parser so a bad
    * configuration fails at synth rather than at cold start; also checks the watermark bound of DESIGN.md §5.3. */
-  private deviceTypesJson(props: OfflineDetectorProps, tolerance: Duration): { json: string; defaultType: string } {
+  private deviceTypesJson(
+    props: OfflineDetectorProps,
+    tolerance: Duration,
+  ): { json: string; defaultType: string; parsed: DeviceTypes } {
     const raw: Record<string, DeviceTypeConfig> = {};
     if (props.deviceTypes) {
       for (const [name, t] of Object.entries(props.deviceTypes)) {
@@ -671,6 +697,6 @@ export class OfflineDetector extends Construct {
         );
       }
     }
-    return { json: JSON.stringify(raw), defaultType };
+    return { json: JSON.stringify(raw), defaultType, parsed };
   }
 }

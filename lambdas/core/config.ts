@@ -34,6 +34,8 @@ export const ENV = {
   outboxRepublishAfterMs: 'OUTBOX_REPUBLISH_AFTER_MS',
   ingestQueueUrls: 'INGEST_QUEUE_URLS',
   ingestStreamArns: 'INGEST_STREAM_ARNS',
+  /** The Kinesis event source mapping's ParallelizationFactor, mirrored so the ingest can refuse one above 1. */
+  kinesisParallelizationFactor: 'KINESIS_PARALLELIZATION_FACTOR',
 } as const;
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -126,8 +128,70 @@ export function loadDeviceTypes(env: Env): DeviceTypes {
   return parseDeviceTypes(raw, defaultType);
 }
 
+const DAY_MS = 24 * 3600_000;
+
+function loadHousekeepingTtlMs(env: Env): number {
+  return intSetting(env, ENV.housekeepingTtlDays, 30, 1, 3650) * DAY_MS;
+}
+
+/** What `checkInvariants` judges: the settings whose combination can break the detector's promises. */
+export interface InvariantInputs {
+  deviceTypes: DeviceTypes;
+  /** DynamoDB TTL of a device item after its last message (`expiresAt = lastSeen + housekeepingTtl`). */
+  housekeepingTtlMs: number;
+  /** The Kinesis event source's parallelization factor, where there is one. */
+  kinesisParallelizationFactor?: number;
+}
+
+function showMs(ms: number): string {
+  const days = ms / DAY_MS;
+  return `${ms} ms (${Number.isInteger(days) ? days : days.toFixed(2)} days)`;
+}
+
+/** Refuses configuration under which the detector would break its own promises, with a message that says what and
+ * why. Called at Lambda start (loadIngestConfig, loadSweepConfig) and by the CDK construct at synth, so the rule
+ * lives here only. It refuses only what breaks an invariant; it asks for no safety margin.
+ *
+ * - The housekeeping TTL must outlast, for every device type, the time a silent device waits to be reported:
+ *   `timeout + precision`, plus the flap window when the type has flap damping (a flapping device goes offline held
+ *   and settles `windowMs` after that last transition). DynamoDB deletes an expired item at some time after
+ *   `expiresAt`, never before, but possibly right at it, while the sweep reports a device only after its deadline
+ *   (by up to a tick + the watermark tolerance when healthy): a TTL equal to the wait is too short as well.
+ * - Kinesis parallelization factor 1: above it Lambda keeps order only per partition key, so a shard's watermark
+ *   probe says nothing about the other devices' records in that shard. */
+export function checkInvariants(inputs: InvariantInputs): void {
+  const ttl = inputs.housekeepingTtlMs;
+  for (const [name, type] of Object.entries(inputs.deviceTypes.types)) {
+    const windowMs = type.flap?.windowMs ?? 0;
+    const wait = type.timeoutMs + type.precisionMs + windowMs;
+    if (ttl > wait) continue;
+    const terms = type.flap ? 'timeout + precision + flap window' : 'timeout + precision';
+    const values = [type.timeoutMs, type.precisionMs, ...(type.flap ? [windowMs] : [])].map((ms) => `${ms} ms`);
+    throw new ConfigError(
+      ENV.housekeepingTtlDays,
+      `the housekeeping TTL (housekeepingTtl) of ${ttl / DAY_MS} day(s) = ${ttl} ms does not outlast device type ` +
+        `"${name}": ${terms} = ${values.join(' + ')} = ${showMs(wait)}. DynamoDB may delete a device item as soon ` +
+        `as it expires (lastSeen + TTL), and a silent "${name}" device is reported only after lastSeen + ${terms}, ` +
+        `so its offline event could be lost with the item. Set the TTL to at least ${Math.floor(wait / DAY_MS) + 1} ` +
+        `days, or shorten the type's ${terms.replaceAll(' + ', ' or ')}. Only a TTL that breaks this is refused: ` +
+        'no further margin is asked for.',
+    );
+  }
+  const factor = inputs.kinesisParallelizationFactor;
+  if (factor !== undefined && factor !== 1) {
+    throw new ConfigError(
+      ENV.kinesisParallelizationFactor,
+      `the Kinesis parallelization factor (kinesisIngest.parallelizationFactor) must be 1, got ${factor}: above 1 ` +
+        'Lambda keeps record order only per partition key, not per shard, so a watermark probe proves nothing about ' +
+        "the other devices' records in its shard and devices could be reported offline while their messages wait. " +
+        "Scale with shards instead. This variable mirrors the event source mapping's ParallelizationFactor: if you " +
+        'change the mapping outside CDK, update it too.',
+    );
+  }
+}
+
 export function loadIngestConfig(env: Env): IngestConfig {
-  return {
+  const config: IngestConfig = {
     tableName: requireString(env, ENV.tableName),
     shardCount: intSetting(env, ENV.shardCount, DEFAULT_SHARD_COUNT, 1, 10_000),
     deviceTypes: loadDeviceTypes(env),
@@ -136,7 +200,7 @@ export function loadIngestConfig(env: Env): IngestConfig {
     maxFutureMs: intSetting(env, ENV.maxFutureMs, 24 * 3600_000),
     maxPayloadBytes: intSetting(env, ENV.maxPayloadBytes, 64 * 1024, 1),
     announceNewDevices: boolSetting(env, ENV.announceNewDevices, true),
-    housekeepingTtlMs: intSetting(env, ENV.housekeepingTtlDays, 30, 1, 3650) * 24 * 3600_000,
+    housekeepingTtlMs: loadHousekeepingTtlMs(env),
     cacheSize: intSetting(env, ENV.cacheSize, 100_000),
     writeConcurrency: intSetting(env, ENV.writeConcurrency, 32, 1, 1000),
     probeMaxBacklog: intSetting(env, ENV.probeMaxBacklog, 10),
@@ -144,6 +208,12 @@ export function loadIngestConfig(env: Env): IngestConfig {
     onlineTopicArn: env[ENV.onlineTopicArn] || undefined,
     offlineTopicArn: env[ENV.offlineTopicArn] || undefined,
   };
+  checkInvariants({
+    ...config,
+    // Absent on the SQS ingest, which has no shard order to keep.
+    kinesisParallelizationFactor: intSetting(env, ENV.kinesisParallelizationFactor, 1, 1, 10),
+  });
+  return config;
 }
 
 function listSetting(env: Env, name: string): string[] {
@@ -180,7 +250,7 @@ export interface SweepConfig {
 
 export function loadSweepConfig(env: Env): SweepConfig {
   const sweepTickSeconds = intSetting(env, ENV.sweepTickSeconds, 10, 1, 60);
-  return {
+  const config: SweepConfig = {
     tableName: requireString(env, ENV.tableName),
     shardCount: intSetting(env, ENV.shardCount, DEFAULT_SHARD_COUNT, 1, 10_000),
     deviceTypes: loadDeviceTypes(env),
@@ -197,4 +267,7 @@ export function loadSweepConfig(env: Env): SweepConfig {
     onlineTopicArn: env[ENV.onlineTopicArn] || undefined,
     offlineTopicArn: env[ENV.offlineTopicArn] || undefined,
   };
+  // The sweep writes no TTL, but it is what reports silent devices: it refuses what ingest refuses.
+  checkInvariants({ deviceTypes: config.deviceTypes, housekeepingTtlMs: loadHousekeepingTtlMs(env) });
+  return config;
 }

@@ -570,7 +570,7 @@ describe('OfflineDetector (embedded)', () => {
     const offline = sns.Topic.fromTopicArn(stack, 'T', 'arn:aws:sns:eu-west-1:111111111111:offline');
     const d = new OfflineDetector(stack, 'Detector', {
       sqsIngest: { queue, batchSize: 10, maxBatchingWindow: Duration.seconds(0), maxConcurrency: 5 },
-      kinesisIngest: { stream, parallelizationFactor: 2 },
+      kinesisIngest: { stream },
       offlineTopic: offline,
       removalPolicy: RemovalPolicy.DESTROY,
     });
@@ -586,7 +586,7 @@ describe('OfflineDetector (embedded)', () => {
     });
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       EventSourceArn: stream.streamArn,
-      ParallelizationFactor: 2,
+      ParallelizationFactor: 1,
     });
     const sweep = statements(template, stack, d.sweepFunction);
     expect(actionsOn(sweep, offline.topicArn)).toEqual(['sns:Publish']);
@@ -607,6 +607,69 @@ describe('OfflineDetector (embedded)', () => {
       construct({ deviceTypes: { tracker: { timeout: Duration.seconds(90), flap: { transitions, window } } } });
     expect(() => flapping(1, Duration.minutes(10))).toThrow(/tracker\.flap/);
     expect(() => flapping(4, Duration.millis(0))).toThrow(/tracker\.flap/);
+  });
+
+  it("refuses at synth a housekeeping TTL that a device type outlasts (the Lambdas' own check)", () => {
+    const DAY = Duration.days(1).toMilliseconds();
+    const message = (f: () => unknown) => {
+      expect(f).toThrow();
+      try {
+        f();
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return '';
+    };
+    const tooLong = message(() =>
+      construct({ housekeepingTtl: Duration.days(1), deviceTypes: { meter: { timeout: Duration.days(2) } } }),
+    );
+    expect(tooLong).toMatch(/housekeepingTtl/);
+    expect(tooLong).toContain('"meter"');
+    expect(tooLong).toContain(String(2 * DAY));
+    // The default TTL (30 days) against the longest timeout: equal is refused, deletion may come at expiry.
+    expect(() => construct({ deviceTypes: { slow: { timeout: Duration.days(30) } } })).toThrow(/"slow"/);
+    // A flapping device settles its flap window after going offline: the window counts.
+    const flapping = message(() =>
+      construct({
+        housekeepingTtl: Duration.days(1),
+        deviceTypes: {
+          tracker: { timeout: Duration.seconds(90) },
+          door: { timeout: Duration.hours(12), flap: { transitions: 4, window: Duration.hours(13) } },
+        },
+      }),
+    );
+    expect(flapping).toContain('"door"');
+    expect(flapping).toMatch(/flap window/);
+    // Through the stack's context too.
+    expect(() => stackWith({ housekeepingTtlDays: '1', deviceTypes: `{"meter":{"timeoutMs":${2 * DAY}}}` })).toThrow(
+      /"meter"/,
+    );
+  });
+
+  it('passes the housekeeping TTL to every function that checks it, and accepts one that covers every type', () => {
+    const {
+      detector: d,
+      stack,
+      template,
+    } = construct({ housekeepingTtl: Duration.days(3), deviceTypes: { meter: { timeout: Duration.days(2) } } });
+    for (const fn of [d.ingestSqsFunction!, d.dispatchFunction, d.sweepFunction, d.apiFunction!]) {
+      expect(functionEnv(template, logicalId(stack, fn))[ENV.housekeepingTtlDays], fn.node.id).toBe('3');
+    }
+  });
+
+  it('refuses a Kinesis parallelization factor above 1 at synth, and tells the Kinesis ingest it is 1', () => {
+    expect(() => construct({ kinesisIngest: { parallelizationFactor: 2 } })).toThrow(
+      /parallelizationFactor.*must be 1, got 2/s,
+    );
+    expect(() => construct({ kinesisIngest: { parallelizationFactor: 2 } })).toThrow(/partition key/);
+    const { detector: d, stack, template } = construct({ kinesisIngest: { parallelizationFactor: 1 } });
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ParallelizationFactor: 1 });
+    const kinesisEnv = functionEnv(template, logicalId(stack, d.ingestKinesisFunction!));
+    expect(kinesisEnv[ENV.kinesisParallelizationFactor]).toBe('1');
+    // Only the Kinesis ingest reads it: the SQS ingest has no shard order to keep.
+    expect(functionEnv(template, logicalId(stack, d.ingestSqsFunction!))).not.toHaveProperty(
+      ENV.kinesisParallelizationFactor,
+    );
   });
 
   it('passes flap damping into DEVICE_TYPES of every function that reads it', () => {

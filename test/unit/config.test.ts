@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { loadIngestConfig } from '../../lambdas/core/config.js';
+import { checkInvariants, loadIngestConfig, loadSweepConfig } from '../../lambdas/core/config.js';
 import { ConfigError } from '../../lambdas/core/errors.js';
-import { offlineAt } from '../../lambdas/core/policy.js';
+import { offlineAt, parseDeviceTypes } from '../../lambdas/core/policy.js';
 import { shardOf } from '../../lambdas/core/shard.js';
 import { seenAt } from '../../lambdas/core/time-basis.js';
 
@@ -52,6 +52,100 @@ describe('loadIngestConfig', () => {
     const load = () => loadIngestConfig(setting === 'TABLE_NAME' ? env : { ...base, ...env });
     expect(load).toThrow(ConfigError);
     expect(load).toThrow(setting);
+  });
+});
+
+const DAY = 24 * 3600_000;
+
+/** The message of the ConfigError `load` throws (fails the test when it throws nothing or something else). */
+function refusal(load: () => unknown): string {
+  try {
+    load();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a ConfigError, nothing was thrown');
+}
+
+describe('refused configuration (issue 10 item 9)', () => {
+  const types = (json: object) => JSON.stringify(json);
+
+  it.each([
+    ['a timeout longer than the TTL', { meter: { timeoutMs: 2 * DAY } }, 1, 'meter', [String(2 * DAY)]],
+    [
+      'timeout + precision longer than the TTL',
+      { tracker: { timeoutMs: 90_000 }, meter: { timeoutMs: 20 * 3600_000, precisionMs: 5 * 3600_000 } },
+      1,
+      'meter',
+      [String(20 * 3600_000), String(5 * 3600_000), String(25 * 3600_000)],
+    ],
+    [
+      'timeout + precision + flap window longer than the TTL',
+      { door: { timeoutMs: 12 * 3600_000, flap: { transitions: 4, windowMs: 13 * 3600_000 } } },
+      1,
+      'door',
+      [String(13 * 3600_000), 'flap', String(25 * 3600_000)],
+    ],
+    // Deletion may come as soon as the item expires, and the sweep reports after the deadline: equal is too short.
+    ['a timeout equal to the TTL', { meter: { timeoutMs: 30 * DAY } }, undefined, 'meter', [String(30 * DAY)]],
+  ])(
+    'refuses a housekeeping TTL shorter than %s, naming the type and the numbers',
+    (_, deviceTypes, days, type, numbers) => {
+      const env = {
+        ...base,
+        DEVICE_TYPES: types(deviceTypes),
+        ...(days === undefined ? {} : { HOUSEKEEPING_TTL_DAYS: String(days) }),
+      };
+      for (const load of [() => loadIngestConfig(env), () => loadSweepConfig(env)]) {
+        const message = refusal(load);
+        expect(message).toContain('HOUSEKEEPING_TTL_DAYS');
+        expect(message).toContain('housekeepingTtl');
+        expect(message).toContain(`"${type}"`);
+        expect(message).toContain(`${days ?? 30} day`);
+        for (const n of numbers) expect(message).toContain(n);
+      }
+    },
+  );
+
+  it('accepts a TTL that outlasts every type, flap window included', () => {
+    const env = {
+      ...base,
+      HOUSEKEEPING_TTL_DAYS: '2',
+      DEVICE_TYPES: types({
+        meter: { timeoutMs: DAY, precisionMs: DAY - 1 },
+        door: { timeoutMs: DAY, flap: { transitions: 3, windowMs: DAY - 1 } },
+      }),
+    };
+    expect(loadIngestConfig(env).housekeepingTtlMs).toBe(2 * DAY);
+    expect(loadSweepConfig(env).deviceTypes.types.door!.flap).toEqual({ transitions: 3, windowMs: DAY - 1 });
+  });
+
+  it('is one pure function the construct calls too', () => {
+    const deviceTypes = parseDeviceTypes({ meter: { timeoutMs: 2 * DAY } }, 'meter');
+    expect(() => checkInvariants({ deviceTypes, housekeepingTtlMs: 3 * DAY })).not.toThrow();
+    expect(refusal(() => checkInvariants({ deviceTypes, housekeepingTtlMs: DAY }))).toContain('"meter"');
+    expect(() =>
+      checkInvariants({ deviceTypes, housekeepingTtlMs: 3 * DAY, kinesisParallelizationFactor: 1 }),
+    ).not.toThrow();
+  });
+
+  it.each(['2', '10'])('refuses KINESIS_PARALLELIZATION_FACTOR %s: probes then prove nothing', (factor) => {
+    const message = refusal(() => loadIngestConfig({ ...base, KINESIS_PARALLELIZATION_FACTOR: factor }));
+    expect(message).toContain('KINESIS_PARALLELIZATION_FACTOR');
+    expect(message).toContain('parallelizationFactor');
+    expect(message).toContain(`got ${factor}`);
+    expect(message).toContain('must be 1');
+    expect(message).toMatch(/partition key/);
+    expect(message).toMatch(/event source mapping/);
+  });
+
+  it("accepts a parallelization factor of 1 or none, and refuses one out of Lambda's range", () => {
+    expect(() => loadIngestConfig({ ...base, KINESIS_PARALLELIZATION_FACTOR: '1' })).not.toThrow();
+    expect(() => loadIngestConfig(base)).not.toThrow();
+    expect(refusal(() => loadIngestConfig({ ...base, KINESIS_PARALLELIZATION_FACTOR: '0' }))).toContain(
+      'KINESIS_PARALLELIZATION_FACTOR',
+    );
   });
 });
 
