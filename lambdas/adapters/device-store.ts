@@ -173,6 +173,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
         `${outbox} = list_append(if_not_exists(${outbox}, ${x.value([])}), ${x.value(request.append.map((e) => JSON.stringify(e)))})`,
         `${x.name(A.outboxShard)} = ${x.value(request.outboxShard)}`,
         `${outboxAt} = if_not_exists(${outboxAt}, ${x.value(request.outboxAt)})`,
+        `${x.name(A.outboxSeq)} = ${x.value(request.append[request.append.length - 1]!.seq)}`,
       );
     }
     const { expect } = request;
@@ -374,12 +375,18 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
 
   async clearOutbox(deviceId: string, seq: number): Promise<void> {
     const x = new Expression();
-    const update = `REMOVE ${x.name(A.outbox)}, ${x.name(A.outboxShard)}, ${x.name(A.outboxAt)}`;
-    const condition = `${x.name(A.seq)} = ${x.value(seq)} AND attribute_exists(${x.name(A.outbox)})`;
+    const obSeq = x.name(A.outboxSeq);
+    const update = `REMOVE ${x.name(A.outbox)}, ${x.name(A.outboxShard)}, ${x.name(A.outboxAt)}, ${obSeq}`;
+    // Items whose outbox was written before `obSeq` existed: their newest event is at the item's seq, or a later
+    // transition appended one (and set `obSeq`).
+    const seqValue = x.value(seq);
+    const condition =
+      `(${obSeq} = ${seqValue} OR (attribute_not_exists(${obSeq}) AND ${x.name(A.seq)} = ${seqValue})) ` +
+      `AND attribute_exists(${x.name(A.outbox)})`;
     try {
       await this.doc.send(new UpdateCommand(x.input(this.tableName, deviceId, update, condition)));
     } catch (error) {
-      // A newer transition was committed since: its own publisher clears the outbox, including these events.
+      // An event was appended since: its own publisher (or the re-publish) clears the outbox, these events included.
       if (!(error instanceof ConditionalCheckFailedException)) throw error;
     }
   }

@@ -93,7 +93,8 @@ export interface DeviceStore {
    * still has `policy` and does not flap (a flapping device's deadline is parked instead); otherwise returns the
    * stored item. */
   rearm(deviceId: string, policy: Policy, cutoff: number): Promise<TouchOutcome>;
-  /** Drops the outbox once everything up to `seq` is published, unless a newer transition was committed since. */
+  /** Drops the outbox once its events up to `seq` are published, unless an event was appended since: conditional on
+   * the outbox's newest event (not the item's seq, which a transition held by flap damping raises without one). */
   clearOutbox(deviceId: string, seq: number): Promise<void>;
   get(deviceId: string): Promise<DeviceState | undefined>;
   queryExpired(shard: string, cutoff: number, limit: number, cursor?: string): Promise<Page<ExpiredEntry>>;

@@ -24,6 +24,9 @@ export const A = {
   outbox: 'outbox',
   outboxShard: 'obShard',
   outboxAt: 'obAt',
+  /** Seq of the newest event in the outbox: what a clear is conditional on. Not the item's `seq`, which a transition
+   * that appends no event (held by flap damping) raises too, so that a clear conditional on it would never match. */
+  outboxSeq: 'obSeq',
   expiresAt: 'expiresAt',
   /** Maintenance mute: epoch ms until which no offline transition is committed (see `judge` in sweep.ts). */
   mutedUntil: 'mute',

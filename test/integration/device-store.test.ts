@@ -1,8 +1,10 @@
 // The DynamoDB adapter against a real engine: every condition the protocol relies on, both ways.
+import { UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { transitionEvent } from '../../lambdas/core/device.js';
 import type { CommitRequest } from '../../lambdas/core/ports.js';
+import { A, type Status } from '../../lambdas/core/table-schema.js';
 import { createDeviceTable } from '../../local/resources.js';
 import { testClients, uniqueName } from '../support/aws.js';
 
@@ -16,6 +18,11 @@ beforeAll(async () => {
   drop = await createDeviceTable(clients.dynamodb, tableName);
 });
 afterAll(() => drop());
+
+/** A commit of `state` that appends nothing (a transition flap damping holds). */
+function heldCommit(state: CommitRequest['state']): Omit<CommitRequest, 'expect'> {
+  return { deviceId: 'held', state, append: [], outboxShard: '3', outboxAt: 0 };
+}
 
 function register(deviceId: string, t: number): CommitRequest {
   const state = {
@@ -186,5 +193,42 @@ describe('DynamoDeviceStore', () => {
     await store.clearOutbox('q-0', 2);
     expect((await store.get('q-0'))?.outbox).toEqual([]);
     expect((await store.queryOutbox('3', 10_000_000, 100)).items).not.toContain('q-0');
+  });
+
+  it('clears the outbox by the seq of its newest event, also after a transition that appended none', async () => {
+    await store.commit(register('held', 1_000));
+    const base = { deviceType: 'meter', ...policy, lastSeen: 1_000 };
+    const at = (seq: number, status: Status) => ({ seq, status, lastSeenAtMost: 1_000 });
+    // A held transition (flap damping): seq 2, nothing appended.
+    const offline = { ...base, status: 'OFFLINE' as const, since: 301_000, seq: 2 };
+    expect((await store.commit({ ...heldCommit(offline), expect: at(1, 'ONLINE') })).applied).toBe(true);
+    await store.clearOutbox('held', 1); // the events published: up to seq 1
+    expect((await store.get('held'))?.outbox).toEqual([]);
+    expect((await store.queryOutbox('3', 10_000_000, 100)).items).not.toContain('held');
+
+    // An event appended after the ones published stays: the clear names the newest event it published.
+    const online = { ...base, lastSeen: 400_000, status: 'ONLINE' as const, since: 400_000, seq: 3 };
+    const event = transitionEvent('device.online', { deviceId: 'held', ...online }, 400_000);
+    await store.commit({ ...heldCommit(online), expect: at(2, 'OFFLINE'), append: [event] });
+    await store.clearOutbox('held', 2);
+    expect((await store.get('held'))?.outbox.map((e) => e.eventId)).toEqual(['held#3']);
+    await store.clearOutbox('held', 3);
+    expect((await store.get('held'))?.outbox).toEqual([]);
+  });
+
+  it('clears an outbox written before the newest event seq was kept by the item seq', async () => {
+    await store.commit(register('legacy', 1_000));
+    await clients.dynamodb.send(
+      new UpdateItemCommand({
+        TableName: tableName,
+        Key: { pk: { S: 'legacy' } },
+        UpdateExpression: 'REMOVE #s',
+        ExpressionAttributeNames: { '#s': A.outboxSeq },
+      }),
+    );
+    await store.clearOutbox('legacy', 0);
+    expect((await store.get('legacy'))?.outbox).toHaveLength(1);
+    await store.clearOutbox('legacy', 1);
+    expect((await store.get('legacy'))?.outbox).toEqual([]);
   });
 });

@@ -24,6 +24,7 @@ export interface StoredDevice extends DeviceState {
   expiresAt?: number;
   outboxShard?: string;
   outboxAt?: number;
+  outboxSeq?: number;
   offlineShard?: string;
   offlineKey?: string;
 }
@@ -89,6 +90,7 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     if (request.append.length > 0) {
       next.outboxShard = request.outboxShard;
       next.outboxAt = item?.outboxAt ?? request.outboxAt;
+      next.outboxSeq = request.append[request.append.length - 1]!.seq;
     }
     this.items.set(request.deviceId, next);
     return { applied: true, after: toState(next) };
@@ -201,10 +203,12 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
   async clearOutbox(deviceId: string, seq: number): Promise<void> {
     this.calls.clearOutbox++;
     const item = this.items.get(deviceId);
-    if (item && item.seq === seq && item.outbox.length > 0) {
+    const newest = item && (item.outboxSeq ?? item.seq);
+    if (item && newest === seq && item.outbox.length > 0) {
       item.outbox = [];
       delete item.outboxShard;
       delete item.outboxAt;
+      delete item.outboxSeq;
     }
   }
 
@@ -267,6 +271,14 @@ function samePolicy(item: Policy, policy: Policy): boolean {
 }
 
 function toState(item: StoredDevice): DeviceState {
-  const { expiresAt: _e, outboxShard: _s, outboxAt: _a, offlineShard: _os, offlineKey: _ok, ...state } = clone(item);
+  const {
+    expiresAt: _e,
+    outboxShard: _s,
+    outboxAt: _a,
+    outboxSeq: _q,
+    offlineShard: _os,
+    offlineKey: _ok,
+    ...state
+  } = clone(item);
   return state;
 }
