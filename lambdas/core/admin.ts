@@ -66,9 +66,11 @@ export async function setPolicy(deps: AdminDeps, deviceId: string, override: Pol
 }
 
 /** While muted, the sweep commits no offline transition: a device that falls silent stays ONLINE, parked in the
- * deadline index at the mute's end, and is reported then if it is still silent. Online events are not muted. */
+ * deadline index at the mute's end, and is reported then if it is still silent. Online events are not muted.
+ * A new mute replaces the old one: a device parked at an old mute's end that is later than the new one's returns to
+ * its own deadline, like on unmute, and the sweep parks it at the new mute's end. */
 export async function mute(deps: AdminDeps, deviceId: string, until: number): Promise<DeviceView> {
-  return change(deps, deviceId, () => ({ mutedUntil: until }));
+  return change(deps, deviceId, (current) => ({ mutedUntil: until, ...earlierDeadline(current) }));
 }
 
 /** Ends a mute now: a parked device's deadline returns to `lastSeen + timeout + precision` (or to when a flapping

@@ -1,11 +1,47 @@
 // Faults around the operator features and the outbox, found by a hostile review (issue 10, items 2, 4, 5, 6), each
 // reproduced through the real ingest and sweep cores on the in-memory table with an injected clock.
 import { describe, expect, it } from 'vitest';
+import { type AdminDeps, mute } from '../../lambdas/core/admin.js';
 import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
-import { harness, T0, TYPES } from '../support/sweep-harness.js';
+import { type Harness, harness, T0, TYPES } from '../support/sweep-harness.js';
 
 const TRACKER = TYPES.tracker.timeoutMs;
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+function admin(h: Harness): AdminDeps {
+  return { store: h.store, deviceTypes: h.config.deviceTypes, housekeepingTtlMs: 30 * DAY, now: () => h.clock.t };
+}
+
+/** Sweeps every shard at `t` (the cutoff is the clock: no watermark partitions). */
+async function sweepAt(h: Harness, t: number) {
+  h.clock.t = t;
+  await h.sweepAll();
+}
+
+const summary = (h: Harness, deviceId: string) =>
+  h.events.of(deviceId).map((e) => [e.type, e.seq, e.since - T0, e.detectedAt - T0] as const);
+
+describe('shortening a mute (issue 10 #4)', () => {
+  it('moves the deadline of a device parked at the old mute end back, so it is reported when the new one ends', async () => {
+    const h = harness();
+    await h.send(['d'], T0, 'tracker');
+    await mute(admin(h), 'd', T0 + 7 * DAY);
+    await sweepAt(h, T0 + TRACKER); // silent, muted: parked at the mute's end
+    expect(h.store.items.get('d')!.deadline).toBe(T0 + 7 * DAY);
+    h.clock.t = T0 + 100_000;
+    await mute(admin(h), 'd', T0 + HOUR);
+    await sweepAt(h, T0 + 110_000); // found again: parked at the new mute's end
+    await sweepAt(h, T0 + HOUR - 1);
+    expect(h.events.of('d', 'device.offline')).toEqual([]);
+    await sweepAt(h, T0 + HOUR);
+    expect(summary(h, 'd')).toEqual([
+      ['device.online', 1, 0, 0],
+      ['device.offline', 2, TRACKER, HOUR],
+    ]);
+  });
+});
 
 describe('flap damping with a failed publish (issue 10 #5)', () => {
   const WINDOW = 300_000;
