@@ -118,7 +118,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     const conditions = [
       `${x.name(A.status)} = ${x.value(STATUS.online)}`,
       `${x.name(A.lastSeen)} < ${x.value(request.lastSeen)}`,
-      `(attribute_exists(${x.name(A.override)}) OR (${policyEquals(x, request.typePolicy)}))`,
+      `(attribute_exists(${x.name(A.override)}) OR ${typePolicyEquals(x, request)})`,
     ];
     if (request.deviceType) conditions.push(`${x.name(A.deviceType)} = ${x.value(request.deviceType)}`);
     if (request.moveDeadline) {
@@ -470,6 +470,17 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
  * taken from has changed. */
 function unchanged(x: Expression, expect: { seq: number; status: Status; policy: Policy }): string {
   return `${x.name(A.seq)} = ${x.value(expect.seq)} AND ${x.name(A.status)} = ${x.value(expect.status)} AND ${policyEquals(x, expect.policy)}`;
+}
+
+/** The stored policy is the type policy the touch assumes: the given one, or the one given for the stored type. One
+ * term per device type, which `MAX_DEVICE_TYPES` bounds to stay within DynamoDB's expression limits. */
+function typePolicyEquals(x: Expression, request: Pick<TouchRequest, 'typePolicy' | 'typePolicies'>): string {
+  if (!request.typePolicies) return `(${policyEquals(x, request.typePolicy)})`;
+  const type = x.name(A.deviceType);
+  const terms = Object.entries(request.typePolicies).map(
+    ([name, policy]) => `(${type} = ${x.value(name)} AND ${policyEquals(x, policy)})`,
+  );
+  return `(${terms.join(' OR ')})`;
 }
 
 function policyEquals(x: Expression, policy: Policy): string {

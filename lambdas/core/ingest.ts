@@ -7,7 +7,7 @@ import type { DeviceCache } from './device-cache.js';
 import { deadlineOf, flapFieldsOf, recordTransition, startedFlapping, transitionEvents } from './flap.js';
 import { type Parsed, type Probe, parsePayload, type RejectReason } from './message.js';
 import { relayOutboxes } from './outbox.js';
-import { offlineAt, type Policy, samePolicy } from './policy.js';
+import { offlineAt, type Policy, samePolicy, typePolicies } from './policy.js';
 import type { CommitRequest, DeviceStore, EventPublisher, RejectedRecord, RejectSink, TouchRequest } from './ports.js';
 import { shardOf } from './shard.js';
 import { STATUS } from './table-schema.js';
@@ -198,7 +198,8 @@ export async function ingestBatch(
 async function applyUpdate(update: DeviceUpdate, deps: IngestDeps): Promise<UpdateOutcome> {
   const { config, cache } = deps;
   const cached = cache.get(update.deviceId);
-  const typePolicy = policyFor(config, update.deviceType ?? cached?.deviceType);
+  const knownType = update.deviceType ?? cached?.deviceType;
+  const typePolicy = policyFor(config, knownType);
   let units = 0;
   try {
     if (cached?.online && update.lastSeen <= cached.lastSeen) {
@@ -215,6 +216,9 @@ async function applyUpdate(update: DeviceUpdate, deps: IngestDeps): Promise<Upda
       lastSeen: update.lastSeen,
       expiresAt: update.lastSeen + config.housekeepingTtlMs,
       typePolicy,
+      // Nobody here knows the stored type: the stored policy must be the one configured for whichever type is stored
+      // (not the default type's, which would send every such message of another type down the slow path).
+      ...(knownType === undefined ? { typePolicies: typePolicies(config.deviceTypes) } : {}),
       ...(update.deviceType ? { deviceType: update.deviceType } : {}),
     };
     const moveTo = cached?.online ? deadlineToMove(cached, update.lastSeen) : undefined;

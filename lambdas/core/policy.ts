@@ -29,10 +29,23 @@ export interface DeviceTypes {
 
 export const DEVICE_TYPE_PATTERN = /^[A-Za-z0-9._:@/-]{1,64}$/;
 const MAX_TIMEOUT_MS = 30 * 24 * 3600_000;
+/** A message that names no type, for a device the ingest container does not know, is written on condition that the
+ * stored policy is the configured one of the stored type: one term per device type (see `typePolicies`). 32 terms
+ * make that condition about 2.3 KB with 200 operators, within DynamoDB's 4 KB and 300 per expression. */
+export const MAX_DEVICE_TYPES = 32;
 
 export function parseDeviceTypes(raw: unknown, defaultType: string): DeviceTypes {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new ConfigError('DEVICE_TYPES', 'must be a JSON object {"<type>": {"timeoutMs": n, "precisionMs": n}}');
+  }
+  const count = Object.keys(raw).length;
+  if (count > MAX_DEVICE_TYPES) {
+    throw new ConfigError(
+      'DEVICE_TYPES',
+      `has ${count} device types, at most ${MAX_DEVICE_TYPES} are supported: a message that names no type is ` +
+        'written on condition that the stored policy is the one configured for the stored type, one term per type, ' +
+        "and that condition must stay within DynamoDB's expression limits",
+    );
   }
   const types: Record<string, DeviceTypeConfig> = {};
   for (const [name, value] of Object.entries(raw)) {
@@ -89,6 +102,20 @@ function parseFlap(name: string, raw: unknown): FlapDamping {
  * after it, never before: `precisionMs` is the lateness we accept in exchange for skipped writes. */
 export function offlineAt(lastSeen: number, policy: Policy): number {
   return lastSeen + policy.timeoutMs + policy.precisionMs;
+}
+
+const policiesByTypes = new WeakMap<DeviceTypes, Readonly<Record<string, Policy>>>();
+
+/** The configured policy of every device type, by name (computed once per configuration). */
+export function typePolicies(types: DeviceTypes): Readonly<Record<string, Policy>> {
+  let policies = policiesByTypes.get(types);
+  if (!policies) {
+    policies = Object.fromEntries(
+      Object.entries(types.types).map(([name, { timeoutMs, precisionMs }]) => [name, { timeoutMs, precisionMs }]),
+    );
+    policiesByTypes.set(types, policies);
+  }
+  return policies;
 }
 
 export function samePolicy(a: Policy, b: Policy): boolean {

@@ -19,6 +19,9 @@ export interface TouchRequest {
   expiresAt: number;
   /** A device without a per-device override must still have this policy (a changed type policy fails the write). */
   typePolicy: Policy;
+  /** Set when the caller knows neither the message's type nor the stored one: then, instead of `typePolicy`, a device
+   * without an override must have the policy given here for its stored type (every configured type, by name). */
+  typePolicies?: Readonly<Record<string, Policy>>;
   /** When the message names its type, the stored type must be it. */
   deviceType?: string;
   /** Move the deadline in the same write; requires the stored effective policy to equal `policy`, and unless the

@@ -3,10 +3,14 @@ import { UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { transitionEvent } from '../../lambdas/core/device.js';
+import { DeviceCache } from '../../lambdas/core/device-cache.js';
+import { ingestBatch } from '../../lambdas/core/ingest.js';
+import { MAX_DEVICE_TYPES, parseDeviceTypes, typePolicies } from '../../lambdas/core/policy.js';
 import type { CommitRequest } from '../../lambdas/core/ports.js';
 import { A, type Status } from '../../lambdas/core/table-schema.js';
 import { createDeviceTable } from '../../local/resources.js';
 import { testClients, uniqueName } from '../support/aws.js';
+import { memoryDeps, record } from '../support/ingest-fixtures.js';
 
 const clients = testClients();
 const tableName = uniqueName('store');
@@ -230,5 +234,38 @@ describe('DynamoDeviceStore', () => {
     expect((await store.get('legacy'))?.outbox).toHaveLength(1);
     await store.clearOutbox('legacy', 1);
     expect((await store.get('legacy'))?.outbox).toEqual([]);
+  });
+
+  it('a message without deviceType costs one write unit on a cold cache, whatever type the device is stored under', async () => {
+    const deps = (cache = new DeviceCache(100)) => ({ ...memoryDeps().deps, store, cache });
+    const send = (deviceType: string | undefined, t: number) =>
+      ingestBatch([record({ deviceId: 'typed', ...(deviceType ? { deviceType } : {}) }, t)], deps(), {
+        ordered: false,
+      });
+    await send('meter', 0);
+    for (const t of [60_000, 120_000]) {
+      const { stats } = await send(undefined, t);
+      expect(stats).toMatchObject({ written: 1, deadlineMoves: 0, writeUnits: 1 });
+    }
+    expect(await store.get('typed')).toMatchObject({ deviceType: 'meter', lastSeen: 120_000 });
+  });
+
+  it('the touch that names no type stays within the expression limits with the most device types allowed', async () => {
+    const types = Object.fromEntries(
+      Array.from({ length: MAX_DEVICE_TYPES }, (_, i) => [`type-${i}`.padEnd(64, 'x'), { timeoutMs: 1_000 + i }]),
+    );
+    const deviceTypes = parseDeviceTypes(types, 'type-0'.padEnd(64, 'x'));
+    const request = {
+      deviceId: 'dev-1',
+      lastSeen: 10_000_000,
+      expiresAt: 9,
+      typePolicy: policy,
+      typePolicies: typePolicies(deviceTypes),
+    };
+    // dev-1 is a meter with the meter policy, which none of these types has: the condition is evaluated and fails.
+    expect(await store.touch(request)).toMatchObject({ applied: false, current: { deviceType: 'meter' } });
+    const meter = { ...deviceTypes, types: { ...deviceTypes.types, meter: policy } };
+    const all = { ...request, typePolicies: typePolicies(meter) };
+    expect(await store.touch(all)).toMatchObject({ applied: true });
   });
 });

@@ -43,7 +43,7 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
       item !== undefined &&
       item.status === 'ONLINE' &&
       item.lastSeen < request.lastSeen &&
-      (item.override !== undefined || samePolicy(item, request.typePolicy)) &&
+      (item.override !== undefined || samePolicy(item, assumedPolicy(item, request))) &&
       (request.deviceType === undefined || item.deviceType === request.deviceType) &&
       (request.moveDeadline === undefined ||
         (samePolicy(item, request.moveDeadline.policy) &&
@@ -266,8 +266,14 @@ function unchanged(item: StoredDevice, expect: { seq: number; status: string; po
   return item.seq === expect.seq && item.status === expect.status && samePolicy(item, expect.policy);
 }
 
-function samePolicy(item: Policy, policy: Policy): boolean {
-  return item.timeoutMs === policy.timeoutMs && item.precisionMs === policy.precisionMs;
+function samePolicy(item: Policy, policy: Policy | undefined): boolean {
+  return policy !== undefined && item.timeoutMs === policy.timeoutMs && item.precisionMs === policy.precisionMs;
+}
+
+/** The type policy a touch assumes for this item: the given one, or the one given for its stored type. */
+function assumedPolicy(item: StoredDevice, request: TouchRequest): Policy | undefined {
+  if (!request.typePolicies) return request.typePolicy;
+  return Object.hasOwn(request.typePolicies, item.deviceType) ? request.typePolicies[item.deviceType] : undefined;
 }
 
 function toState(item: StoredDevice): DeviceState {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
 import type { DeviceStore } from '../../lambdas/core/ports.js';
 import { memoryDeps, record, testConfig } from '../support/ingest-fixtures.js';
@@ -101,6 +102,24 @@ describe('ingestBatch', () => {
     // With the override in place, later messages take the happy path.
     const result = await ingestBatch([record({ deviceId: 'd1' }, 3 * MIN + 10_000)], deps, unordered);
     expect(result.stats.written).toBe(1);
+  });
+
+  it('a message without deviceType for a device of another type than the default costs one write on a cold cache', async () => {
+    const { deps, store } = memoryDeps();
+    await ingestBatch([record({ deviceId: 'm1', deviceType: 'meter' }, 0)], deps, unordered);
+    const deadline = store.items.get('m1')!.deadline;
+    // Every message on another container (SQS spreads a device's messages), none naming the type.
+    for (const t of [MIN, 2 * MIN]) {
+      const before = { ...store.calls };
+      const cold = { ...deps, cache: new DeviceCache(deps.config.cacheSize) };
+      const result = await ingestBatch([record({ deviceId: 'm1' }, t)], cold, unordered);
+      expect(result.stats).toMatchObject({ written: 1, deadlineMoves: 0, onlineTransitions: 0 });
+      expect({ touch: store.calls.touch - before.touch, commit: store.calls.commit - before.commit }).toEqual({
+        touch: 1,
+        commit: 0,
+      });
+      expect(store.items.get('m1')).toMatchObject({ deviceType: 'meter', lastSeen: t, deadline });
+    }
   });
 
   it('rewrites the policy when the device type configuration changed', async () => {

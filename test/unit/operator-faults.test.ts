@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { type AdminDeps, mute } from '../../lambdas/core/admin.js';
 import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
+import { MAX_DEVICE_TYPES, parseDeviceTypes } from '../../lambdas/core/policy.js';
 import { type Harness, harness, T0, TYPES } from '../support/sweep-harness.js';
 
 const TRACKER = TYPES.tracker.timeoutMs;
@@ -69,5 +70,16 @@ describe('flap damping with a failed publish (issue 10 #5)', () => {
     }
     expect(h.events.of('d', 'device.flapping').map((e) => e.eventId)).toEqual(['d#3']);
     expect(h.store.items.get('d')).toMatchObject({ status: 'OFFLINE', seq: 4, outbox: [] });
+  });
+});
+
+describe('device types (issue 10 #6)', () => {
+  it('refuses more device types than the condition of an untyped message can name', () => {
+    const types = (n: number) =>
+      Object.fromEntries(Array.from({ length: n }, (_, i) => [`t${i}`, { timeoutMs: 1_000 }]));
+    expect(Object.keys(parseDeviceTypes(types(MAX_DEVICE_TYPES), 't0').types)).toHaveLength(MAX_DEVICE_TYPES);
+    expect(() => parseDeviceTypes(types(MAX_DEVICE_TYPES + 1), 't0')).toThrow(
+      expect.objectContaining({ name: 'ConfigError', message: expect.stringMatching(/at most 32 are supported/) }),
+    );
   });
 });
