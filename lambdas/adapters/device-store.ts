@@ -480,7 +480,8 @@ function typePolicyEquals(x: Expression, request: Pick<TouchRequest, 'typePolicy
   const terms = Object.entries(request.typePolicies).map(
     ([name, policy]) => `(${type} = ${x.value(name)} AND ${policyEquals(x, policy)})`,
   );
-  return `(${terms.join(' OR ')})`;
+  // DynamoDB refuses redundant parentheses, so one term goes bare.
+  return terms.length === 1 ? terms[0]! : `(${terms.join(' OR ')})`;
 }
 
 function policyEquals(x: Expression, policy: Policy): string {
