@@ -8,6 +8,7 @@ import { KinesisClient } from '@aws-sdk/client-kinesis';
 import middy from '@middy/core';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { Context } from 'aws-lambda';
+import { DynamoProbeKey } from './adapters/probe-key.js';
 import { QueueProbes, StreamProbes } from './adapters/probes.js';
 import { SweepQueue } from './adapters/sweep-queue.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
@@ -31,6 +32,7 @@ export function dispatchDepsFromEnv(
     tickSeconds: config.sweepTickSeconds,
     sweepQueue: new SweepQueue(clients.sqs, requireString(env, ENV.sweepQueueUrl)),
     watermarks: new DynamoWatermarkStore(clients.dynamodb, config.tableName),
+    probeKey: new DynamoProbeKey(clients.dynamodb, config.tableName),
     queues: new QueueProbes(clients.sqs, config.ingestQueueUrls),
     streams: new StreamProbes(kinesis, config.ingestStreamArns),
     now: Date.now,

@@ -6,9 +6,9 @@ import {
   type DispatchDeps,
   openShards,
   type ProbeOutcome,
-  probeBody,
   type QueueProbe,
   type ShardTarget,
+  type StreamProbe,
 } from '../core/dispatch.js';
 import { chunks } from './chunks.js';
 
@@ -44,7 +44,7 @@ export class QueueProbes implements Pick<DispatchDeps['queues'], 'partitions' | 
                 QueueUrl: url,
                 Entries: chunk.map((probe, i) => ({
                   Id: String(i),
-                  MessageBody: probeBody(probe.probeAt, probe.partition),
+                  MessageBody: probe.body,
                   DelaySeconds: probe.delaySeconds,
                 })),
               }),
@@ -113,18 +113,18 @@ export class StreamProbes implements Pick<DispatchDeps['streams'], 'openShards' 
 
   /** One record per shard, hashed to the shard's starting hash key so it lands in that shard (or, after a split
    * that raced us, in the child that took over that key). */
-  async send(shards: ShardTarget[], probeAt: number): Promise<ProbeOutcome> {
+  async send(probes: StreamProbe[]): Promise<ProbeOutcome> {
     const outcome = { sent: 0, failed: 0 };
-    const byStream = groupBy(shards, (shard) => shard.streamArn);
+    const byStream = groupBy(probes, (probe) => probe.shard.streamArn);
     await Promise.all(
-      [...byStream].flatMap(([streamArn, streamShards]) =>
-        chunks(streamShards, 500).map(async (chunk) => {
+      [...byStream].flatMap(([streamArn, streamProbes]) =>
+        chunks(streamProbes, 500).map(async (chunk) => {
           try {
             const out = await this.kinesis.send(
               new PutRecordsCommand({
                 StreamARN: streamArn,
-                Records: chunk.map((shard) => ({
-                  Data: Buffer.from(probeBody(probeAt, shard.partition)),
+                Records: chunk.map(({ shard, body }) => ({
+                  Data: Buffer.from(body),
                   PartitionKey: 'watermark-probe',
                   ExplicitHashKey: shard.hashKey,
                 })),

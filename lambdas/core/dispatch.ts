@@ -2,6 +2,7 @@
 // sub-minute ticks, record which ingest partitions are live, and send a watermark probe into every partition at
 // every tick. No AWS here: ports only.
 import type { DeviceTypes } from './policy.js';
+import { type ProbeKeyStore, probeBody } from './probe.js';
 import type { SweepJob, SweepJobQueue } from './sweep.js';
 import type { WatermarkStore } from './watermark.js';
 
@@ -30,14 +31,35 @@ export interface QueueProbe {
   partition: string;
   probeAt: number;
   delaySeconds: number;
+  body: string;
 }
 
 /** SQS probes are all sent at once, each delayed to its tick, and stamped with the time it becomes visible: a
- * credit then says "the queue's backlog was small after `probeAt`", which is what the ingest checks. */
-export function queueProbes(ticks: readonly DispatchTick[], queuePartitions: readonly string[]): QueueProbe[] {
+ * credit then says "the queue's backlog was small after `probeAt`", which is what the ingest checks. A queue's
+ * partition is its ARN, which is also the source its probes are signed for. */
+export function queueProbes(
+  ticks: readonly DispatchTick[],
+  queuePartitions: readonly string[],
+  key: Uint8Array,
+): QueueProbe[] {
   return ticks.flatMap((tick) =>
-    queuePartitions.map((partition) => ({ partition, probeAt: tick.at, delaySeconds: tick.delaySeconds })),
+    queuePartitions.map((partition) => ({
+      partition,
+      probeAt: tick.at,
+      delaySeconds: tick.delaySeconds,
+      body: probeBody(key, tick.at, partition, partition),
+    })),
   );
+}
+
+/** A probe for one open shard, signed for its stream. */
+export interface StreamProbe {
+  shard: ShardTarget;
+  body: string;
+}
+
+export function streamProbes(shards: readonly ShardTarget[], probeAt: number, key: Uint8Array): StreamProbe[] {
+  return shards.map((shard) => ({ shard, body: probeBody(key, probeAt, shard.partition, shard.streamArn) }));
 }
 
 /** A shard as ListShards describes it (only the fields we use). */
@@ -72,10 +94,6 @@ export function openShards(streamArn: string, shards: readonly ShardDescription[
   });
 }
 
-/** The probe body the ingest recognises. The ingest credits the partition it actually read the probe from (a
- * probe can land in a child shard when a split races the dispatcher); `partition` is for people reading it. */
-export const probeBody = (probeAt: number, partition: string) => JSON.stringify({ probe: probeAt, partition });
-
 export interface ProbeOutcome {
   sent: number;
   failed: number;
@@ -87,6 +105,8 @@ export interface DispatchDeps {
   tickSeconds: number;
   sweepQueue: SweepJobQueue;
   watermarks: Pick<WatermarkStore, 'setLive'>;
+  /** Signs the probes (probe.ts); created on the first dispatch. */
+  probeKey: Pick<ProbeKeyStore, 'getOrCreate'>;
   queues: {
     /** The watermark partitions of the configured SQS ingest queues (their ARNs). */
     partitions(): Promise<string[]>;
@@ -95,7 +115,7 @@ export interface DispatchDeps {
   streams: {
     /** The open shards of every configured ingest stream. */
     openShards(): Promise<ShardTarget[]>;
-    send(shards: ShardTarget[], probeAt: number): Promise<ProbeOutcome>;
+    send(probes: StreamProbe[]): Promise<ProbeOutcome>;
   };
   /** Wall clock (ms) and a way to wait for the next tick, injected so tests run the minute instantly. */
   now(): number;
@@ -168,9 +188,13 @@ export async function dispatch(deps: DispatchDeps, options: DispatchOptions = {}
     }
   }
 
-  if (queuePartitions.status === 'fulfilled' && queuePartitions.value.length > 0) {
+  const key = await deps.probeKey.getOrCreate().catch((error: unknown) => {
+    result.errors.push({ step: 'probes', error });
+    return undefined;
+  });
+  if (key && queuePartitions.status === 'fulfilled' && queuePartitions.value.length > 0) {
     await deps.queues
-      .send(queueProbes(ticks, queuePartitions.value))
+      .send(queueProbes(ticks, queuePartitions.value, key))
       .then(count, (error: unknown) => result.errors.push({ step: 'probes', error }));
   }
   for (const outcome of await enqueued) {
@@ -178,7 +202,7 @@ export async function dispatch(deps: DispatchDeps, options: DispatchOptions = {}
   }
 
   const targets = shards.status === 'fulfilled' ? shards.value : [];
-  if (targets.length === 0) return result;
+  if (!key || targets.length === 0) return result;
   for (const tick of ticks) {
     const wait = tick.at - deps.now();
     if (options.remainingMs && options.remainingMs() - Math.max(wait, 0) < TICK_MARGIN_MS) {
@@ -188,7 +212,7 @@ export async function dispatch(deps: DispatchDeps, options: DispatchOptions = {}
     if (wait > 0) await deps.sleep(wait);
     // Stamped when put: the record's arrival in the shard is no earlier, so a credit never claims too much.
     await deps.streams
-      .send(targets, deps.now())
+      .send(streamProbes(targets, deps.now(), key))
       .then(count, (error: unknown) => result.errors.push({ step: 'probes', error }));
   }
   return result;

@@ -2,13 +2,14 @@
 // rejects sent away, and the exact set of records that must be retried out. No AWS here: ports only.
 import { mapLimit } from './concurrency.js';
 import type { IngestConfig } from './config.js';
-import { type DeviceState, policyOf } from './device.js';
+import { type DeviceState, keptForMuteUntil, policyOf } from './device.js';
 import type { DeviceCache } from './device-cache.js';
 import { deadlineOf, flapFieldsOf, recordTransition, startedFlapping, transitionEvents } from './flap.js';
-import { type Parsed, type Probe, parsePayload, type RejectReason } from './message.js';
+import { type Parsed, parsePayload, type RejectReason } from './message.js';
 import { relayOutboxes } from './outbox.js';
 import { offlineAt, type Policy, samePolicy, typePolicies } from './policy.js';
 import type { CommitRequest, DeviceStore, EventPublisher, RejectedRecord, RejectSink, TouchRequest } from './ports.js';
+import { mayBeProbe, type ProbeKeyStore, readProbe } from './probe.js';
 import { shardOf } from './shard.js';
 import { STATUS } from './table-schema.js';
 import { seenAt } from './time-basis.js';
@@ -22,6 +23,8 @@ export interface IngestRecord {
   enteredAt: number;
   /** The partition it came from (queue ARN, stream shard): the watermark a probe in it raises. */
   partition: string;
+  /** The queue or stream it was read from, which a probe's signature names. @default partition */
+  source?: string;
 }
 
 export interface IngestDeps {
@@ -32,11 +35,14 @@ export interface IngestDeps {
   cache: DeviceCache;
   /** Wall clock, used only to stamp events and outbox entries, never to judge a device. */
   now: () => number;
+  /** The key that tells the dispatcher's probes from everything else; without it no record is a probe. */
+  probeKey?: Pick<ProbeKeyStore, 'get'>;
 }
 
 /** A probe that may raise its partition's watermark: every record before it (or, in an unordered source, every
  * record of the batch) was committed. */
-export interface CreditableProbe extends Probe {
+export interface CreditableProbe {
+  probeAt: number;
   partition: string;
   recordId: string;
 }
@@ -98,7 +104,16 @@ export async function ingestBatch(
   const rejections: RejectedRecord[] = [];
   const probes: Array<CreditableProbe & { index: number }> = [];
 
+  // The key is read only when a record has a probe's shape, so a batch of device messages costs no lookup.
+  const probeKey = deps.probeKey && records.some((r) => mayBeProbe(r.body)) ? await deps.probeKey.get() : undefined;
+
   records.forEach((record, index) => {
+    const probeAt = probeKey && readProbe(record.body, record.source ?? record.partition, probeKey);
+    if (probeAt !== undefined) {
+      // Credit the partition the probe was read from: a shard split can race the dispatcher and land it in a child.
+      probes.push({ probeAt, partition: record.partition, recordId: record.id, index });
+      return;
+    }
     const parsed: Parsed[] = parsePayload(record.body, {
       fieldMap: config.fieldMap,
       maxPayloadBytes: config.maxPayloadBytes,
@@ -109,9 +124,6 @@ export async function ingestBatch(
     for (const item of parsed) {
       if (item.kind === 'reject') {
         rejections.push({ ...item, source: record.partition, recordId: record.id });
-      } else if (item.kind === 'probe') {
-        // Credit the partition the probe was read from: a shard split can race the dispatcher and land it in a child.
-        probes.push({ ...item, partition: record.partition, recordId: record.id, index });
       } else {
         stats.messages++;
         const lastSeen = seenAt(record.enteredAt, item.deviceTs, config.deviceTsSkewMs);
@@ -214,7 +226,8 @@ async function applyUpdate(update: DeviceUpdate, deps: IngestDeps): Promise<Upda
     const request: TouchRequest = {
       deviceId: update.deviceId,
       lastSeen: update.lastSeen,
-      expiresAt: update.lastSeen + config.housekeepingTtlMs,
+      // Never short of what a mute known here needs (see `keptWhileMuted` in admin.ts).
+      expiresAt: Math.max(update.lastSeen + config.housekeepingTtlMs, cached?.keepUntil ?? 0),
       typePolicy,
       // Nobody here knows the stored type: the stored policy must be the one configured for whichever type is stored
       // (not the default type's, which would send every such message of another type down the slow path).
@@ -230,7 +243,15 @@ async function applyUpdate(update: DeviceUpdate, deps: IngestDeps): Promise<Upda
     units += touched.units ?? 0;
     if (touched.applied) {
       const deadline = request.moveDeadline?.deadline ?? touched.before.deadline;
-      cache.remember({ ...touched.before, lastSeen: update.lastSeen, deadline }, update.lastSeen);
+      const written = { ...touched.before, lastSeen: update.lastSeen, deadline };
+      cache.remember(written, update.lastSeen);
+      // A mute this container did not know of needs the item longer than this write left it: one more write, only for
+      // mutes that reach past the housekeeping TTL, and once per container (the cache knows the mute now). Should its
+      // condition fail, the item changed meanwhile, and whatever changed it wrote its own expiry.
+      const keep = keptForMuteUntil(written);
+      if (keep !== undefined && keep > request.expiresAt) {
+        units += (await deps.store.commit(keepForMute(written, keep, deps))).units ?? 0;
+      }
       return { kind: 'written', units, deadlineMoved: moveTo !== undefined };
     }
 
@@ -314,7 +335,11 @@ function planCommit(
   const now = deps.now();
   const common = {
     deviceId: update.deviceId,
-    expiresAt: t + config.housekeepingTtlMs,
+    // A mute stays on the item through the transition: the item is kept until it has been reported.
+    expiresAt: Math.max(
+      t + config.housekeepingTtlMs,
+      keptForMuteUntil({ ...policy, mutedUntil: current?.mutedUntil }) ?? 0,
+    ),
     outboxShard: shard,
     outboxAt: now,
   };
@@ -352,7 +377,28 @@ function planCommit(
   return { request: { ...common, expect, state, append: [] } };
 }
 
-function emptyStats(records: number): IngestStats {
+/** Raises a just-written device's expiry to `keep` (a mute's need), changing nothing else: conditional on the item
+ * being as written. */
+function keepForMute(written: DeviceState, keep: number, deps: IngestDeps): CommitRequest {
+  const { deviceId, outbox: _outbox, override: _override, skipHorizon: _skipHorizon, ...state } = written;
+  return {
+    deviceId,
+    expect: {
+      seq: state.seq,
+      status: state.status,
+      lastSeenAtMost: state.lastSeen,
+      deviceType: state.deviceType,
+      policy: policyOf(state),
+    },
+    state,
+    expiresAt: keep,
+    append: [],
+    outboxShard: state.shard ?? shardOf(deviceId, deps.config.shardCount),
+    outboxAt: deps.now(),
+  };
+}
+
+export function emptyStats(records: number): IngestStats {
   return {
     records,
     messages: 0,

@@ -1,5 +1,6 @@
-// Turns one raw payload (an SQS body, a Kinesis record's data) into device messages, watermark probes, or typed
-// rejections. Pure: no clock, no I/O.
+// Turns one raw payload (an SQS body, a Kinesis record's data) into device messages or typed rejections. Pure: no
+// clock, no I/O. Watermark probes never get here: a record is a probe only by its signature (probe.ts), so a device
+// payload with any field at all, `probe` included, is a device payload.
 import type { FieldMap } from './config.js';
 
 export const REJECT_REASONS = [
@@ -14,7 +15,6 @@ export const REJECT_REASONS = [
   'UNKNOWN_DEVICE_TYPE',
   'INVALID_TIMESTAMP',
   'TIMESTAMP_IN_FUTURE',
-  'INVALID_PROBE',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
@@ -35,14 +35,7 @@ export interface DeviceMessage {
   deviceTs?: number;
 }
 
-/** A watermark probe: the dispatcher put it into an ingest partition at `probeAt`. */
-export interface Probe {
-  kind: 'probe';
-  probeAt: number;
-  partition?: string;
-}
-
-export type Parsed = DeviceMessage | Probe | Rejection;
+export type Parsed = DeviceMessage | Rejection;
 
 export interface ParseOptions {
   fieldMap: FieldMap;
@@ -92,7 +85,6 @@ function parseObject(json: unknown, text: string, options: ParseOptions): Parsed
     return reject('NOT_AN_OBJECT', `expected a JSON object, got ${json === null ? 'null' : typeof json}`, text);
   }
   const record = json as Record<string, unknown>;
-  if ('probe' in record) return parseProbe(record, text);
 
   const { fieldMap } = options;
   const deviceId = readPath(record, fieldMap.deviceId);
@@ -126,17 +118,6 @@ function parseObject(json: unknown, text: string, options: ParseOptions): Parsed
     message.deviceTs = deviceTs;
   }
   return message;
-}
-
-function parseProbe(record: Record<string, unknown>, text: string): Parsed {
-  const { probe, partition } = record;
-  if (typeof probe !== 'number' || !Number.isSafeInteger(probe) || probe <= 0) {
-    return reject('INVALID_PROBE', '"probe" must be epoch ms', text);
-  }
-  if (partition !== undefined && typeof partition !== 'string') {
-    return reject('INVALID_PROBE', '"partition" must be a string', text);
-  }
-  return { kind: 'probe', probeAt: probe, ...(partition ? { partition } : {}) };
 }
 
 function readPath(record: Record<string, unknown>, path: string): unknown {

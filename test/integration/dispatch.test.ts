@@ -13,8 +13,9 @@ import {
 import { GetQueueAttributesCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import type { KinesisStreamEvent, SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DynamoProbeKey } from '../../lambdas/adapters/probe-key.js';
 import { DynamoWatermarkStore } from '../../lambdas/adapters/watermark-store.js';
-import { probeBody } from '../../lambdas/core/dispatch.js';
+import { probeBody } from '../../lambdas/core/probe.js';
 import { dispatchDepsFromEnv, dispatchHandler } from '../../lambdas/dispatch.js';
 import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
 import { createDeviceTable, createQueue, type Queue } from '../../local/resources.js';
@@ -95,10 +96,15 @@ async function attributes(queueUrl: string) {
 const shardIds = async () =>
   ((await kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? []).map((s) => s.ShardId!);
 const partitionOf = (shardId: string) => `${streamArn}/${shardId}`;
+/** Stamp and target of each probe (the signature is the ingest's to check). */
 const probesIn = (event: KinesisStreamEvent) =>
-  event.Records.map(
-    (r) => JSON.parse(Buffer.from(r.kinesis.data, 'base64').toString()) as { probe: number; partition: string },
-  );
+  event.Records.map((r) => {
+    const { probe, partition } = JSON.parse(Buffer.from(r.kinesis.data, 'base64').toString()) as {
+      probe: number;
+      partition: string;
+    };
+    return { probe, partition };
+  });
 
 describe('dispatch Lambda', () => {
   let shardEvents: Map<string, KinesisStreamEvent>;
@@ -140,7 +146,7 @@ describe('dispatch Lambda', () => {
 
   it('the SQS ingest credits a probe when the queue has no visible backlog (its own delayed probes do not count)', async () => {
     const event = await receiveSqsEvent(clients.sqs, ingestQueue.url, ingestQueue.arn);
-    expect(event.Records.map((r) => JSON.parse(r.body))).toEqual([{ probe: T0, partition: ingestQueue.arn }]);
+    expect(event.Records.map((r) => JSON.parse(r.body))).toMatchObject([{ probe: T0, partition: ingestQueue.arn }]);
     const deps = { ...ingestDepsFromEnv(env, clients), now: () => T0 + 5_000 };
     await sqsIngestHandler(() => deps)(event, lambdaContext());
     expect((await watermarks.read()).marks[ingestQueue.arn]).toBe(T0);
@@ -162,8 +168,9 @@ describe('dispatch Lambda', () => {
         Entries: [{ Id: 'x', MessageBody: '{"deviceId":"d10"}' }],
       }),
     );
+    const key = await new DynamoProbeKey(clients.dynamodb, tableName).getOrCreate();
     const probe = (at: number, id: string): SQSEvent => ({
-      Records: [syntheticSqsRecord(probeBody(at, ingestQueue.arn), at, ingestQueue.arn, id)],
+      Records: [syntheticSqsRecord(probeBody(key, at, ingestQueue.arn, ingestQueue.arn), at, ingestQueue.arn, id)],
     });
     const deps = { ...ingestDepsFromEnv(env, clients), now: () => T0 + 30_000 };
     const handler = sqsIngestHandler(() => deps);

@@ -15,6 +15,7 @@ import {
 import type { SweepJob } from '../../lambdas/core/sweep.js';
 
 const T0 = 1_800_000_000_000;
+const KEY = new Uint8Array(32).fill(7);
 
 describe('planDispatch', () => {
   it('has one sweep job per shard at DelaySeconds 0, T, 2T … below 60', () => {
@@ -30,7 +31,7 @@ describe('planDispatch', () => {
   });
 
   it('stamps each SQS probe with the time it becomes visible', () => {
-    const probes = queueProbes(planDispatch(T0, 1, 20), ['q1', 'q2']);
+    const probes = queueProbes(planDispatch(T0, 1, 20), ['q1', 'q2'], KEY).map(({ body: _body, ...probe }) => probe);
     expect(probes).toEqual([
       { partition: 'q1', probeAt: T0, delaySeconds: 0 },
       { partition: 'q2', probeAt: T0, delaySeconds: 0 },
@@ -93,6 +94,7 @@ function fakes(options: { queues?: string[]; shards?: ShardTarget[]; failEnqueue
         enqueued.push({ delaySeconds, jobs });
       },
     },
+    probeKey: { getOrCreate: async () => KEY },
     watermarks: {
       setLive: async (partitions, at) => {
         live.push({ partitions, at });
@@ -110,9 +112,10 @@ function fakes(options: { queues?: string[]; shards?: ShardTarget[]; failEnqueue
         if (options.failShards) throw new Error('ListShards throttled');
         return options.shards ?? [];
       },
-      send: async (shards, probeAt) => {
-        streamSent.push({ at: clock, probeAt, partitions: shards.map((s) => s.partition) });
-        return { sent: shards.length, failed: 0 };
+      send: async (probes) => {
+        const stamps = probes.map((p) => (JSON.parse(p.body) as { probe: number }).probe);
+        streamSent.push({ at: clock, probeAt: stamps[0]!, partitions: probes.map((p) => p.shard.partition) });
+        return { sent: probes.length, failed: 0 };
       },
     },
     now: () => clock,

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
 import type { DeviceStore } from '../../lambdas/core/ports.js';
+import { probeBody } from '../../lambdas/core/probe.js';
 import { memoryDeps, record, testConfig } from '../support/ingest-fixtures.js';
 
 const MIN = 60_000;
@@ -189,7 +190,9 @@ describe('ingestBatch', () => {
       return store.touch(request);
     };
     failing.commit = failing.touch as never;
-    const probe = (t: number) => record({ probe: t }, t, 'shard-1');
+    const key = new Uint8Array(32).fill(3);
+    const probe = (t: number) => record(probeBody(key, t, 'shard-1', 'shard-1'), t, 'shard-1');
+    deps.probeKey = { get: async () => key };
     const batch = [probe(10), record({ deviceId: 'bad' }, 11), probe(20)];
     const ordered = await ingestBatch(batch, { ...deps, store: failing }, { ordered: true });
     expect(ordered.probes.map((p) => [p.probeAt, p.partition])).toEqual([[10, 'shard-1']]);

@@ -53,13 +53,12 @@ describe('parsePayload', () => {
     expect(parsed[1]).toMatchObject({ body: '{"deviceId":""}' });
   });
 
-  it('recognises watermark probes', () => {
-    expect(one('{"probe":1700000000000,"partition":"q"}')).toEqual({
-      kind: 'probe',
-      probeAt: 1700000000000,
-      partition: 'q',
+  it('takes a payload with a "probe" field for what it is: a device payload (probes are told by signature)', () => {
+    expect(one('{"deviceId":"a","probe":1700000000000}')).toEqual({ kind: 'message', deviceId: 'a' });
+    expect(one('{"probe":1700000000000,"partition":"q"}')).toMatchObject({
+      kind: 'reject',
+      reason: 'MISSING_DEVICE_ID',
     });
-    expect(one('{"probe":"soon"}')).toMatchObject({ kind: 'reject', reason: 'INVALID_PROBE' });
   });
 
   it.each([

@@ -1,0 +1,52 @@
+// Watermark probes: the dispatcher's own records in the ingest partitions. Whoever can write to the ingest queue or
+// stream must not be able to forge one (a probe raises a watermark, and with it the cutoff by which devices are
+// judged), and no device payload may ever be taken for one. So a record is a probe only when it carries a valid
+// HMAC of its stamp and its source under the deployment's probe key. The key lives in the device table, which
+// producers cannot read; message attributes or a marker field would not do, since a producer sets those freely.
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+export interface ProbeKeyStore {
+  /** The deployment's key, once the dispatcher has created it. */
+  get(): Promise<Uint8Array | undefined>;
+  /** The key, created at random on first use (the dispatcher's side). */
+  getOrCreate(): Promise<Uint8Array>;
+}
+
+/** A probe is a few dozen bytes: anything longer is not worth parsing as one. */
+const MAX_PROBE_BYTES = 512;
+const PREFIX = '{"probe":';
+
+/** Binds the stamp to the queue or stream the probe was sent into, so a probe copied into another source is void. */
+export function signProbe(key: Uint8Array, probeAt: number, source: string): string {
+  return createHmac('sha256', key).update(`${probeAt}|${source}`).digest('base64url');
+}
+
+/** The probe record the dispatcher sends. `partition` names the queue or shard it was meant for, for people. */
+export function probeBody(key: Uint8Array, probeAt: number, partition: string, source: string): string {
+  return JSON.stringify({ probe: probeAt, partition, sig: signProbe(key, probeAt, source) });
+}
+
+/** Cheap test before the key is even looked up: only a body shaped like `probeBody` can be a probe. */
+export function mayBeProbe(body: string | Uint8Array): boolean {
+  if (body.length > MAX_PROBE_BYTES) return false;
+  const text = typeof body === 'string' ? body : Buffer.from(body).toString('utf8');
+  return text.startsWith(PREFIX);
+}
+
+/** The stamp of a genuine probe read from `source`, or undefined: then the record is a device payload like any other. */
+export function readProbe(body: string | Uint8Array, source: string, key: Uint8Array): number | undefined {
+  if (!mayBeProbe(body)) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const { probe, sig } = (json ?? {}) as { probe?: unknown; sig?: unknown };
+  if (typeof probe !== 'number' || !Number.isSafeInteger(probe) || probe <= 0 || typeof sig !== 'string') {
+    return undefined;
+  }
+  const expected = Buffer.from(signProbe(key, probe, source));
+  const given = Buffer.from(sig);
+  return given.length === expected.length && timingSafeEqual(given, expected) ? probe : undefined;
+}
