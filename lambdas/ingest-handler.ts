@@ -8,14 +8,15 @@ import middy from '@middy/core';
 import type { Context, KinesisStreamEvent, KinesisStreamRecord, SQSEvent, SQSRecord } from 'aws-lambda';
 import { DynamoDeviceStore } from './adapters/device-store.js';
 import { EventTopics } from './adapters/event-topics.js';
+import { DynamoProbeKey } from './adapters/probe-key.js';
 import { QueueBacklog } from './adapters/queue-backlog.js';
 import { RejectQueue } from './adapters/reject-queue.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
 import { ENV, type Env, loadIngestConfig } from './core/config.js';
 import { DeviceCache } from './core/device-cache.js';
-import { type IngestDeps, type IngestRecord, type IngestResult, ingestBatch } from './core/ingest.js';
+import { emptyStats, type IngestDeps, type IngestRecord, type IngestResult, ingestBatch } from './core/ingest.js';
 import type { RejectSink } from './core/ports.js';
-import { newestPerPartition, probeCredit, type WatermarkStore } from './core/watermark.js';
+import { type Progress, type ProgressDeps, recordProgress } from './core/progress.js';
 import { type AwsClients, awsClients, logger, metrics } from './runtime.js';
 
 export class RecordNotCommitted extends Error {
@@ -25,10 +26,11 @@ export class RecordNotCommitted extends Error {
   }
 }
 
-/** What the handlers need besides the core: where probes are credited, and how to see an SQS queue's backlog. */
+/** What the handlers need besides the core: where probes are credited and failures held, and how to see an SQS
+ * queue's backlog. */
 export interface IngestHandlerDeps extends IngestDeps {
-  watermarks: Pick<WatermarkStore, 'credit'>;
-  backlog: Pick<QueueBacklog, 'visible'>;
+  watermarks: ProgressDeps['watermarks'];
+  queue: ProgressDeps['queue'];
 }
 
 export function ingestDepsFromEnv(env: Env, clients: AwsClients = awsClients()): IngestHandlerDeps {
@@ -43,8 +45,9 @@ export function ingestDepsFromEnv(env: Env, clients: AwsClients = awsClients()):
     rejects: config.rejectsQueueUrl ? new RejectQueue(clients.sqs, config.rejectsQueueUrl) : missingRejectsQueue,
     cache: new DeviceCache(config.cacheSize),
     now: Date.now,
+    probeKey: new DynamoProbeKey(clients.dynamodb, config.tableName),
     watermarks: new DynamoWatermarkStore(clients.dynamodb, config.tableName),
-    backlog: new QueueBacklog(clients.sqs),
+    queue: new QueueBacklog(clients.sqs),
   };
 }
 
@@ -62,6 +65,7 @@ export function fromSqs(record: SQSRecord): IngestRecord {
     body: record.body,
     enteredAt: Number(record.attributes.SentTimestamp),
     partition: record.eventSourceARN,
+    source: record.eventSourceARN,
   };
 }
 
@@ -73,6 +77,7 @@ export function fromKinesis(record: KinesisStreamRecord): IngestRecord {
     // Lambda gives the arrival time in (fractional) seconds.
     enteredAt: Math.round(record.kinesis.approximateArrivalTimestamp * 1000),
     partition: `${record.eventSourceARN}/${shardId}`,
+    source: record.eventSourceARN,
   };
 }
 
@@ -101,34 +106,56 @@ function report(result: IngestResult) {
   }
 }
 
-/** Raises the watermark of every partition a committed probe was read from. Never fails the batch: its records
- * are committed, and a probe not credited only holds the sweep back until the next one. */
-async function creditProbes(result: IngestResult, deps: IngestHandlerDeps, ordered: boolean) {
-  const seen = result.probes.map(({ partition, probeAt }) => ({ partition, probeAt }));
-  let credited = 0;
-  let notCredited = 0;
-  await Promise.all(
-    newestPerPartition(seen).map(async (probe) => {
-      try {
-        const visibleBacklog = ordered ? undefined : await deps.backlog.visible(probe.partition).catch(() => undefined);
-        const source = ordered
-          ? { ordered: true as const }
-          : { ordered: false as const, visibleBacklog, maxBacklog: deps.config.probeMaxBacklog };
-        const mark = probeCredit(probe.probeAt, deps.now(), source);
-        if (mark === undefined) {
-          notCredited += probe.count;
-          return;
-        }
-        await deps.watermarks.credit(probe.partition, mark);
-        credited += probe.count;
-      } catch (error) {
-        notCredited += probe.count;
-        logger.warn('probe not credited', { partition: probe.partition, error });
-      }
-    }),
-  );
-  metrics.addMetric('ProbesCredited', MetricUnit.Count, credited);
-  metrics.addMetric('ProbesNotCredited', MetricUnit.Count, notCredited + result.stats.probes - result.probes.length);
+function reportProgress(progress: Progress) {
+  metrics.addMetric('ProbesCredited', MetricUnit.Count, progress.credited);
+  metrics.addMetric('ProbesNotCredited', MetricUnit.Count, progress.notCredited);
+  metrics.addMetric('RecordsHeld', MetricUnit.Count, progress.held);
+  const holdFailures = progress.errors.filter((e) => e.step === 'hold').length;
+  metrics.addMetric('HoldFailures', MetricUnit.Count, holdFailures);
+  for (const { step, error } of progress.errors) {
+    // A hold not written leaves failed records unprotected for a visibility timeout: alarmed on (HoldFailures).
+    if (step === 'hold') logger.error('failed records not held', { error });
+    else logger.warn('probe not credited', { error });
+  }
+}
+
+/** Left of the function's time to record holds and credits and answer Lambda. */
+const ANSWER_MARGIN_MS = 3_000;
+
+/**
+ * The batch's outcome, or every record failed when the batch throws or would outlive the function: an answer Lambda
+ * gets in time is one whose failures are held, while an invocation that errors or times out would return its
+ * records after the visibility timeout with no hold (progress.ts). Writes still running after the answer are
+ * conditional, so the retry finds them done or does them.
+ */
+async function ingestInTime(
+  records: IngestRecord[],
+  deps: IngestDeps,
+  ordered: boolean,
+  remainingMs: number,
+): Promise<IngestResult> {
+  const allFailed = (): IngestResult => ({
+    failedRecordIds: new Set(records.map((record) => record.id)),
+    probes: [],
+    stats: emptyStats(records.length),
+  });
+  const budget = remainingMs - ANSWER_MARGIN_MS;
+  if (budget <= 0) return allFailed();
+  let timer: NodeJS.Timeout | undefined;
+  const outOfTime = new Promise<IngestResult>((resolve) => {
+    timer = setTimeout(() => {
+      logger.error('batch did not finish in time: every record returned and held', { records: records.length });
+      resolve(allFailed());
+    }, budget);
+  });
+  try {
+    return await Promise.race([ingestBatch(records, deps, { ordered }), outOfTime]);
+  } catch (error) {
+    logger.error('batch failed: every record returned and held', { error });
+    return allFailed();
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 type Source<E> = {
@@ -143,9 +170,23 @@ function ingestHandler<E extends SQSEvent | KinesisStreamEvent>(source: Source<E
     .use(injectLambdaContext(logger))
     .use(logMetrics(metrics, { captureColdStartMetric: true }))
     .handler(async (event, context) => {
-      const result = await ingestBatch(source.records(event), deps(), { ordered: source.ordered });
+      const records = source.records(event);
+      const d = deps();
+      const result = await ingestInTime(records, d, source.ordered, context.getRemainingTimeInMillis());
       report(result);
-      await creditProbes(result, deps(), source.ordered);
+      const progress = await recordProgress(
+        records,
+        result,
+        {
+          watermarks: d.watermarks,
+          queue: d.queue,
+          probeMaxBacklog: d.config.probeMaxBacklog,
+          batchTimeoutMs: d.config.ingestTimeoutMs,
+          now: d.now,
+        },
+        { ordered: source.ordered },
+      );
+      reportProgress(progress);
       return processPartialResponse(
         event,
         (record: SQSRecord | KinesisStreamRecord) => {
@@ -153,7 +194,9 @@ function ingestHandler<E extends SQSEvent | KinesisStreamEvent>(source: Source<E
           if (result.failedRecordIds.has(id)) throw new RecordNotCommitted(id);
         },
         processor,
-        { context },
+        // A batch that failed as a whole is answered like any other: its records are held and listed, and the error
+        // is logged above, rather than thrown as a function error that retries the same way.
+        { context, throwOnFullBatchFailure: false },
       );
     });
 }

@@ -164,6 +164,15 @@ export class OfflineDetectorDashboard extends Construct {
         'Events keep failing to publish to SNS. Nothing is lost (the outbox re-publishes), but subscribers are ' +
         'behind. Check the topics, their key and SNS throttling.',
     });
+    this.alarm('HoldFailures', {
+      metric: app('ingest', 'HoldFailures'),
+      threshold: 1,
+      evaluationPeriods: 1,
+      alarmDescription:
+        'The SQS ingest could not record a hold for records it failed: while they wait out the visibility ' +
+        'timeout, probes may move the watermark past them and their devices may be reported offline. Check ' +
+        'DynamoDB (throttling of the watermark item, errors).',
+    });
     for (const fn of props.functions) {
       this.alarm(`${fn.node.id}Errors`, {
         metric: fn.metricErrors({ period: PERIOD, statistic: cw.Stats.SUM }),
@@ -221,6 +230,7 @@ export class OfflineDetectorDashboard extends Construct {
             app('ingest', 'WritesCommitted'),
             app('ingest', 'WritesCoalesced', cw.Stats.SUM, 'WritesCoalesced (skipped)'),
             app('ingest', 'WriteFailures'),
+            app('ingest', 'RecordsHeld', cw.Stats.SUM, 'RecordsHeld (failed, holding the watermark)'),
           ]),
           graph('Write units consumed', ddbAll('ConsumedWriteCapacityUnits'), {
             right: [app('ingest', 'WriteUnits', cw.Stats.SUM, 'WriteUnits (ingest, EMF)')],

@@ -62,6 +62,9 @@ interface QueuedMessage {
   visibleAt: number;
 }
 
+/** How long a failed message stays invisible before it is delivered again. */
+const VISIBILITY_TIMEOUT_MS = 30_000;
+
 /** The in-memory ingest queue: device messages in entry order, and the dispatcher's delayed probes beside them. */
 class VirtualIngestQueue {
   private readonly messages: DueMessage[] = [];
@@ -187,7 +190,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         rejects: { send: async () => ({ failed: [] }) },
         cache: new DeviceCache(base.config.cacheSize),
         now: clock,
-        backlog: { visible: async () => queue.visible(now) },
+        queue: { state: async () => ({ visible: queue.visible(now), visibilityTimeoutMs: VISIBILITY_TIMEOUT_MS }) },
       };
       return sqsIngestHandler(() => deps);
     });
@@ -208,7 +211,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
       queues: {
         partitions: async () => [INGEST_ARN],
         send: async (probes) => {
-          for (const p of probes) queue.probe(JSON.stringify({ probe: p.probeAt, partition: p.partition }), p.probeAt);
+          for (const p of probes) queue.probe(p.body, p.probeAt);
           return { sent: probes.length, failed: 0 };
         },
       },
@@ -270,7 +273,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
                 failed = new Set(chunk.map((m) => m.id));
               }
               ingestStats.failedRecords += failed.size;
-              for (const m of chunk) if (failed.has(m.id)) queue.retry(m, now + 30_000);
+              for (const m of chunk) if (failed.has(m.id)) queue.retry(m, now + VISIBILITY_TIMEOUT_MS);
             }
           }),
         );

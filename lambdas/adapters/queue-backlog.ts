@@ -1,23 +1,29 @@
 // The visible backlog of an SQS ingest queue, which decides whether a probe read from it may be credited (see
-// `probeCredit` in core/watermark.ts for why only the visible count matters).
+// `probeCredit` in core/watermark.ts for why only the visible count matters), and its visibility timeout, which
+// decides when a probe may release a hold on failed records (core/progress.ts).
 import { GetQueueAttributesCommand, GetQueueUrlCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { QueueState } from '../core/progress.js';
 
 export class QueueBacklog {
   private readonly urls = new Map<string, Promise<string>>();
 
   constructor(private readonly sqs: SQSClient) {}
 
-  /** ApproximateNumberOfMessages of the queue Lambda names by ARN: one GetQueueAttributes per call. */
-  async visible(queueArn: string): Promise<number> {
+  /** ApproximateNumberOfMessages and VisibilityTimeout of the queue Lambda names by ARN, in one GetQueueAttributes:
+   * read per credit rather than configured, so a queue the user brought or changed is judged as it is. */
+  async state(queueArn: string): Promise<QueueState> {
     const { Attributes } = await this.sqs.send(
       new GetQueueAttributesCommand({
         QueueUrl: await this.url(queueArn),
-        AttributeNames: ['ApproximateNumberOfMessages'],
+        AttributeNames: ['ApproximateNumberOfMessages', 'VisibilityTimeout'],
       }),
     );
     const visible = Number(Attributes?.ApproximateNumberOfMessages);
-    if (!Number.isFinite(visible)) throw new Error(`no ApproximateNumberOfMessages for ${queueArn}`);
-    return visible;
+    const visibilityTimeout = Number(Attributes?.VisibilityTimeout);
+    if (!Number.isFinite(visible) || !Number.isFinite(visibilityTimeout)) {
+      throw new Error(`no ApproximateNumberOfMessages or VisibilityTimeout for ${queueArn}`);
+    }
+    return { visible, visibilityTimeoutMs: visibilityTimeout * 1000 };
   }
 
   /** The queue URL for an ARN (`arn:<partition>:sqs:<region>:<account>:<name>`), looked up once per container. */

@@ -1,13 +1,15 @@
-// Watermarks in DynamoDB: one control item holding every partition's watermark and the list of live partitions.
-// One item keeps `read()` to a single strongly consistent GetItem per sweep job; its write rate is a few probes per
-// partition per minute, far below one item's limit.
-import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+// Watermarks in DynamoDB: one control item holding every partition's watermark, its hold (failed records pending),
+// and the list of live partitions. One item keeps `read()` to a single strongly consistent GetItem per sweep job; its
+// write rate is a few probes per partition per minute plus one write per ingest batch with failures, far below one
+// item's limit, and its size grows with the partitions only.
+import { type AttributeValue, ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { KEY, WATERMARKS_KEY } from '../core/table-schema.js';
-import type { WatermarkSnapshot, WatermarkStore } from '../core/watermark.js';
+import type { Hold, HoldRelease, WatermarkSnapshot, WatermarkStore } from '../core/watermark.js';
 
 /** Control item attributes. */
-const W = { marks: 'marks', live: 'live', liveAt: 'liveAt' } as const;
+const W = { marks: 'marks', holds: 'holds', live: 'live', liveAt: 'liveAt' } as const;
 
 export class DynamoWatermarkStore implements WatermarkStore {
   private readonly doc: DynamoDBDocumentClient;
@@ -25,45 +27,114 @@ export class DynamoWatermarkStore implements WatermarkStore {
     );
     const live = Item?.[W.live];
     const marks = Item?.[W.marks];
+    const holds = Item?.[W.holds];
     const liveAt = Item?.[W.liveAt];
     return {
       live: Array.isArray(live) ? live.filter((p): p is string => typeof p === 'string') : [],
       marks: typeof marks === 'object' && marks !== null ? numbersOf(marks as Record<string, unknown>) : {},
+      ...(typeof holds === 'object' && holds !== null ? { holds: holdsOf(holds as Record<string, unknown>) } : {}),
       ...(typeof liveAt === 'number' ? { liveAt } : {}),
     };
   }
 
-  async credit(partition: string, probeAt: number): Promise<void> {
-    try {
-      await this.raise(partition, probeAt);
-    } catch (error) {
-      // A failed condition means the watermark is already at or past `probeAt`: nothing to do.
-      if (error instanceof ConditionalCheckFailedException) return;
-      if (!isMissingMap(error)) throw error;
-      // First credit ever (the dispatcher has not created the map yet): create it holding this partition.
+  async credit(partition: string, probeAt: number, release?: HoldRelease): Promise<void> {
+    // The raise returns the item either way (applied or not), so a hold to release costs no extra read.
+    const item = await this.inMap(W.marks, partition, probeAt, () => this.raise(partition, probeAt));
+    const hold = holdsOf((item?.[W.holds] as Record<string, unknown> | undefined) ?? {})[partition];
+    if (!release || !hold || hold.until !== undefined || hold.failedAt > release.failedBefore) return;
+    // Only the hold seen: a failure recorded meanwhile moved `failedAt` and keeps it.
+    await this.doc
+      .send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { [KEY]: WATERMARKS_KEY },
+          UpdateExpression: 'SET #h.#p.#u = :u',
+          ConditionExpression: '#h.#p.#f = :f AND attribute_not_exists(#h.#p.#u)',
+          ExpressionAttributeNames: { '#h': W.holds, '#p': partition, '#u': 'until', '#f': 'failedAt' },
+          ExpressionAttributeValues: { ':u': release.until, ':f': hold.failedAt },
+        }),
+      )
+      .catch(ignoreFailedCondition);
+  }
+
+  async hold(partition: string, at: number, failedAt: number): Promise<void> {
+    const names = { '#h': W.holds, '#p': partition, '#a': 'at', '#f': 'failedAt', '#u': 'until' };
+    let seen: Hold | undefined;
+    for (let attempt = 0; attempt < 10; attempt++) {
+      // No hold in force (none, or a released one): this one replaces it. Else merge into the one seen, if it is
+      // still as seen (compare-and-set): `at` only goes down and `failedAt` only up, whoever writes concurrently.
+      const entry = seen
+        ? { at: Math.min(seen.at, at), failedAt: Math.max(seen.failedAt, failedAt) }
+        : { at, failedAt };
+      if (seen && entry.at === seen.at && entry.failedAt === seen.failedAt) return;
+      const condition = seen
+        ? '#h.#p.#a = :seenAt AND #h.#p.#f = :seenFailedAt AND attribute_not_exists(#h.#p.#u)'
+        : 'attribute_not_exists(#h.#p) OR attribute_exists(#h.#p.#u)';
+      const values = seen ? { ':e': entry, ':seenAt': seen.at, ':seenFailedAt': seen.failedAt } : { ':e': entry };
       try {
-        await this.doc.send(
-          new UpdateCommand({
-            TableName: this.tableName,
-            Key: { [KEY]: WATERMARKS_KEY },
-            UpdateExpression: 'SET #m = :m',
-            ConditionExpression: 'attribute_not_exists(#m)',
-            ExpressionAttributeNames: { '#m': W.marks },
-            ExpressionAttributeValues: { ':m': { [partition]: probeAt } },
-          }),
+        await this.inMap(W.holds, partition, entry, () =>
+          this.doc.send(
+            new UpdateCommand({
+              TableName: this.tableName,
+              Key: { [KEY]: WATERMARKS_KEY },
+              UpdateExpression: 'SET #h.#p = :e',
+              ConditionExpression: condition,
+              ExpressionAttributeNames: seen ? names : { '#h': W.holds, '#p': partition, '#u': 'until' },
+              ExpressionAttributeValues: values,
+              ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+            }),
+          ),
         );
-      } catch (raced) {
-        if (!(raced instanceof ConditionalCheckFailedException)) throw raced;
-        // Someone created the map meanwhile: the monotonic update now applies (or is not needed).
-        await this.raise(partition, probeAt).catch((again) => {
-          if (!(again instanceof ConditionalCheckFailedException)) throw again;
-        });
+        return;
+      } catch (error) {
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+        const item = error.Item ? unmarshall(error.Item as Record<string, AttributeValue>) : {};
+        const current = holdsOf((item[W.holds] as Record<string, unknown> | undefined) ?? {})[partition];
+        seen = current && current.until === undefined ? current : undefined;
       }
+    }
+    throw new Error(`hold on ${partition} kept changing`);
+  }
+
+  /** Runs an update of one partition's entry in a map attribute; creates the map first when the item or the map
+   * does not exist yet (DynamoDB refuses `SET map.key` then). A failed condition is the caller's to judge, except on
+   * the watermark raise, where it only means the watermark is already at or past the probe. */
+  private async inMap(
+    map: string,
+    partition: string,
+    value: unknown,
+    update: () => Promise<{ Attributes?: Record<string, unknown> }>,
+  ): Promise<Record<string, unknown> | undefined> {
+    try {
+      return (await update()).Attributes;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException && map === W.marks) {
+        return error.Item ? unmarshall(error.Item as Record<string, AttributeValue>) : undefined;
+      }
+      if (!isMissingMap(error)) throw error;
+    }
+    try {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { [KEY]: WATERMARKS_KEY },
+          UpdateExpression: 'SET #m = :m',
+          ConditionExpression: 'attribute_not_exists(#m)',
+          ExpressionAttributeNames: { '#m': map },
+          ExpressionAttributeValues: { ':m': { [partition]: value } },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return out.Attributes;
+    } catch (raced) {
+      if (!(raced instanceof ConditionalCheckFailedException)) throw raced;
+      // Someone created the map meanwhile: the update now applies (or is not needed).
+      return this.inMap(map, partition, value, update);
     }
   }
 
-  /** Replaces the live list, and forgets the watermarks of partitions no longer live (closed shards, removed
-   * queues) so the item does not grow with every reshard. A partition that comes back starts without a watermark,
+  /** Replaces the live list, and forgets the watermarks and holds of partitions no longer live (closed shards,
+   * removed queues) so the item does not grow with every reshard. A partition that comes back starts without a watermark,
    * which holds the sweep until its first probe is credited: the safe direction. */
   async setLive(partitions: string[], at: number = Date.now()): Promise<void> {
     const { Attributes } = await this.doc.send(
@@ -77,26 +148,30 @@ export class DynamoWatermarkStore implements WatermarkStore {
       }),
     );
     const live = new Set(partitions);
-    const gone = Object.keys((Attributes?.[W.marks] as Record<string, unknown> | undefined) ?? {}).filter(
-      (p) => !live.has(p),
-    );
+    const goneFrom = (map: string) =>
+      Object.keys((Attributes?.[map] as Record<string, unknown> | undefined) ?? {})
+        .filter((p) => !live.has(p))
+        .map((p) => [map, p] as const);
+    const gone = [...goneFrom(W.marks), ...goneFrom(W.holds)];
     if (gone.length === 0) return;
-    const names: Record<string, string> = { '#m': W.marks };
-    gone.forEach((p, i) => {
+    const names: Record<string, string> = {};
+    const paths = gone.map(([map, p], i) => {
+      names[`#${map}`] = map;
       names[`#g${i}`] = p;
+      return `#${map}.#g${i}`;
     });
     await this.doc.send(
       new UpdateCommand({
         TableName: this.tableName,
         Key: { [KEY]: WATERMARKS_KEY },
-        UpdateExpression: `REMOVE ${gone.map((_, i) => `#m.#g${i}`).join(', ')}`,
+        UpdateExpression: `REMOVE ${paths.join(', ')}`,
         ExpressionAttributeNames: names,
       }),
     );
   }
 
-  private async raise(partition: string, probeAt: number): Promise<void> {
-    await this.doc.send(
+  private raise(partition: string, probeAt: number) {
+    return this.doc.send(
       new UpdateCommand({
         TableName: this.tableName,
         Key: { [KEY]: WATERMARKS_KEY },
@@ -104,6 +179,8 @@ export class DynamoWatermarkStore implements WatermarkStore {
         ConditionExpression: 'attribute_not_exists(#m.#p) OR #m.#p < :t',
         ExpressionAttributeNames: { '#m': W.marks, '#p': partition },
         ExpressionAttributeValues: { ':t': probeAt },
+        ReturnValues: 'ALL_NEW',
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
       }),
     );
   }
@@ -116,6 +193,21 @@ function isMissingMap(error: unknown): boolean {
     error.name === 'ValidationException' &&
     /document path provided in the update expression is invalid/i.test(error.message)
   );
+}
+
+function ignoreFailedCondition(error: unknown): void {
+  if (!(error instanceof ConditionalCheckFailedException)) throw error;
+}
+
+function holdsOf(map: Record<string, unknown>): Record<string, Hold> {
+  const out: Record<string, Hold> = {};
+  for (const [partition, raw] of Object.entries(map)) {
+    const { at, failedAt, until } = (raw ?? {}) as Partial<Record<keyof Hold, unknown>>;
+    if (typeof at === 'number' && typeof failedAt === 'number') {
+      out[partition] = { at, failedAt, ...(typeof until === 'number' ? { until } : {}) };
+    }
+  }
+  return out;
 }
 
 function numbersOf(map: Record<string, unknown>): Record<string, number> {

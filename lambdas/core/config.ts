@@ -21,6 +21,7 @@ export const ENV = {
   cacheSize: 'COALESCE_CACHE_SIZE',
   writeConcurrency: 'WRITE_CONCURRENCY',
   probeMaxBacklog: 'PROBE_MAX_BACKLOG',
+  ingestTimeoutMs: 'INGEST_TIMEOUT_MS',
   rejectsQueueUrl: 'REJECTS_QUEUE_URL',
   onlineTopicArn: 'ONLINE_TOPIC_ARN',
   offlineTopicArn: 'OFFLINE_TOPIC_ARN',
@@ -66,6 +67,9 @@ export interface IngestConfig {
    * `probeCredit`). Default: one ReceiveMessage's worth, which the next poll takes at once. At high throughput set
    * it to the visible backlog a healthy pipeline shows, well below what one tolerance of stall would pile up. */
   probeMaxBacklog: number;
+  /** The ingest function's timeout: the longest a batch can run. A hold on failed SQS records lingers this long
+   * after its release (progress.ts), for batches still running then. */
+  ingestTimeoutMs: number;
   rejectsQueueUrl?: string;
   onlineTopicArn?: string;
   offlineTopicArn?: string;
@@ -204,6 +208,7 @@ export function loadIngestConfig(env: Env): IngestConfig {
     cacheSize: intSetting(env, ENV.cacheSize, 100_000),
     writeConcurrency: intSetting(env, ENV.writeConcurrency, 32, 1, 1000),
     probeMaxBacklog: intSetting(env, ENV.probeMaxBacklog, 10),
+    ingestTimeoutMs: intSetting(env, ENV.ingestTimeoutMs, 30_000, 1_000, 900_000),
     rejectsQueueUrl: env[ENV.rejectsQueueUrl] || undefined,
     onlineTopicArn: env[ENV.onlineTopicArn] || undefined,
     offlineTopicArn: env[ENV.offlineTopicArn] || undefined,

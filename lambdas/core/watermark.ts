@@ -2,37 +2,81 @@
 // the wall clock, so messages merely waiting in our own queue never make a device look silent.
 
 /** The watermark (epoch ms) of every partition that has one, and which partitions are live now. A partition's
- * watermark `w` means: everything that entered it before `w` has been written to the device table. */
+ * watermark `w` means: everything that entered it before `w` has been written to the device table, or is held. */
 export interface WatermarkSnapshot {
   /** Partitions that count: the configured ingest queues and the open shards of the ingest streams. */
   live: string[];
   marks: Readonly<Record<string, number>>;
+  /** Failed records still pending in an SQS partition (see `Hold`). */
+  holds?: Readonly<Record<string, Hold>>;
   /** When the live list was last recorded (epoch ms), if ever: lets the sweep notice a dispatcher that stopped. */
   liveAt?: number;
 }
 
+/**
+ * An SQS record whose batch reported it failed (or that was in a batch that failed as a whole) is invisible for the
+ * queue's visibility timeout and then comes back: it is in neither the visible backlog nor the written state, so no
+ * probe can tell it exists. The ingest records a hold for its partition before it answers Lambda, and the partition
+ * counts as caught up only to the oldest held entry time, whatever probes are credited meanwhile.
+ *
+ * A hold is released by a probe that proves every held record came back and was processed again: one stamped at
+ * least a visibility timeout plus an ingest timeout after the last failure (every failed record was visible again
+ * before the probe entered, and a batch that took one finished), and credited by the usual rule. It then lingers for
+ * one ingest timeout (`until`), so that a batch still running when the probe was credited can re-hold what fails
+ * again. A record that fails on its last receive goes to the dead-letter queue: its hold is released the same way,
+ * and the data is the redrive's to bring back (README, "Guarantees under faults").
+ */
+export interface Hold {
+  /** Oldest entry time among the records held. */
+  at: number;
+  /** When the latest failure was recorded (wall clock of the ingest). */
+  failedAt: number;
+  /** Set on release: the hold stops counting at this time. */
+  until?: number;
+}
+
 export interface WatermarkStore {
   read(): Promise<WatermarkSnapshot>;
-  /** Raises a partition's watermark to `probeAt`; never lowers it. */
-  credit(partition: string, probeAt: number): Promise<void>;
+  /** Raises a partition's watermark to `probeAt`; never lowers it. With `release`, also releases the partition's
+   * hold when its last failure is at or before `release.failedBefore`, to stop counting at `release.until`. */
+  credit(partition: string, probeAt: number, release?: HoldRelease): Promise<void>;
+  /** Records failed records of a partition: the hold's `at` only ever goes down and its `failedAt` up; a released
+   * hold is replaced. */
+  hold(partition: string, at: number, failedAt: number): Promise<void>;
   /** Records which partitions are live (the dispatcher does, as shards open and close), as of `at` (epoch ms). */
   setLive(partitions: string[], at?: number): Promise<void>;
+}
+
+export interface HoldRelease {
+  failedBefore: number;
+  until: number;
+}
+
+/** A partition's watermark as the sweep may use it: capped by a hold that still counts at `now`. */
+export function effectiveMark(now: number, snapshot: WatermarkSnapshot, partition: string): number | undefined {
+  const mark = snapshot.marks[partition];
+  const hold = snapshot.holds?.[partition];
+  if (mark === undefined || !hold || (hold.until !== undefined && hold.until <= now)) return mark;
+  return Math.min(mark, hold.at);
 }
 
 /** Age of the slowest live partition's watermark (`now - watermark`), or undefined with no live partition. A live
  * partition without a watermark counts as infinitely old: it holds the cutoff back just the same. */
 export function oldestWatermarkAge(now: number, snapshot: WatermarkSnapshot): number | undefined {
   if (snapshot.live.length === 0) return undefined;
-  return Math.max(...snapshot.live.map((partition) => now - (snapshot.marks[partition] ?? Number.NEGATIVE_INFINITY)));
+  return Math.max(
+    ...snapshot.live.map((partition) => now - (effectiveMark(now, snapshot, partition) ?? Number.NEGATIVE_INFINITY)),
+  );
 }
 
-/** The time up to which silence may be judged: `min(now, min over live partitions of watermark + tolerance)`.
- * Undefined while a live partition has no watermark yet: nothing is judged until every partition has proven it
- * is caught up. With no live partitions at all, nothing can lag, and the wall clock is the cutoff. */
+/** The time up to which silence may be judged: `min(now, min over live partitions of watermark + tolerance)`, each
+ * watermark capped by its partition's hold. Undefined while a live partition has no watermark yet: nothing is
+ * judged until every partition has proven it is caught up. With no live partitions at all, nothing can lag, and
+ * the wall clock is the cutoff. */
 export function sweepCutoff(now: number, snapshot: WatermarkSnapshot, toleranceMs: number): number | undefined {
   let cutoff = now;
   for (const partition of snapshot.live) {
-    const mark = snapshot.marks[partition];
+    const mark = effectiveMark(now, snapshot, partition);
     if (mark === undefined) return undefined;
     cutoff = Math.min(cutoff, mark + toleranceMs);
   }

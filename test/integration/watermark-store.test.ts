@@ -87,4 +87,33 @@ describe('DynamoWatermarkStore', () => {
     expect(await fresh.read()).toEqual({ live: [], liveAt: 1, marks: {} });
     expect(sweepCutoff(9, await fresh.read(), 5)).toBe(9);
   });
+
+  it('holds a partition at its oldest failed record until a probe releases it, then lets it linger', async () => {
+    const { store: fresh } = await freshStore();
+    await fresh.setLive([queueArn], 1);
+    await fresh.credit(queueArn, 10_000);
+    // The first hold creates the map; a later failure of an older record lowers `at`, of a newer one keeps it.
+    await fresh.hold(queueArn, 8_000, 11_000);
+    await fresh.hold(queueArn, 7_000, 12_000);
+    await fresh.hold(queueArn, 9_000, 13_000);
+    expect((await fresh.read()).holds).toEqual({ [queueArn]: { at: 7_000, failedAt: 13_000 } });
+    // Credits go on, but the cutoff stays at the held record.
+    await fresh.credit(queueArn, 20_000, { failedBefore: 12_999, until: 99_000 });
+    expect(sweepCutoff(30_000, await fresh.read(), 1_000)).toBe(8_000);
+    // A probe that came after the last failure's redelivery releases it, to stop counting later.
+    await fresh.credit(queueArn, 21_000, { failedBefore: 13_000, until: 40_000 });
+    const released = await fresh.read();
+    expect(released.holds).toEqual({ [queueArn]: { at: 7_000, failedAt: 13_000, until: 40_000 } });
+    expect(sweepCutoff(39_999, released, 1_000)).toBe(8_000);
+    expect(sweepCutoff(40_000, released, 1_000)).toBe(22_000);
+    // A failure while it lingers starts a new hold at that record.
+    await fresh.hold(queueArn, 18_000, 30_000);
+    expect((await fresh.read()).holds).toEqual({ [queueArn]: { at: 18_000, failedAt: 30_000 } });
+  });
+
+  it('records a hold before any watermark, and keeps every concurrent failure', async () => {
+    const { store: fresh } = await freshStore();
+    await Promise.all(Array.from({ length: 10 }, (_, i) => fresh.hold(shard0, 5_000 + ((i * 3) % 10), 100 + i)));
+    expect((await fresh.read()).holds).toEqual({ [shard0]: { at: 5_000, failedAt: 109 } });
+  });
 });

@@ -1,6 +1,6 @@
 // An in-memory WatermarkStore: tests set the snapshot directly (to hold the cutoff back, to simulate lag) or drive
 // it through `credit` as the ingest would.
-import type { WatermarkSnapshot, WatermarkStore } from '../../lambdas/core/watermark.js';
+import type { HoldRelease, WatermarkSnapshot, WatermarkStore } from '../../lambdas/core/watermark.js';
 
 export class MemoryWatermarks implements WatermarkStore {
   snapshot: WatermarkSnapshot;
@@ -22,10 +22,26 @@ export class MemoryWatermarks implements WatermarkStore {
     return structuredClone(this.snapshot);
   }
 
-  async credit(partition: string, probeAt: number): Promise<void> {
+  async credit(partition: string, probeAt: number, release?: HoldRelease): Promise<void> {
     const mark = this.snapshot.marks[partition];
     if (mark === undefined || probeAt > mark)
       this.snapshot = { ...this.snapshot, marks: { ...this.snapshot.marks, [partition]: probeAt } };
+    const hold = this.snapshot.holds?.[partition];
+    if (release && hold && hold.until === undefined && hold.failedAt <= release.failedBefore) {
+      this.snapshot = {
+        ...this.snapshot,
+        holds: { ...this.snapshot.holds, [partition]: { ...hold, until: release.until } },
+      };
+    }
+  }
+
+  async hold(partition: string, at: number, failedAt: number): Promise<void> {
+    const hold = this.snapshot.holds?.[partition];
+    const next =
+      !hold || hold.until !== undefined || hold.at >= at
+        ? { at, failedAt }
+        : { at: hold.at, failedAt: Math.max(hold.failedAt, failedAt) };
+    this.snapshot = { ...this.snapshot, holds: { ...this.snapshot.holds, [partition]: next } };
   }
 
   async setLive(partitions: string[], at?: number): Promise<void> {
