@@ -191,6 +191,10 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
         const mute = x.name(A.mutedUntil);
         conditions.push(`(attribute_not_exists(${mute}) OR ${mute} <= ${x.value(expect.notMutedAfter)})`);
       }
+      if (expect.skipHorizonAtMost !== undefined) {
+        const horizon = x.name(A.skipHorizon);
+        conditions.push(`(attribute_not_exists(${horizon}) OR ${horizon} <= ${x.value(expect.skipHorizonAtMost)})`);
+      }
     }
     const update = `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`;
     const input = x.input(this.tableName, request.deviceId, update, conditions.join(' AND '));
@@ -227,7 +231,13 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     }
     if (request.mutedUntil === null) removes.push(x.name(A.mutedUntil));
     else if (request.mutedUntil !== undefined) sets.push(`${x.name(A.mutedUntil)} = ${x.value(request.mutedUntil)}`);
-    if (request.deadline !== undefined) sets.push(`${x.name(A.deadline)} = ${x.value(request.deadline)}`);
+    for (const [attribute, value] of [
+      [A.deadline, request.deadline],
+      [A.skipHorizon, request.skipHorizon],
+      [A.expiresAt, request.expiresAt],
+    ] as const) {
+      if (value !== undefined) sets.push(`${x.name(attribute)} = ${x.value(value)}`);
+    }
     const { expect } = request;
     const condition = unchanged(x, expect);
     const update = [
@@ -255,6 +265,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
       A.mutedUntil,
       A.transitions,
       A.flapping,
+      A.skipHorizon,
     ].map((a) => x.name(a));
     // The outbox stays: events committed before the decommission are history and still go out (I4).
     const update =
@@ -515,6 +526,7 @@ export function toState(item: Item): DeviceState {
     ...(item[A.shard] !== undefined ? { shard: item[A.shard] as string } : {}),
     ...(item[A.deadline] !== undefined ? { deadline: Number(item[A.deadline]) } : {}),
     ...(item[A.mutedUntil] !== undefined ? { mutedUntil: Number(item[A.mutedUntil]) } : {}),
+    ...(item[A.skipHorizon] !== undefined ? { skipHorizon: Number(item[A.skipHorizon]) } : {}),
     ...(item[A.transitions] !== undefined ? { transitions: (item[A.transitions] as unknown[]).map(Number) } : {}),
     ...(item[A.flapping] !== undefined ? { flapping: toFlapping(item[A.flapping] as Record<string, unknown>) } : {}),
     outbox: ((item[A.outbox] as string[] | undefined) ?? []).map((json) => JSON.parse(json) as DeviceEvent),

@@ -2,7 +2,7 @@
 // and count the fleet. Every change is one conditional write on the device item, decided from the item as read and
 // redone from the item a failed condition returns, so it never overwrites a transition it did not see.
 import { mapLimit } from './concurrency.js';
-import { type DeviceState, policyOf } from './device.js';
+import { type DeviceState, keptForMuteUntil, policyOf, presumedLastSeen } from './device.js';
 import { ApiError } from './errors.js';
 import { deadlineOf, settlesAt } from './flap.js';
 import type { DeviceTypes, Policy } from './policy.js';
@@ -57,20 +57,42 @@ export async function getDevice(deps: AdminDeps, deviceId: string): Promise<Devi
 /** Sets (or with `undefined` removes) the per-device override. The effective policy changes in the same write, and
  * an online device's deadline moves earlier when the new policy calls for it: never later than
  * `lastSeen + timeout + precision`, so the next sweep judges by the new policy. A later deadline is left for the
- * sweep to re-arm, which costs the index nothing now. */
+ * sweep to re-arm, which costs the index nothing now.
+ *
+ * Ingest containers may still cache the old policy and skip writes by its precision: a message up to
+ * `lastSeen + old precision` (the stored `lastSeen`, which no cached one exceeds) may have entered without a write.
+ * When the precision goes down, that time is kept as the device's skip horizon (never lowered: an older one covers
+ * caches older still), and every offline decision counts the device as seen until then. When it does not go down,
+ * the new precision already covers what the old one skipped. */
 export async function setPolicy(deps: AdminDeps, deviceId: string, override: Policy | undefined): Promise<DeviceView> {
   return change(deps, deviceId, (current) => {
     const policy = override ?? typePolicy(deps.deviceTypes, current.deviceType);
-    return { override: override ?? null, policy, ...earlierDeadline({ ...current, ...policy }) };
+    const skipHorizon =
+      policy.precisionMs < current.precisionMs
+        ? Math.max(current.skipHorizon ?? current.lastSeen, current.lastSeen + current.precisionMs)
+        : current.skipHorizon;
+    const next = { ...current, ...policy, skipHorizon };
+    return {
+      override: override ?? null,
+      policy,
+      ...(skipHorizon !== current.skipHorizon ? { skipHorizon } : {}),
+      ...earlierDeadline(next),
+      ...keptWhileMuted(next, deps),
+    };
   });
 }
 
 /** While muted, the sweep commits no offline transition: a device that falls silent stays ONLINE, parked in the
  * deadline index at the mute's end, and is reported then if it is still silent. Online events are not muted.
  * A new mute replaces the old one: a device parked at an old mute's end that is later than the new one's returns to
- * its own deadline, like on unmute, and the sweep parks it at the new mute's end. */
+ * its own deadline, like on unmute, and the sweep parks it at the new mute's end. The item is kept until the mute's
+ * end plus the wait of a silent device (`keptWhileMuted`). */
 export async function mute(deps: AdminDeps, deviceId: string, until: number): Promise<DeviceView> {
-  return change(deps, deviceId, (current) => ({ mutedUntil: until, ...earlierDeadline(current) }));
+  return change(deps, deviceId, (current) => ({
+    mutedUntil: until,
+    ...earlierDeadline(current),
+    ...keptWhileMuted({ ...current, mutedUntil: until }, deps),
+  }));
 }
 
 /** Ends a mute now: a parked device's deadline returns to `lastSeen + timeout + precision` (or to when a flapping
@@ -81,7 +103,11 @@ export async function unmute(deps: AdminDeps, deviceId: string): Promise<DeviceV
 
 /** Decommission: the item becomes a tombstone in no index, counted nowhere, that produces no events. It keeps `seq`
  * so that a device that sends again registers as new but continues its event ids (`<deviceId>#<seq>`) rather than
- * repeating ids consumers have seen. Messages that entered before the decommission do not bring it back. */
+ * repeating ids consumers have seen. Messages that entered before the decommission do not bring it back, and neither
+ * do those up to `lastSeen + precision` (or the skip horizon): an ingest container that cached the device before
+ * may skip them without a write, so they count as entered before, on every container alike, and every accepted
+ * message stays reflected in the stored `lastSeen`. The device comes back with its first message after
+ * max(decommission time, last write + precision). */
 export async function forget(deps: AdminDeps, deviceId: string): Promise<void> {
   let current = await existing(deps, deviceId);
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -89,7 +115,7 @@ export async function forget(deps: AdminDeps, deviceId: string): Promise<void> {
     const out = await deps.store.retire({
       deviceId,
       expect: { seq: current.seq, status: current.status, deviceType: current.deviceType },
-      lastSeen: Math.max(current.lastSeen, now),
+      lastSeen: Math.max(presumedLastSeen(current), current.lastSeen + current.precisionMs, now),
       expiresAt: now + deps.housekeepingTtlMs,
     });
     if (out.applied) return;
@@ -167,6 +193,16 @@ function earlierDeadline(state: DeviceState): { deadline?: number } {
   const target = deadlineOf(state);
   const move = target !== undefined && (state.deadline === undefined || state.deadline > target);
   return move ? { deadline: target } : {};
+}
+
+/** DynamoDB TTL deletes a device item at `expiresAt` (`lastSeen` + housekeeping TTL); a silent device muted beyond
+ * that would be deleted unreported. Rather than refuse such a mute, the item is kept until the mute's end plus the
+ * wait of a silent device (timeout + precision), in the same write: a long mute is a deliberate operator decision,
+ * and a longer-lived item costs only its storage. A mute within the usual life leaves `expiresAt` as it is. (A
+ * message's write sets `expiresAt` from its own time; the ingest keeps it past the mute too, see `applyUpdate`.) */
+function keptWhileMuted(state: DeviceState, deps: AdminDeps): { expiresAt?: number } {
+  const keep = keptForMuteUntil(state);
+  return keep !== undefined && keep > state.lastSeen + deps.housekeepingTtlMs ? { expiresAt: keep } : {};
 }
 
 function typePolicy(types: DeviceTypes, deviceType: string): Policy {

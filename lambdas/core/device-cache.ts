@@ -1,4 +1,4 @@
-import type { DeviceState } from './device.js';
+import { type DeviceState, keptForMuteUntil } from './device.js';
 import { settlesAt } from './flap.js';
 import type { Policy } from './policy.js';
 
@@ -16,6 +16,9 @@ export interface CachedDevice {
   online: boolean;
   /** While it flaps: when it settles, which bounds its deadline (flap.ts). */
   settlesAt?: number;
+  /** While muted: until when the item must be kept (device.ts `keptForMuteUntil`), which a write's `expiresAt` must
+   * not cut short. */
+  keepUntil?: number;
 }
 
 /** Bounded least-recently-used map; a Map keeps insertion order, so re-inserting on use makes it an LRU. */
@@ -53,6 +56,7 @@ export class DeviceCache {
       hasOverride: state.override !== undefined,
       online: state.status === 'ONLINE',
       settlesAt: settlesAt(state),
+      keepUntil: keptForMuteUntil(state),
     });
   }
 

@@ -1,5 +1,5 @@
 // A device's stored state and the events its transitions produce.
-import type { Policy } from './policy.js';
+import { offlineAt, type Policy } from './policy.js';
 import type { Status } from './table-schema.js';
 
 export interface DeviceState {
@@ -18,6 +18,9 @@ export interface DeviceState {
   deadline?: number;
   /** Maintenance mute (epoch ms): no offline transition is committed before it. */
   mutedUntil?: number;
+  /** Messages that entered up to this time may have been skipped by a coalescing cache that still held an older,
+   * coarser policy (see `setPolicy` in admin.ts): offline decisions take the device as seen until then. */
+  skipHorizon?: number;
   /** Times (`since`) of the device's latest transitions, oldest first; kept only for types with flap damping. */
   transitions?: number[];
   /** Present while the device flaps: its transitions publish nothing until it has been stable for `windowMs`. */
@@ -74,6 +77,21 @@ export function transitionEvent(
     timeoutMs: state.timeoutMs,
     detectedAt,
   };
+}
+
+/** When the device counts as last seen for every offline decision: its stored `lastSeen`, or its skip horizon when
+ * that is later, since a message up to the horizon may have entered and been skipped without a write. Events still
+ * report the stored `lastSeen`. */
+export function presumedLastSeen(state: Pick<DeviceState, 'lastSeen' | 'skipHorizon'>): number {
+  return state.skipHorizon === undefined ? state.lastSeen : Math.max(state.lastSeen, state.skipHorizon);
+}
+
+/** Until when a mute needs the device item (DynamoDB TTL must not delete it before): a device silent through the
+ * mute is reported after its end, within `timeout + precision` of it. Undefined without a mute. */
+export function keptForMuteUntil(
+  state: Pick<DeviceState, 'mutedUntil' | 'timeoutMs' | 'precisionMs'>,
+): number | undefined {
+  return state.mutedUntil === undefined ? undefined : offlineAt(state.mutedUntil, policyOf(state));
 }
 
 export function policyOf(state: Pick<DeviceState, 'timeoutMs' | 'precisionMs'>): Policy {

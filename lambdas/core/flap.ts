@@ -3,7 +3,7 @@
 // rides on the transition's own conditional write (the last K transition times and the flapping mark live on the
 // device item), and the settling is found by the sweep through the deadline index, where a flapping device stays
 // (offline ones too) at the time it would settle. No timer, no extra write per message.
-import { type DeviceEvent, type DeviceState, policyOf, transitionEvent } from './device.js';
+import { type DeviceEvent, type DeviceState, policyOf, presumedLastSeen, transitionEvent } from './device.js';
 import { type DeviceTypes, type FlapDamping, offlineAt } from './policy.js';
 import { STATUS } from './table-schema.js';
 
@@ -75,13 +75,14 @@ export function settlesAt(state: Pick<DeviceState, 'since' | 'flapping'>): numbe
   return state.flapping ? state.since + state.flapping.windowMs : undefined;
 }
 
-/** Where a device sits in the deadline index: an online device at the time it would be offline, brought forward to
- * when it would settle if it flaps; an offline device only while it flaps, at when it would settle. */
+/** Where a device sits in the deadline index: an online device at the time it would be offline (counted from its
+ * skip horizon when that is later than `lastSeen`), brought forward to when it would settle if it flaps; an offline
+ * device only while it flaps, at when it would settle. */
 export function deadlineOf(
-  state: Pick<DeviceState, 'status' | 'lastSeen' | 'since' | 'timeoutMs' | 'precisionMs' | 'flapping'>,
+  state: Pick<DeviceState, 'status' | 'lastSeen' | 'since' | 'timeoutMs' | 'precisionMs' | 'flapping' | 'skipHorizon'>,
 ): number | undefined {
   const settles = settlesAt(state);
   if (state.status !== STATUS.online) return settles;
-  const offline = offlineAt(state.lastSeen, policyOf(state));
+  const offline = offlineAt(presumedLastSeen(state), policyOf(state));
   return settles === undefined ? offline : Math.min(offline, settles);
 }

@@ -45,6 +45,9 @@ export type Expectation =
       deviceType?: string;
       policy?: Policy;
       notMutedAfter?: number;
+      /** No skip horizon later than this (absent counts as none): one set since does not move a decision taken
+       * from `presumedLastSeen`. */
+      skipHorizonAtMost?: number;
     };
 
 /** Writes a device's new state (and appends its transition events to the outbox) in one conditional write.
@@ -52,7 +55,7 @@ export type Expectation =
 export interface CommitRequest {
   deviceId: string;
   expect: Expectation;
-  state: Omit<DeviceState, 'deviceId' | 'outbox' | 'override'>;
+  state: Omit<DeviceState, 'deviceId' | 'outbox' | 'override' | 'skipHorizon'>;
   expiresAt?: number;
   append: DeviceEvent[];
   /** Outbox index keys, set when `append` is not empty: re-published from there if the publisher never confirms. */
@@ -135,13 +138,17 @@ export interface AdminUpdate {
   /** New deadline-index position; only for a device in the index, and never later than its state allows (flap.ts
    * `deadlineOf`). */
   deadline?: number;
+  /** New skip horizon (only ever raised; see DeviceState). */
+  skipHorizon?: number;
+  /** New housekeeping expiry: set by a mute that needs the item past its usual life (until it has been reported). */
+  expiresAt?: number;
 }
 
 /** Decommission: the device item becomes a tombstone that keeps `seq` (see STATUS.retired). */
 export interface RetireRequest {
   deviceId: string;
   expect: { seq: number; status: Status; deviceType: string };
-  /** Messages that entered the pipeline before this do not bring the device back. */
+  /** Messages that entered the pipeline up to this do not bring the device back. */
   lastSeen: number;
   expiresAt: number;
 }

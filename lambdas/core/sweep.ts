@@ -3,7 +3,7 @@
 // cutoff comes from the ingest watermarks, never the wall clock alone, so our own lag never makes a device look
 // silent. No AWS here: ports only.
 import { mapLimit } from './concurrency.js';
-import { type DeviceState, policyOf, transitionEvent } from './device.js';
+import { type DeviceState, policyOf, presumedLastSeen, transitionEvent } from './device.js';
 import { deadlineOf, flapFieldsOf, recordTransition, settlesAt, startedFlapping, transitionEvents } from './flap.js';
 import { relayOutboxes } from './outbox.js';
 import { type FlapDamping, offlineAt, type Policy } from './policy.js';
@@ -230,11 +230,16 @@ export function judge(current: DeviceState | undefined, cutoff: number): Judgeme
   }
   if (current.status !== STATUS.online) return { kind: 'skip' };
   const policy = policyOf(current);
-  const offline = offlineAt(current.lastSeen, policy);
+  const offline = offlineAt(presumedLastSeen(current), policy);
   // Stable online for the window before it could fall silent: it settles online (online events are never muted).
   if (settles !== undefined && settles <= cutoff && settles < offline) return { kind: 'settle' };
   if (offline > cutoff) {
-    return settles === undefined ? { kind: 'rearm', policy } : { kind: 'park', deadline: Math.min(offline, settles) };
+    if (settles !== undefined) return { kind: 'park', deadline: Math.min(offline, settles) };
+    // Alive by its skip horizon only (a message up to it may have been skipped unwritten): parked there, like a mute,
+    // since a re-arm counts from `lastSeen`.
+    return offlineAt(current.lastSeen, policy) > cutoff
+      ? { kind: 'rearm', policy }
+      : { kind: 'park', deadline: offline };
   }
   return hold ?? { kind: 'offline' };
 }
@@ -300,8 +305,9 @@ async function settle(
 }
 
 /** The offline transition of a device found expired at the cutoff. Everything comes from the stored item: the
- * device went offline at the deadline that expired, not when we noticed. Conditional on nothing having changed
- * since the item was read (same seq, still online, no newer `lastSeen`). */
+ * device went offline at the deadline that expired, not when we noticed (counted from its skip horizon when that is
+ * later than `lastSeen`; the event reports the stored `lastSeen`). Conditional on nothing having changed since the
+ * item was read (same seq, still online, no newer `lastSeen` or skip horizon). */
 export function offlineCommit(
   current: DeviceState,
   shard: string,
@@ -309,7 +315,7 @@ export function offlineCommit(
   cutoff?: number,
   damping?: FlapDamping,
 ): CommitRequest {
-  const since = offlineAt(current.lastSeen, policyOf(current));
+  const since = offlineAt(presumedLastSeen(current), policyOf(current));
   const flap = recordTransition(current, since, damping);
   // The device leaves the deadline index (and enters the offline index) in the same write, unless it flaps: then it
   // stays, at the time it would settle.
@@ -335,6 +341,7 @@ export function settleCommit(current: DeviceState, shard: string, detectedAt: nu
   const state = located(
     { ...unchanged(current), status: current.status, since: current.since, seq: current.seq + 1, ...flap },
     current.shard ?? shard,
+    current.skipHorizon,
   );
   const type = state.status === STATUS.online ? 'device.online' : 'device.offline';
   return {
@@ -358,19 +365,21 @@ function unchanged(current: DeviceState) {
   };
 }
 
-/** The state with its deadline-index position (none when it has no deadline). */
-function located<S extends Parameters<typeof deadlineOf>[0]>(state: S, shard: string) {
-  const deadline = deadlineOf(state);
+/** The state with its deadline-index position (none when it has no deadline), counted from the stored skip horizon
+ * too, which the commit leaves as it is. */
+function located<S extends Parameters<typeof deadlineOf>[0]>(state: S, shard: string, skipHorizon?: number) {
+  const deadline = deadlineOf({ ...state, skipHorizon });
   return deadline === undefined ? state : { ...state, shard, deadline };
 }
 
-/** Nothing changed since the item was read: same seq and status, no newer `lastSeen`, same type and policy; with a
- * cutoff, no mute set beyond it. */
+/** Nothing changed since the item was read: same seq and status, no newer `lastSeen`, no skip horizon beyond what
+ * the decision counted, same type and policy; with a cutoff, no mute set beyond it. */
 function unchangedSince(current: DeviceState, notMutedAfter: number | undefined) {
   return {
     seq: current.seq,
     status: current.status,
     lastSeenAtMost: current.lastSeen,
+    skipHorizonAtMost: presumedLastSeen(current),
     deviceType: current.deviceType,
     policy: policyOf(current),
     ...(notMutedAfter !== undefined ? { notMutedAfter } : {}),

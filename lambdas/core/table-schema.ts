@@ -30,6 +30,10 @@ export const A = {
   expiresAt: 'expiresAt',
   /** Maintenance mute: epoch ms until which no offline transition is committed (see `judge` in sweep.ts). */
   mutedUntil: 'mute',
+  /** Set by a policy change that lowered the precision: messages up to this time may have been skipped, unwritten, by
+   * an ingest container that still caches the old policy, so offline decisions count the device as seen until then
+   * (device.ts `presumedLastSeen`). Inert once `lastSeen` passes it. */
+  skipHorizon: 'skipHzn',
   /** Flap damping (flap.ts): times of the latest transitions (a number list), and `{since, windowMs}` while the
    * device flaps. */
   transitions: 'flapTimes',

@@ -2,6 +2,7 @@
 // answered with a 4xx that changed nothing. Devices get their state from the real ingest and sweep cores. Also the
 // counts (read from the deadline and offline indexes) against the true counts after protocol runs with duplicates
 // and crashes.
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import type { LambdaFunctionURLEvent, LambdaFunctionURLResult } from 'aws-lambda';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { loadIngestConfig } from '../../lambdas/core/config.js';
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
 import { type SweepDeps, sweepShard } from '../../lambdas/core/sweep.js';
+import { A } from '../../lambdas/core/table-schema.js';
 import { createDeviceTable } from '../../local/resources.js';
 import { testClients, uniqueName } from '../support/aws.js';
 import { lambdaContext } from '../support/lambda-events.js';
@@ -35,14 +37,14 @@ async function freshTable(): Promise<string> {
 }
 
 /** A table with devices driven by the real ingest and sweep cores, and the API handler over it. */
-async function fleet() {
+async function fleet(types: Record<string, { timeoutMs: number; precisionMs: number }> = TYPES) {
   const tableName = await freshTable();
   const clock = { t: T0 };
   const now = () => clock.t;
   const store = new DynamoDeviceStore(clients.dynamodb, { tableName, shardCount: 2 });
   const events = new EventLog();
   const config = {
-    ...loadIngestConfig({ TABLE_NAME: tableName, DEVICE_TYPES: JSON.stringify(TYPES) }),
+    ...loadIngestConfig({ TABLE_NAME: tableName, DEVICE_TYPES: JSON.stringify(types) }),
     shardCount: 2,
     writeConcurrency: 32,
   };
@@ -58,17 +60,18 @@ async function fleet() {
   const handler = apiHandler(() => deps);
   let n = 0;
   return {
+    tableName,
     clock,
     store,
     events,
-    async send(deviceIds: string[], at: number, deviceType = 'tracker') {
+    /** Ingests one message per device, entered at `at`, by a container without a cache unless one is given. */
+    async send(deviceIds: string[], at: number, deviceType = 'tracker', deviceCache = new DeviceCache(0)) {
       const records = deviceIds.map((deviceId) => ({
         id: `m${++n}`,
         body: JSON.stringify({ deviceId, deviceType }),
         enteredAt: at,
         partition: 'p',
       }));
-      const deviceCache = new DeviceCache(0);
       const deps = { config, store, publisher: events, rejects: { send: async () => ({ failed: [] }) }, now };
       await ingestBatch(records, { ...deps, cache: deviceCache }, { ordered: false });
     },
@@ -288,5 +291,62 @@ describe('counts from the indexes on DynamoDB Local', () => {
     }
     expect(Object.values(truth).reduce((n, c) => n + c.online + c.offline, 0)).toBeGreaterThan(0);
     expect(await store.counts(Object.keys(MODEL_TYPES))).toEqual(truth);
+  });
+});
+
+describe('operator actions racing a warm coalescing cache, on DynamoDB Local (issue 10 #2)', () => {
+  /** Writes coalesced within 10 min; the override below detects within 90 s. */
+  const SENSOR = { timeoutMs: 300_000, precisionMs: 600_000 };
+  const MIN = 60_000;
+
+  it('a lowered precision: a device that keeps sending through a container with the old policy is never offline', async () => {
+    const f = await fleet({ sensor: SENSOR });
+    const warm = new DeviceCache(100);
+    await f.send(['p'], T0, 'sensor', warm);
+    f.clock.t = T0 + 30_000;
+    const body = JSON.stringify({ timeout: '90s', precision: 0 });
+    expect(await f.call('PUT', '/devices/p/policy', { body })).toMatchObject({ status: 200 });
+    expect(await f.store.get('p')).toMatchObject({ skipHorizon: T0 + SENSOR.precisionMs, deadline: T0 + 690_000 });
+    for (let t = T0 + MIN; t <= T0 + 15 * MIN; t += MIN) {
+      await f.send(['p'], t, 'sensor', warm);
+      await f.sweepAt(t + 30_000);
+    }
+    expect(f.events.events.map((e) => e.type)).toEqual(['device.online']);
+    await f.sweepAt(T0 + 15 * MIN + 90_000); // silent: reported by the override
+    expect(f.events.events.map((e) => [e.type, e.since, e.lastSeen])).toEqual([
+      ['device.online', T0, T0],
+      ['device.offline', T0 + 15 * MIN + 90_000, T0 + 15 * MIN],
+    ]);
+  });
+
+  it('a decommission takes every message a stale cache may skip as entered before it; a mute keeps the item', async () => {
+    const f = await fleet({ sensor: SENSOR });
+    const warm = new DeviceCache(100);
+    await f.send(['gone', 'muted'], T0, 'sensor', warm);
+    f.clock.t = T0 + 30_000;
+    expect(await f.call('DELETE', '/devices/gone')).toMatchObject({ status: 204 });
+    expect(await f.store.get('gone')).toMatchObject({ status: 'RETIRED', lastSeen: T0 + SENSOR.precisionMs });
+    await f.send(['gone'], T0 + 5 * MIN, 'sensor'); // another container: stale, as the warm one skips it
+    await f.send(['gone'], T0 + 5 * MIN, 'sensor', warm);
+    await f.send(['gone'], T0 + 11 * MIN, 'sensor', warm);
+    expect(f.events.events.filter((e) => e.deviceId === 'gone').map((e) => [e.eventId, e.since])).toEqual([
+      ['gone#1', T0],
+      ['gone#2', T0 + 11 * MIN],
+    ]);
+
+    const until = T0 + 40 * 86_400_000; // past the 30-day housekeeping TTL
+    expect(await f.call('POST', '/devices/muted/mute', { body: JSON.stringify({ until }) })).toMatchObject({
+      status: 200,
+    });
+    const expiresAt = async () => {
+      const out = await clients.dynamodb.send(
+        new GetItemCommand({ TableName: f.tableName, Key: { pk: { S: 'muted' } }, ConsistentRead: true }),
+      );
+      return Number(out.Item?.[A.expiresAt]?.N);
+    };
+    const keep = until + SENSOR.timeoutMs + SENSOR.precisionMs;
+    expect(await expiresAt()).toBe(keep);
+    await f.send(['muted'], T0 + 20 * MIN, 'sensor'); // a container that does not know of the mute
+    expect(await expiresAt()).toBe(keep);
   });
 });

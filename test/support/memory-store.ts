@@ -71,11 +71,16 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
           (expect.policy === undefined || samePolicy(item, expect.policy)) &&
           (expect.notMutedAfter === undefined ||
             item.mutedUntil === undefined ||
-            item.mutedUntil <= expect.notMutedAfter);
+            item.mutedUntil <= expect.notMutedAfter) &&
+          (expect.skipHorizonAtMost === undefined ||
+            item.skipHorizon === undefined ||
+            item.skipHorizon <= expect.skipHorizonAtMost);
     if (!ok) return { applied: false, current: item && toState(item) };
+    // What the DynamoDB commit writes, no more: the skip horizon stays as stored.
+    const { skipHorizon: _h, ...state } = clone(request.state) as CommitRequest['state'] & { skipHorizon?: number };
     const next: StoredDevice = {
       ...(item ?? { outbox: [] }),
-      ...clone(request.state),
+      ...state,
       deviceId: request.deviceId,
       outbox: [...(item?.outbox ?? []), ...clone(request.append)],
     };
@@ -120,6 +125,8 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     if (request.mutedUntil === null) delete item.mutedUntil;
     else if (request.mutedUntil !== undefined) item.mutedUntil = request.mutedUntil;
     if (request.deadline !== undefined) item.deadline = request.deadline;
+    if (request.skipHorizon !== undefined) item.skipHorizon = request.skipHorizon;
+    if (request.expiresAt !== undefined) item.expiresAt = request.expiresAt;
     return { applied: true, after: toState(item) };
   }
 
@@ -144,6 +151,7 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
       'mutedUntil',
       'transitions',
       'flapping',
+      'skipHorizon',
     ] as const) {
       delete item[key];
     }
