@@ -322,6 +322,10 @@ function planCommit(
   const { config } = deps;
   const t = update.lastSeen;
   if (current && current.lastSeen >= t) return undefined;
+  // A message that entered before the device went offline is history, not a return: the offline transition already
+  // accounted for it (a write coalescing skipped, delivered again late). Bringing the device back with it would
+  // publish an online event whose `since` goes back before the offline one.
+  if (current?.status === STATUS.offline && t <= current.since) return undefined;
 
   const deviceType = typeNameFor(config, update.deviceType ?? current?.deviceType);
   const policy = current?.override ?? policyFor(config, deviceType);
