@@ -489,13 +489,13 @@ describe('sweep on DynamoDB Local and fauxqs', () => {
   it.each([
     ['', false, 25],
     [' with flap damping on', true, 15],
-  ] as const)('property: the whole protocol on DynamoDB Local keeps I1, I2 and I3%s', async (_, flap, numRuns) => {
+  ] as const)('property: the whole protocol under faults on DynamoDB Local keeps I1–I4%s', async (_, flap, numRuns) => {
     const tableName = uniqueName('sweep-model');
     drops.push(await createDeviceTable(clients.dynamodb, tableName));
     const store = new DynamoDeviceStore(clients.dynamodb, { tableName });
     let run = 0;
     await fc.assert(
-      fc.asyncProperty(scenarioArb({ maxDevices: 4, maxActions: 40 }), async (scenario) => {
+      fc.asyncProperty(scenarioArb({ maxDevices: 4, maxActions: 40, operators: true }), async (scenario) => {
         await runScenario(scenario, store, { prefix: `r${++run}-`, flap });
       }),
       { numRuns },
