@@ -199,6 +199,13 @@ function printEndpoints(stack: LocalStack, out: RunConsole) {
   for (const line of lines) out.line(line);
 }
 
+/** " (published twice by sweep+ingest: 2)": which publishers made the duplicates, when the run logged them. */
+function duplicatesBy(report: RunReport): string {
+  const by = report.summary.duplicatesBy as Record<string, number> | undefined;
+  const entries = Object.entries(by ?? {});
+  return entries.length === 0 ? '' : ` (published more than once: ${entries.map(([k, n]) => `${k} ${n}`).join(', ')})`;
+}
+
 function printSummary(report: RunReport, reportPath: string, stream: NodeJS.WriteStream) {
   const s = report.summary;
   const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -210,9 +217,14 @@ function printSummary(report: RunReport, reportPath: string, stream: NodeJS.Writ
     `  messages           ${s.messages.toLocaleString('en-US')}`,
     `  transitions        ${s.offlineEvents.toLocaleString('en-US')} offline, ${s.onlineEvents.toLocaleString('en-US')} online`,
     `  false offline      ${s.falseOffline}`,
-    `  missed offline     ${s.missedOffline} (of ${s.requiredDetections.toLocaleString('en-US')} detections due)`,
-    `  duplicate events   ${s.duplicateEvents}`,
+    `  missed offline     ${s.missedOffline} (of ${s.requiredDetections.toLocaleString('en-US')} detections a completed sweep had to make)`,
+    `  duplicate events   ${s.duplicateEvents}${duplicatesBy(report)}`,
     `  lateness           p50 ${secs(s.latenessMs.p50)}, p99 ${secs(s.latenessMs.p99)}, max ${secs(s.latenessMs.max)} (after last message + timeout; ${s.stallDeferred} deferred by our own stall)`,
+    ...(s.overdueDetections > 0
+      ? [
+          `  overdue            ${s.overdueDetections} silences past the design's bound still undetected at the end, by up to ${secs(s.overdueMaxMs)} (slow, not missed: no completed sweep had reached their deadline)`,
+        ]
+      : []),
     `  write units        ${s.wruPerMessage} per message`,
     ...s.findings.slice(0, 10).map((f) => `  ! ${f.kind} ${f.deviceId}: ${f.detail}`),
     `  report             ${reportPath}`,

@@ -13,6 +13,7 @@ import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../la
 import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
 import type { RunConsole } from './console.js';
 import { type DueMessage, Fleet, type Scenario, toleranceOf } from './fleet-model.js';
+import { RuntimeObserver } from './observe.js';
 import { KinesisPoller, lambdaContext, SqsPoller } from './pollers.js';
 import type { RunReport, SeriesPoint } from './report.js';
 import { type LocalStack, type Source, startLocalStack } from './stack.js';
@@ -49,9 +50,12 @@ export async function startRuntime(stack: LocalStack, scenario: Scenario, source
   const stopping = new AbortController();
   const signal = AbortSignal.any([outer, stopping.signal]);
   const { clients, env } = stack;
-  const ingestDeps = ingestDepsFromEnv(env, clients);
-  const sweepDeps = sweepDepsFromEnv(env, clients);
-  const sweep = sweepHandler(() => sweepDeps);
+  // Watched through their ports: which sweeps completed by which cutoff (the judge needs them), who published what.
+  const observer = new RuntimeObserver();
+  const ingestEnv = ingestDepsFromEnv(env, clients);
+  const ingestDeps = { ...ingestEnv, publisher: observer.ingestPublisher(ingestEnv.publisher) };
+  const sweepDeps = observer.sweepDeps(sweepDepsFromEnv(env, clients));
+  const sweep = observer.sweepHandler(sweepHandler(() => sweepDeps));
   const abortableSleep = (ms: number) => sleep(ms, undefined, { signal }).catch(() => undefined);
   const dispatchDeps = { ...dispatchDepsFromEnv(env, clients), sleep: abortableSleep };
   const dispatch = dispatchHandler(() => dispatchDeps);
@@ -119,6 +123,7 @@ export async function startRuntime(stack: LocalStack, scenario: Scenario, source
   return {
     ingestPoller,
     sweepPoller,
+    observer,
     stop: () => running.stop(),
     get dispatches() {
       return dispatches;
@@ -185,6 +190,7 @@ async function driveFleet(
     toleranceMs,
     slackMs,
     startedAt,
+    shardCount: scenario.shardCount,
   });
   const stop = new AbortController();
   const stopped = AbortSignal.any([signal, stop.signal]);
@@ -277,15 +283,19 @@ async function driveFleet(
     });
   }
 
-  // The user's consumer: one queue per topic, raw delivery, deleted once judged.
+  // The user's consumer: one queue per topic, raw delivery, deleted once judged. Once the fleet has stopped, it
+  // drains its queue: a receive that started after `drainFrom` and found nothing has seen every event published
+  // before then (the engine delivers to the queue within the publish call). A receive is never aborted midway: the
+  // messages it took would stay invisible, and the judge would miss them.
+  let drainFrom: number | undefined;
   const consume = async (queueUrl: string) => {
-    while (!stopped.aborted) {
+    while (!signal.aborted) {
+      const receivedAt = Date.now();
       const received = await clients.sqs
-        .send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }), {
-          abortSignal: stopped,
-        })
+        .send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }))
         .catch(() => ({ Messages: [] }));
       const messages = received.Messages ?? [];
+      if (messages.length === 0 && drainFrom !== undefined && receivedAt >= drainFrom) return;
       for (const message of messages) {
         const event = JSON.parse(message.Body!) as DeviceEvent;
         eventsWindow++;
@@ -356,10 +366,19 @@ async function driveFleet(
 
   await sender;
   stop.abort();
-  await Promise.allSettled([stalls, sampler, ...consumers]);
-  // Interrupted: only detections due well before the stop can be judged.
-  const summary = truth.finish(Math.min(startedAt + durationMs, Date.now() - tailMs));
-  if (truth.duplicateSamples.length > 0) out.line(`  duplicates, e.g. ${truth.duplicateSamples.join(', ')}`);
+  await Promise.allSettled([stalls, sampler]);
+  // Judged against the sweeps completed by now, once their events are all received.
+  const sweeps = runtime.observer.completedSweeps();
+  const judgedAt = Date.now();
+  drainFrom = judgedAt;
+  await Promise.allSettled(consumers);
+  const summary = truth.finish(judgedAt, sweeps);
+  const duplicatesBy = runtime.observer.republishedBy();
+  for (const sample of truth.duplicateSamples) {
+    out.line(
+      `  duplicate ${sample.eventId} ${sample.type}: published by ${runtime.observer.describe(sample, startedAt)}`,
+    );
+  }
   return {
     mode: 'live',
     scenario: { name: scenario.name, description: scenario.description },
@@ -371,6 +390,8 @@ async function driveFleet(
     enginePids: stack.pids,
     summary: {
       ...summary,
+      duplicatesBy,
+      sweepsCompleted: sweeps.length,
       wruPerMessage: round(stack.writeUnits.device / Math.max(1, summary.messages)),
       controlWriteUnits: stack.writeUnits.control,
       readsPerMessage: round(stack.writeUnits.reads / Math.max(1, summary.messages)),

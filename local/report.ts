@@ -151,6 +151,7 @@ export function renderReport(report: RunReport): string {
   const disconnectShade = shade(report.disconnects, xMax, 'rgba(60,60,220,0.08)', 'mass disconnect');
   const ok = s.falseOffline === 0 && s.missedOffline === 0;
   const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const duplicatesBy = (s.duplicatesBy ?? {}) as Record<string, number>;
   const rows: Array<[string, string]> = [
     [
       'mode',
@@ -161,8 +162,21 @@ export function renderReport(report: RunReport): string {
     ['messages', s.messages.toLocaleString('en-US')],
     ['offline / online events', `${s.offlineEvents} / ${s.onlineEvents}`],
     ['false offline', String(s.falseOffline)],
-    ['missed offline', `${s.missedOffline} (of ${s.requiredDetections} detections due)`],
-    ['duplicate events', String(s.duplicateEvents)],
+    ['missed offline', `${s.missedOffline} (of ${s.requiredDetections} detections a completed sweep had to make)`],
+    [
+      'duplicate events',
+      `${s.duplicateEvents}${
+        Object.keys(duplicatesBy).length > 0
+          ? ` (published more than once: ${Object.entries(duplicatesBy)
+              .map(([k, n]) => `${k} ${n}`)
+              .join(', ')})`
+          : ''
+      }`,
+    ],
+    [
+      'overdue at the end',
+      `${s.overdueDetections} silences past the design's bound not yet reported (up to ${secs(s.overdueMaxMs)}): slow, not missed`,
+    ],
     [
       'detection lateness p50 / p99 / max',
       `${secs(s.latenessMs.p50)} / ${secs(s.latenessMs.p99)} / ${secs(s.latenessMs.max)}`,
@@ -184,7 +198,8 @@ svg{font-size:11px;font-family:inherit;background:#fff}.ok{color:#17803d}.bad{co
 </style></head><body>
 <h1>offline-detector run: <span class="${ok ? 'ok' : 'bad'}">${ok ? 'no false or missed offline' : `${s.falseOffline} false, ${s.missedOffline} missed offline`}</span></h1>
 <p class="note">Started ${esc(new Date(report.startedAt).toISOString())}${report.interrupted ? ' — interrupted before the end' : ''}.
-Every event received through the SNS topics was judged against the simulated fleet's truth, by message entry time.</p>
+Every event received through the SNS topics was judged against the simulated fleet's truth, by message entry time;
+a silence counts as missed only when a sweep whose cutoff passed the device's deadline completed without reporting it.</p>
 <table>${rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join('')}</table>
 ${findings ? `<h2>Findings</h2><ul>${findings}</ul>` : ''}
 <h2>Devices online and offline (as the events tell)</h2>

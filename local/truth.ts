@@ -7,14 +7,20 @@
 //   "the last message before `since` entered less than `timeout` before it", which would also flag correct
 //   detections: with precision > 0, `since` is up to `precision` late, and a device that was silent past its
 //   timeout may have come back just before `since` (counted as `returnedBeforeSince`).
-// - missed offline: the device was silent from entry `e` to its next entry (or the end) for longer than
-//   `timeout + precision + tick + tolerance + slack`, and no offline event has `since` in that silence (I2). When a
-//   stall of our own ingest overlaps the silence, detection may wait until ingestion has caught up (the watermark
-//   passed the stall's end) plus one tick and the slack: the design defers, never guesses.
+// - missed offline: judged only against what the detector could have known. The device was silent from entry `e`
+//   to its next entry `n` (or the end); its deadline is at the latest `e + timeout + precision` (`e` taken as late
+//   as the send call allows). A sweep of the device's shard whose cutoff passed that deadline completed before `n`
+//   entered (so the device's return cannot have been ingested yet), and no offline event has `since` in that
+//   silence (I2). A stall of our own ingest holds the cutoff back, so it needs no rule of its own; how slow the
+//   machine is, is no miss either: a detection no completed sweep was due to make yet is not judged, and slowness
+//   shows as lateness, including the silences still undetected at the end past the design's bound (`overdue`:
+//   `timeout + precision + tick + tolerance + slack`, deferred past a stall until ingestion caught up).
 // - duplicates: events seen again with an eventId already seen (I3 allows them; consumers drop them by eventId).
 // - lateness: `detectedAt − (last entry + timeout)` of each correct offline event, so it includes the type's
 //   precision; events whose detection a stall deferred are counted apart (`stallDeferred`).
 import type { DeviceEvent } from '../lambdas/core/device.js';
+import { shardOf } from '../lambdas/core/shard.js';
+import type { CompletedSweep } from './observe.js';
 
 export interface TruthSettings {
   policies: Record<string, { timeoutMs: number; precisionMs: number }>;
@@ -24,6 +30,8 @@ export interface TruthSettings {
   slackMs: number;
   /** Absolute epoch ms of the run's start (entry times are absolute). */
   startedAt: number;
+  /** Shards of the deadline index (SHARD_COUNT): which sweeps judge which device. */
+  shardCount: number;
 }
 
 export interface Stall {
@@ -47,7 +55,12 @@ export interface Summary {
   falseOffline: number;
   missedOffline: number;
   duplicateEvents: number;
+  /** Silences a completed sweep had to report (its cutoff passed the device's deadline before it came back). */
   requiredDetections: number;
+  /** Silences past the design's bound at the end with no offline event and no completed sweep due to report them
+   * yet: slow, not missed; `overdueMaxMs` is how far past the bound the longest waited. */
+  overdueDetections: number;
+  overdueMaxMs: number;
   stallDeferred: number;
   returnedBeforeSince: number;
   latenessMs: { p50: number; p99: number; max: number };
@@ -63,8 +76,9 @@ interface DeviceTruth {
   entries: number[];
   spreads: number[];
   last: number;
-  /** Silences long enough to need an offline event: [from, to). */
-  gaps: Array<[number, number]>;
+  lastSpread: number;
+  /** Silences long enough to need an offline event: [from, to), and the spread of the entry at `from`. */
+  gaps: Array<[number, number, number]>;
   offlineSince: number[];
   /** The detector's view from the events received (online after online, offline after offline events). */
   status?: 'online' | 'offline';
@@ -92,7 +106,7 @@ export class Truth {
   stallDeferred = 0;
   /** Offline events whose `since` came after the device's return (within the type's precision): correct, late. */
   returnedBeforeSince = 0;
-  readonly duplicateSamples: string[] = [];
+  readonly duplicateSamples: Array<Pick<DeviceEvent, 'eventId' | 'type'>> = [];
   online = 0;
   offline = 0;
   private readonly keepMs: number;
@@ -104,9 +118,19 @@ export class Truth {
     this.minGapMs = Math.min(...policies.map((p) => p.timeoutMs));
   }
 
-  private allowance(type: string): number {
+  /** When the design's bound says a silence from `from` should have been reported: timeout + precision, one tick,
+   * the watermark tolerance and the slack; past a stall of our own ingest that overlaps it, once ingestion caught
+   * up plus one tick and the slack. Only for reporting lateness: a miss is judged by the sweeps. */
+  private designDue(type: string, from: number): number {
     const p = this.settings.policies[type]!;
-    return p.timeoutMs + p.precisionMs + this.settings.tickMs + this.settings.toleranceMs + this.settings.slackMs;
+    const { tickMs, toleranceMs, slackMs } = this.settings;
+    let due = from + p.timeoutMs + p.precisionMs + tickMs + toleranceMs + slackMs;
+    for (const stall of this.stalls) {
+      if (due >= stall.from && from < stall.to) {
+        due = Math.max(due, (stall.caughtUpAt ?? Number.POSITIVE_INFINITY) + tickMs + slackMs);
+      }
+    }
+    return due;
   }
 
   /** A message of the fleet entered the ingest source at `enteredAt` (epoch ms). */
@@ -114,15 +138,29 @@ export class Truth {
     this.messages++;
     let device = this.devices.get(deviceId);
     if (!device) {
-      device = { type, entries: [], spreads: [], last: enteredAt, gaps: [], offlineSince: [], statusSeq: -1 };
+      device = {
+        type,
+        entries: [],
+        spreads: [],
+        last: enteredAt,
+        lastSpread: spreadMs,
+        gaps: [],
+        offlineSince: [],
+        statusSeq: -1,
+      };
       this.devices.set(deviceId, device);
-    } else if (enteredAt - device.last >= this.minGapMs) device.gaps.push([device.last, enteredAt]);
+    } else if (enteredAt - device.last >= this.minGapMs) {
+      device.gaps.push([device.last, enteredAt, device.lastSpread]);
+    }
     // Sends run concurrently, so an entry can come in slightly out of order: keep the list sorted.
     let at = device.entries.length;
     while (at > 0 && device.entries[at - 1]! > enteredAt) at--;
     device.entries.splice(at, 0, enteredAt);
     device.spreads.splice(at, 0, spreadMs);
-    if (enteredAt > device.last) device.last = enteredAt;
+    if (enteredAt > device.last) {
+      device.last = enteredAt;
+      device.lastSpread = spreadMs;
+    }
     if (device.entries.length > 256 && device.entries[0]! < enteredAt - this.keepMs) {
       const keepFrom = device.entries.findIndex((t) => t >= enteredAt - this.keepMs);
       device.entries.splice(0, Math.max(0, keepFrom - 1));
@@ -151,7 +189,7 @@ export class Truth {
   event(event: DeviceEvent): void {
     if (this.eventIds.has(event.eventId)) {
       this.duplicates++;
-      if (this.duplicateSamples.length < 10) this.duplicateSamples.push(`${event.eventId} ${event.type}`);
+      if (this.duplicateSamples.length < 10) this.duplicateSamples.push({ eventId: event.eventId, type: event.type });
       return;
     }
     this.eventIds.add(event.eventId);
@@ -207,29 +245,44 @@ export class Truth {
     }
   }
 
-  /** The detections that were due by `horizon` (epoch ms) and never came. */
-  finish(horizon: number): Summary {
+  /** Judges every silence against the sweeps that completed (see the top of the file); `horizon` (epoch ms) is
+   * the end of the run, for the silences past the design's bound still undetected. The events of those sweeps must
+   * all have been received by now. */
+  finish(horizon: number, sweeps: readonly CompletedSweep[]): Summary {
+    const byShard = new Map<string, ShardSweeps>();
+    for (const sweep of [...sweeps].sort((a, b) => a.completedAt - b.completedAt)) {
+      const shard = byShard.get(sweep.shard) ?? { sweeps: [], maxCutoff: [] };
+      byShard.set(sweep.shard, shard);
+      shard.maxCutoff.push(Math.max(sweep.cutoff, shard.maxCutoff.at(-1) ?? Number.NEGATIVE_INFINITY));
+      shard.sweeps.push(sweep);
+    }
     let required = 0;
+    let overdue = 0;
+    let overdueMaxMs = 0;
     for (const [deviceId, device] of this.devices) {
-      const gaps = [...device.gaps, [device.last, Number.POSITIVE_INFINITY] as [number, number]];
-      for (const [from, to] of gaps) {
-        let due = from + this.allowance(device.type);
-        for (const stall of this.stalls) {
-          if (due >= stall.from && from < stall.to) {
-            due = Math.max(
-              due,
-              (stall.caughtUpAt ?? Number.POSITIVE_INFINITY) + this.settings.tickMs + this.settings.slackMs,
-            );
+      const policy = this.settings.policies[device.type]!;
+      const shard = byShard.get(shardOf(deviceId, this.settings.shardCount));
+      const gaps = [...device.gaps, [device.last, Number.POSITIVE_INFINITY, device.lastSpread] as const];
+      for (const [from, to, spread] of gaps) {
+        const reported = device.offlineSince.some((since) => since > from && since <= to);
+        const deadline = from + spread + policy.timeoutMs + policy.precisionMs;
+        const judge = shard && judgedBy(shard, deadline, to);
+        if (judge) {
+          required++;
+          if (!reported) {
+            this.findings.push({
+              kind: 'missedOffline',
+              deviceId,
+              detail: `silent from ${iso(from)} to ${Number.isFinite(to) ? iso(to) : 'the end'} (deadline ${iso(deadline)} at the latest): the sweep of shard ${judge.shard} by cutoff ${iso(judge.cutoff)} completed at ${iso(judge.completedAt)} without reporting it`,
+            });
           }
+          continue;
         }
-        if (due > horizon || to <= due) continue;
-        required++;
-        if (!device.offlineSince.some((since) => since > from && since <= to)) {
-          this.findings.push({
-            kind: 'missedOffline',
-            deviceId,
-            detail: `silent from ${iso(from)} to ${Number.isFinite(to) ? iso(to) : 'the end'}, no offline event (due by ${iso(due)})`,
-          });
+        if (reported) continue;
+        const due = this.designDue(device.type, from);
+        if (due <= horizon && to > due) {
+          overdue++;
+          overdueMaxMs = Math.max(overdueMaxMs, Math.min(to, horizon) - due);
         }
       }
     }
@@ -243,6 +296,8 @@ export class Truth {
       missedOffline: this.findings.filter((f) => f.kind === 'missedOffline').length,
       duplicateEvents: this.duplicates,
       requiredDetections: required,
+      overdueDetections: overdue,
+      overdueMaxMs,
       stallDeferred: this.stallDeferred,
       returnedBeforeSince: this.returnedBeforeSince,
       latenessMs: { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? 0 },
@@ -259,6 +314,26 @@ export class Truth {
       findings: this.findings.slice(0, 50),
     };
   }
+}
+
+interface ShardSweeps {
+  /** Completed sweeps of one shard, by completion time. */
+  sweeps: CompletedSweep[];
+  /** The largest cutoff among the sweeps up to each index. */
+  maxCutoff: number[];
+}
+
+/** The first completed sweep whose cutoff passed `deadline`, if it completed before `before`. */
+function judgedBy(shard: ShardSweeps, deadline: number, before: number): CompletedSweep | undefined {
+  let lo = 0;
+  let hi = shard.maxCutoff.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (shard.maxCutoff[mid]! < deadline) lo = mid + 1;
+    else hi = mid;
+  }
+  const first = shard.sweeps.slice(lo).find((sweep) => sweep.cutoff >= deadline);
+  return first && first.completedAt < before ? first : undefined;
 }
 
 /** The longest stretch without a message in [from, to] that the entry times allow (each entry taken as late as

@@ -31,6 +31,8 @@ it('simulates 20 virtual minutes of 300 devices with no false or missed offline'
   const summary = JSON.parse(run.stdout.trim().split('\n').at(-1)!);
   expect(summary).toMatchObject({ devices: 300, falseOffline: 0, missedOffline: 0, mode: 'virtual' });
   expect(summary.requiredDetections).toBeGreaterThan(10);
+  // Ingest and sweep take turns in virtual time, and nothing fails: every event is published and received once.
+  expect({ duplicates: summary.duplicateEvents, by: summary.duplicatesBy }).toEqual({ duplicates: 0, by: {} });
   expect(summary.stallDeferred).toBeGreaterThan(0);
   expect(summary.latenessByType.tracker.p99).toBeLessThanOrEqual(10_000 + 5_000);
   expect(existsSync(summary.reportPath)).toBe(true);

@@ -1,6 +1,8 @@
 // `npm start` end to end, as a user runs it: the real CLI as a child process, on its own engines, with the quick
 // scenario (a mass disconnect and a stall of our own ingest). Its JSON summary must show no false and no missed
-// offline, its report must exist, and no engine process may outlive it (also when stopped with Ctrl-C).
+// offline, its report must exist, and no engine process may outlive it (also when stopped with Ctrl-C). A miss is
+// judged against the sweeps that completed (local/truth.ts), so a busy machine makes detection late, not missed:
+// the test holds with other work on every core.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -54,8 +56,20 @@ it('runs the quick scenario with no false or missed offline, writes the report, 
     expect(summary).toHaveProperty(key);
   }
   expect(summary.devices).toBe(200);
-  // The disconnect made detections due, and the stall deferred some.
+  // The disconnect made detections due (completed sweeps passed the silent devices' deadlines).
   expect(summary.requiredDetections).toBeGreaterThan(10);
+  expect(summary.sweepsCompleted).toBeGreaterThan(0);
+  // No fault is injected (the stall only holds the cutoff): every duplicate received was published twice, and by
+  // the one race known (issue 10 #11: a device back between the sweep's commit and its clear has its offline event
+  // published by the sweep and by the ingest, until the outbox hands over in core). Anything else is a regression:
+  // a re-publish of an outbox still being published, a consumer or engine redelivery.
+  const published = Object.values(summary.duplicatesBy as Record<string, number>).reduce((a, n) => a + n, 0);
+  expect({ duplicates: summary.duplicateEvents, by: summary.duplicatesBy }).toEqual({
+    duplicates: published,
+    by: Object.fromEntries(
+      Object.entries(summary.duplicatesBy).filter(([k]) => k === 'sweep+ingest' || k === 'ingest+sweep'),
+    ),
+  });
   expect(summary.offlineEvents).toBeGreaterThanOrEqual(summary.requiredDetections);
   expect(existsSync(summary.reportPath)).toBe(true);
   expect(readFileSync(summary.reportPath, 'utf8')).toContain('<svg');
