@@ -4,9 +4,12 @@
 import { createHash, createHmac } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { DynamoDeviceStore } from '../lambdas/adapters/device-store.js';
+import { DynamoProbeKey } from '../lambdas/adapters/probe-key.js';
+import { redrive } from '../lambdas/adapters/redrive.js';
 import { type ApiRequest, type ApiResponse, handleApi, loadApiConfig, parseDuration } from '../lambdas/core/api.js';
 import { ApiError } from '../lambdas/core/errors.js';
 
@@ -20,6 +23,8 @@ const USAGE = `usage: offline-detector <command> [args] (--url <function url> | 
   policy <deviceId> --timeout <duration> [--precision <duration>]   per-device override
   policy <deviceId> --clear               back to the device type's policy
   forget <deviceId>                       decommission
+  redrive --from <DLQ url> --to <ingest queue url> --table <name> [--max N]
+                                          put dead-lettered ingest messages back, keeping when they first entered
 durations: 90s, 15m, 25h, 2d or whole ms. Environment: OFFLINE_DETECTOR_URL, AWS_REGION, AWS_PROFILE; with --endpoint
 also DEVICE_TYPES / DEFAULT_DEVICE_TYPE as the stack's Lambdas have them.`;
 
@@ -37,6 +42,9 @@ const OPTIONS = {
   limit: { type: 'string' },
   cursor: { type: 'string' },
   all: { type: 'boolean' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  max: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -176,6 +184,7 @@ export async function main(argv: string[], print: (line: string) => void = conso
     print(USAGE);
     return command || flags.help ? 0 : 2;
   }
+  if (command === 'redrive') return redriveCommand(flags, print);
   let request: ApiRequest;
   try {
     request = requestFor(command, args, flags);
@@ -213,6 +222,27 @@ export async function main(argv: string[], print: (line: string) => void = conso
   if (response.body !== undefined) print(JSON.stringify(response.body, null, 2));
   else if (response.status < 400) print(`${response.status} done`);
   return response.status < 400 ? 0 : 1;
+}
+
+/** Straight on SQS and the table with the caller's credentials (AWS_ENDPOINT_URL and friends for other endpoints): the
+ * signing key is in the table, so only an operator who may read it can vouch for entry times. */
+async function redriveCommand(flags: Flags, print: (line: string) => void): Promise<number> {
+  if (!flags.from || !flags.to || !flags.table) {
+    print(`redrive needs --from, --to and --table\n${USAGE}`);
+    return 2;
+  }
+  const region = flags.region ?? process.env.AWS_REGION ?? 'us-east-1';
+  const key = await new DynamoProbeKey(new DynamoDBClient({ region }), flags.table).get();
+  if (!key) {
+    print(`no signing key in ${flags.table}: has the dispatcher run there yet?`);
+    return 1;
+  }
+  const max = flags.max === undefined ? undefined : Number(flags.max);
+  // The endpoint from the region or AWS_ENDPOINT_URL*, not the queue URL's host (emulators' hosts do not resolve).
+  const sqs = new SQSClient({ region, useQueueUrlAsEndpoint: false });
+  const result = await redrive(sqs, { from: flags.from, to: flags.to, key, max });
+  print(JSON.stringify(result));
+  return result.failed === 0 ? 0 : 1;
 }
 
 if (process.argv[1] && /offline-detector(\.js)?$|cli\.ts$/.test(process.argv[1])) {

@@ -16,6 +16,7 @@ import { ENV, type Env, loadIngestConfig } from './core/config.js';
 import { DeviceCache } from './core/device-cache.js';
 import { emptyStats, type IngestDeps, type IngestRecord, type IngestResult, ingestBatch } from './core/ingest.js';
 import type { RejectSink } from './core/ports.js';
+import { ENTRY_ATTRIBUTES } from './core/probe.js';
 import { type Progress, type ProgressDeps, recordProgress } from './core/progress.js';
 import { type AwsClients, awsClients, logger, metrics } from './runtime.js';
 
@@ -60,12 +61,15 @@ const missingRejectsQueue: RejectSink = {
 };
 
 export function fromSqs(record: SQSRecord): IngestRecord {
+  const at = record.messageAttributes?.[ENTRY_ATTRIBUTES.at]?.stringValue;
+  const sig = record.messageAttributes?.[ENTRY_ATTRIBUTES.sig]?.stringValue;
   return {
     id: record.messageId,
     body: record.body,
     enteredAt: Number(record.attributes.SentTimestamp),
     partition: record.eventSourceARN,
     source: record.eventSourceARN,
+    ...(at !== undefined && sig !== undefined ? { claimedEntry: { at: Number(at), sig } } : {}),
   };
 }
 

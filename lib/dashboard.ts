@@ -80,7 +80,10 @@ export class OfflineDetectorDashboard extends Construct {
         metric: queue.metricApproximateNumberOfMessagesVisible({ period: PERIOD, statistic: cw.Stats.MAXIMUM }),
         threshold: 1,
         evaluationPeriods: 1,
-        alarmDescription: `${name} holds messages: they failed every retry and need a look (redrive after fixing).`,
+        alarmDescription:
+          `${name} holds messages: they failed every retry and need a look. Their devices may have been reported ` +
+          'offline as if these messages were never sent; after fixing the cause, `offline-detector redrive` puts ' +
+          'ingest DLQ messages back with the time they first entered (README, "Guarantees under faults").',
       });
     }
     const maxIngestAge = opts.maxIngestAge ?? Duration.minutes(2);

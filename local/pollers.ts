@@ -67,7 +67,12 @@ export function sqsRecord(message: Message, queueArn: string): SQSRecord {
       SenderId: message.Attributes?.SenderId ?? 'local',
       ApproximateFirstReceiveTimestamp: message.Attributes?.ApproximateFirstReceiveTimestamp ?? now,
     },
-    messageAttributes: {},
+    messageAttributes: Object.fromEntries(
+      Object.entries(message.MessageAttributes ?? {}).map(([name, value]) => [
+        name,
+        { stringValue: value.StringValue, dataType: value.DataType ?? 'String' },
+      ]),
+    ),
     md5OfBody: message.MD5OfBody ?? '',
     eventSource: 'aws:sqs',
     eventSourceARN: queueArn,
@@ -180,6 +185,7 @@ export class SqsPoller extends Poller {
         MaxNumberOfMessages: Math.min(10, max),
         WaitTimeSeconds: waitSeconds,
         MessageSystemAttributeNames: ['All'],
+        MessageAttributeNames: ['All'],
       }),
       { abortSignal: this.abort.signal },
     );

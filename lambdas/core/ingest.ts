@@ -9,7 +9,7 @@ import { type Parsed, parsePayload, type RejectReason } from './message.js';
 import { relayOutboxes } from './outbox.js';
 import { offlineAt, type Policy, samePolicy, typePolicies } from './policy.js';
 import type { CommitRequest, DeviceStore, EventPublisher, RejectedRecord, RejectSink, TouchRequest } from './ports.js';
-import { mayBeProbe, type ProbeKeyStore, readProbe } from './probe.js';
+import { type EntryClaim, mayBeProbe, type ProbeKeyStore, readEntry, readProbe } from './probe.js';
 import { shardOf } from './shard.js';
 import { STATUS } from './table-schema.js';
 import { seenAt } from './time-basis.js';
@@ -25,6 +25,8 @@ export interface IngestRecord {
   partition: string;
   /** The queue or stream it was read from, which a probe's signature names. @default partition */
   source?: string;
+  /** A redriven record's original entry time (probe.ts `readEntry`): used for `enteredAt` when it verifies. */
+  claimedEntry?: EntryClaim;
 }
 
 export interface IngestDeps {
@@ -104,11 +106,14 @@ export async function ingestBatch(
   const rejections: RejectedRecord[] = [];
   const probes: Array<CreditableProbe & { index: number }> = [];
 
-  // The key is read only when a record has a probe's shape, so a batch of device messages costs no lookup.
-  const probeKey = deps.probeKey && records.some((r) => mayBeProbe(r.body)) ? await deps.probeKey.get() : undefined;
+  // The key is read only when a record has a probe's shape or claims an entry time, so a batch of device messages
+  // costs no lookup.
+  const needsKey = records.some((r) => r.claimedEntry !== undefined || mayBeProbe(r.body));
+  const probeKey = deps.probeKey && needsKey ? await deps.probeKey.get() : undefined;
 
   records.forEach((record, index) => {
-    const probeAt = probeKey && readProbe(record.body, record.source ?? record.partition, probeKey);
+    const source = record.source ?? record.partition;
+    const probeAt = probeKey && readProbe(record.body, source, probeKey);
     if (probeAt !== undefined) {
       // Credit the partition the probe was read from: a shard split can race the dispatcher and land it in a child.
       probes.push({ probeAt, partition: record.partition, recordId: record.id, index });
@@ -126,7 +131,10 @@ export async function ingestBatch(
         rejections.push({ ...item, source: record.partition, recordId: record.id });
       } else {
         stats.messages++;
-        const lastSeen = seenAt(record.enteredAt, item.deviceTs, config.deviceTsSkewMs);
+        // A redrive keeps the time the message first entered; an unverified claim is ignored, never trusted.
+        const claimed =
+          record.claimedEntry && probeKey && readEntry(record.claimedEntry, { ...record, source }, probeKey);
+        const lastSeen = seenAt(claimed || record.enteredAt, item.deviceTs, config.deviceTsSkewMs);
         const update = updates.get(item.deviceId);
         if (!update) {
           updates.set(item.deviceId, {

@@ -1,9 +1,10 @@
-// Watermark probes: the dispatcher's own records in the ingest partitions. Whoever can write to the ingest queue or
-// stream must not be able to forge one (a probe raises a watermark, and with it the cutoff by which devices are
-// judged), and no device payload may ever be taken for one. So a record is a probe only when it carries a valid
-// HMAC of its stamp and its source under the deployment's probe key. The key lives in the device table, which
-// producers cannot read; message attributes or a marker field would not do, since a producer sets those freely.
-import { createHmac, timingSafeEqual } from 'node:crypto';
+// The detector's own control data in the ingest: watermark probes, and the entry time a redrive preserves. Whoever can
+// write to the ingest queue or stream must not be able to forge either (a probe raises a watermark, and with it the
+// cutoff by which devices are judged; an entry time says when a device was last heard of), and no device payload
+// may ever be taken for one. So both count only with a valid HMAC under the deployment's key, over what they claim
+// and the source they were read from. The key lives in the device table, which producers cannot read; message
+// attributes or a marker field alone would not do, since a producer sets those freely.
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 export interface ProbeKeyStore {
   /** The deployment's key, once the dispatcher has created it. */
@@ -49,4 +50,32 @@ export function readProbe(body: string | Uint8Array, source: string, key: Uint8A
   const expected = Buffer.from(signProbe(key, probe, source));
   const given = Buffer.from(sig);
   return given.length === expected.length && timingSafeEqual(given, expected) ? probe : undefined;
+}
+
+/** SQS message attributes of a redriven message: its original entry time, and the signature over it. */
+export const ENTRY_ATTRIBUTES = { at: 'od-entered-at', sig: 'od-entered-sig' } as const;
+
+/** An entry time claimed by a redriven record. */
+export interface EntryClaim {
+  at: number;
+  sig: string;
+}
+
+/** Binds the original entry time to the body and the queue it is redriven into, so it cannot be lent to another. */
+export function signEntry(key: Uint8Array, at: number, source: string, body: string): string {
+  const digest = createHash('sha256').update(body).digest('base64url');
+  return createHmac('sha256', key).update(`entered|${at}|${source}|${digest}`).digest('base64url');
+}
+
+/** The claimed entry time when its signature holds and it is no later than the record's own entry time. */
+export function readEntry(
+  claim: EntryClaim,
+  record: { body: string | Uint8Array; enteredAt: number; source: string },
+  key: Uint8Array,
+): number | undefined {
+  if (!Number.isSafeInteger(claim.at) || claim.at <= 0 || claim.at > record.enteredAt) return undefined;
+  const body = typeof record.body === 'string' ? record.body : Buffer.from(record.body).toString('utf8');
+  const expected = Buffer.from(signEntry(key, claim.at, record.source, body));
+  const given = Buffer.from(claim.sig);
+  return given.length === expected.length && timingSafeEqual(given, expected) ? claim.at : undefined;
 }

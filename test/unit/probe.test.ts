@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
-import { mayBeProbe, probeBody, readProbe } from '../../lambdas/core/probe.js';
+import { mayBeProbe, probeBody, readEntry, readProbe, signEntry } from '../../lambdas/core/probe.js';
 import { memoryDeps, record } from '../support/ingest-fixtures.js';
 
 const KEY = new Uint8Array(32).fill(1);
@@ -64,5 +64,25 @@ describe('ingest with probes', () => {
     const { deps } = memoryDeps({ probeKey: { get: async () => undefined } });
     const result = await ingestBatch([record(probeBody(KEY, T, QUEUE, QUEUE), T, QUEUE)], deps, { ordered: false });
     expect(result.probes).toEqual([]);
+  });
+});
+
+describe('entry times a redrive preserves', () => {
+  const body = '{"deviceId":"late-1"}';
+  const record = { body, enteredAt: T + 60_000, source: QUEUE };
+
+  it('are taken when signed for this body and queue, and no later than the record itself entered', () => {
+    expect(readEntry({ at: T, sig: signEntry(KEY, T, QUEUE, body) }, record, KEY)).toBe(T);
+  });
+
+  it('are ignored when signed for another body, queue or time, with another key, or later than the record', () => {
+    const claims = [
+      { at: T, sig: signEntry(KEY, T, QUEUE, '{"deviceId":"other"}') },
+      { at: T, sig: signEntry(KEY, T, 'another-queue', body) },
+      { at: T - 1, sig: signEntry(KEY, T, QUEUE, body) },
+      { at: T, sig: signEntry(OTHER_KEY, T, QUEUE, body) },
+      { at: T + 120_000, sig: signEntry(KEY, T + 120_000, QUEUE, body) },
+    ];
+    for (const claim of claims) expect(readEntry(claim, record, KEY)).toBeUndefined();
   });
 });
