@@ -42,7 +42,7 @@ async function cpuOfCore() {
     },
     rearm: async () => ({ applied: true, before: state('x') }),
     park: async () => ({ applied: true, before: state('x') }),
-    clearOutbox: async () => undefined,
+    clearOutbox: async () => true,
     get: async () => {
       reads++;
       return undefined;

@@ -88,7 +88,7 @@ function counting(store: DeviceStore, counts: Counts): DeviceStore {
     },
     clearOutbox: async (id, seq) => {
       counts.clears++;
-      await store.clearOutbox(id, seq);
+      return store.clearOutbox(id, seq);
     },
     get: async (id) => {
       counts.gets++;

@@ -384,7 +384,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     }));
   }
 
-  async clearOutbox(deviceId: string, seq: number): Promise<void> {
+  async clearOutbox(deviceId: string, seq: number): Promise<boolean> {
     const x = new Expression();
     const obSeq = x.name(A.outboxSeq);
     const update = `REMOVE ${x.name(A.outbox)}, ${x.name(A.outboxShard)}, ${x.name(A.outboxAt)}, ${obSeq}`;
@@ -396,9 +396,11 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
       `AND attribute_exists(${x.name(A.outbox)})`;
     try {
       await this.doc.send(new UpdateCommand(x.input(this.tableName, deviceId, update, condition)));
+      return true;
     } catch (error) {
-      // An event was appended since: its own publisher (or the re-publish) clears the outbox, these events included.
+      // An event was appended since (the caller publishes it too), or someone else cleared it.
       if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      return false;
     }
   }
 

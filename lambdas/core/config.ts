@@ -70,6 +70,9 @@ export interface IngestConfig {
   /** The ingest function's timeout: the longest a batch can run. A hold on failed SQS records lingers this long
    * after its release (progress.ts), for batches still running then. */
   ingestTimeoutMs: number;
+  /** Outbox entries younger than this have a live publisher, which the ingest leaves newer events to (outbox.ts);
+   * the sweep re-publishes older ones. The sweep reads the same setting. */
+  outboxRepublishAfterMs: number;
   rejectsQueueUrl?: string;
   onlineTopicArn?: string;
   offlineTopicArn?: string;
@@ -209,6 +212,7 @@ export function loadIngestConfig(env: Env): IngestConfig {
     writeConcurrency: intSetting(env, ENV.writeConcurrency, 32, 1, 1000),
     probeMaxBacklog: intSetting(env, ENV.probeMaxBacklog, 10),
     ingestTimeoutMs: intSetting(env, ENV.ingestTimeoutMs, 30_000, 1_000, 900_000),
+    outboxRepublishAfterMs: intSetting(env, ENV.outboxRepublishAfterMs, 15_000, 0),
     rejectsQueueUrl: env[ENV.rejectsQueueUrl] || undefined,
     onlineTopicArn: env[ENV.onlineTopicArn] || undefined,
     offlineTopicArn: env[ENV.offlineTopicArn] || undefined,

@@ -199,7 +199,9 @@ export async function ingestBatch(
   });
 
   if (transitions.length > 0) {
-    const relay = await relayOutboxes(transitions, deps.store, deps.publisher);
+    const relay = await relayOutboxes(transitions, deps.store, deps.publisher, {
+      handover: { now: deps.now(), liveForMs: config.outboxRepublishAfterMs },
+    });
     stats.published = relay.published;
     stats.publishFailures = relay.failed;
   }

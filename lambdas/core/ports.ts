@@ -100,8 +100,9 @@ export interface DeviceStore {
    * stored item. */
   rearm(deviceId: string, policy: Policy, cutoff: number): Promise<TouchOutcome>;
   /** Drops the outbox once its events up to `seq` are published, unless an event was appended since: conditional on
-   * the outbox's newest event (not the item's seq, which a transition held by flap damping raises without one). */
-  clearOutbox(deviceId: string, seq: number): Promise<void>;
+   * the outbox's newest event (not the item's seq, which a transition held by flap damping raises without one).
+   * False when it did not clear: a newer event was appended (the caller publishes it too), or none is left. */
+  clearOutbox(deviceId: string, seq: number): Promise<boolean>;
   get(deviceId: string): Promise<DeviceState | undefined>;
   queryExpired(shard: string, cutoff: number, limit: number, cursor?: string): Promise<Page<ExpiredEntry>>;
   queryOutbox(shard: string, committedBefore: number, limit: number, cursor?: string): Promise<Page<string>>;

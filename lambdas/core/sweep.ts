@@ -191,7 +191,9 @@ async function sweepExpired(
       else stats.errors.push(outcome.error);
     }
     if (transitions.length > 0) {
-      const relay = await relayOutboxes(transitions, store, deps.publisher);
+      const relay = await relayOutboxes(transitions, store, deps.publisher, {
+        handover: { now: t, liveForMs: settings.republishAfterMs },
+      });
       stats.published += relay.published;
       stats.publishFailures += relay.failed;
     }

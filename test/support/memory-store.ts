@@ -208,16 +208,16 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     return { applied: true, before };
   }
 
-  async clearOutbox(deviceId: string, seq: number): Promise<void> {
+  async clearOutbox(deviceId: string, seq: number): Promise<boolean> {
     this.calls.clearOutbox++;
     const item = this.items.get(deviceId);
     const newest = item && (item.outboxSeq ?? item.seq);
-    if (item && newest === seq && item.outbox.length > 0) {
-      item.outbox = [];
-      delete item.outboxShard;
-      delete item.outboxAt;
-      delete item.outboxSeq;
-    }
+    if (!item || newest !== seq || item.outbox.length === 0) return false;
+    item.outbox = [];
+    delete item.outboxShard;
+    delete item.outboxAt;
+    delete item.outboxSeq;
+    return true;
   }
 
   async get(deviceId: string): Promise<DeviceState | undefined> {
