@@ -3,7 +3,7 @@
 // producers, who only hold send permissions on the ingest queue or stream.
 import { randomBytes } from 'node:crypto';
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { ProbeKeyStore } from '../core/probe.js';
 import { KEY } from '../core/table-schema.js';
 
@@ -42,12 +42,15 @@ export class DynamoProbeKey implements ProbeKeyStore {
     if (existing) return existing;
     const key = new Uint8Array(randomBytes(32));
     try {
+      // An update, not a put: the dispatcher's role has UpdateItem on the table already.
       await this.doc.send(
-        new PutCommand({
+        new UpdateCommand({
           TableName: this.tableName,
-          Item: { [KEY]: PROBE_KEY_ITEM, key },
-          ConditionExpression: 'attribute_not_exists(#k)',
-          ExpressionAttributeNames: { '#k': KEY },
+          Key: { [KEY]: PROBE_KEY_ITEM },
+          UpdateExpression: 'SET #key = :key',
+          ConditionExpression: 'attribute_not_exists(#pk)',
+          ExpressionAttributeNames: { '#pk': KEY, '#key': 'key' },
+          ExpressionAttributeValues: { ':key': key },
         }),
       );
       this.key = key;
