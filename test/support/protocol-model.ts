@@ -1,6 +1,7 @@
 // The whole detection protocol under the faults AWS produces, for property tests. Devices send into an SQS ingest
-// queue (sqs-model.ts: unordered, at-least-once, visibility timeout, dead-letter queue); the dispatcher puts signed
-// probes into the same queue; the real ingest core runs a batch at a time as the SQS handler does (a batch that
+// queue (sqs-model.ts: unordered, at-least-once, visibility timeout, dead-letter queue) or a Kinesis shard
+// (kinesis-model.ts: in order, retried from the first failed record, skipped after its retries); the dispatcher puts
+// signed probes into the same source; the real ingest core runs a batch at a time as the SQS handler does (a batch that
 // throws or times out is answered with every record failed, and failures are held: progress.ts) over a DeviceStore
 // (the in-memory model or DynamoDB Local), with single devices throttled, crashes between commit, publish and clear,
 // SNS down for long stretches, forged probes and device payloads that look like probes; the real sweep core judges
@@ -37,6 +38,7 @@ import { recordProgress } from '../../lambdas/core/progress.js';
 import { type SweepDeps, type SweepJob, sweepShard } from '../../lambdas/core/sweep.js';
 import { sweepCutoff, type WatermarkSnapshot, type WatermarkStore } from '../../lambdas/core/watermark.js';
 import { random as seededRandom } from '../../local/random.js';
+import { KinesisShardModel } from './kinesis-model.js';
 import { MemoryWatermarks } from './memory-watermarks.js';
 import { SqsModel } from './sqs-model.js';
 import { MemoryJobQueue } from './sweep-harness.js';
@@ -66,6 +68,9 @@ const MAX_WINDOW = Math.max(...POLICIES.map((p) => p.timeoutMs)) + 2 * Math.max(
 const FLAP = { transitions: 3, windowMs: 8_000 };
 const T0 = 1_700_000_000_000;
 const QUEUE = 'arn:aws:sqs:us-east-1:000000000000:model-ingest';
+const STREAM = 'arn:aws:kinesis:us-east-1:000000000000:stream/model-ingest';
+/** Lambda's MaximumRetryAttempts on the Kinesis source in the model. */
+const KINESIS_RETRIES = 2;
 const KEY = new Uint8Array(32).fill(42);
 const FORGER_KEY = new Uint8Array(32).fill(43);
 
@@ -111,7 +116,11 @@ type Action =
   | { kind: 'sns'; down: boolean }
   | OperatorAction;
 
+export type SourceKind = 'sqs' | 'kinesis';
+
 export interface Scenario {
+  /** Where devices send: an SQS queue, or one Kinesis shard. */
+  source: SourceKind;
   devices: TypeName[];
   actions: Action[];
 }
@@ -154,6 +163,8 @@ export function scenarioArb(options: {
   maxActions: number;
   /** Operator actions (override, mute, unmute, decommission) racing the pipeline. @default false */
   operators?: boolean;
+  /** @default both */
+  sources?: SourceKind[];
 }): fc.Arbitrary<Scenario> {
   const device = fc.nat(options.maxDevices - 1);
   const actions: Array<fc.WeightedArbitrary<Action>> = [
@@ -205,6 +216,7 @@ export function scenarioArb(options: {
     );
   }
   return fc.record({
+    source: fc.constantFrom<SourceKind>(...(options.sources ?? ['sqs', 'kinesis'])),
     devices: fc.array(fc.constantFrom<TypeName>('tracker', 'meter'), { minLength: 1, maxLength: options.maxDevices }),
     actions: fc.array(fc.oneof(...actions), { minLength: 5, maxLength: options.maxActions, size: 'max' }),
   });
@@ -227,7 +239,9 @@ export type Mutant =
   /** The ingest does not hold failed records. */
   | 'no-hold'
   /** A device payload with a numeric "probe" field is taken for a probe (the classifier before signatures). */
-  | 'probe-field-is-probe';
+  | 'probe-field-is-probe'
+  /** Probes are not secret: a producer signs with the deployment's key. */
+  | 'forgeable-probes';
 
 export interface ScenarioStats {
   /** Offline events published before the final catch-up phase. */
@@ -277,11 +291,10 @@ export async function runScenario(
   const log: DeviceEvent[] = [];
   const sent = new Map<string, Sent[]>(deviceIds.map((id) => [id, []]));
   const deviceOf = new Map<string, string>();
-  const ingestQueue = new SqsModel(VISIBILITY_MS, MAX_RECEIVES);
-  const deleted: Array<{ id: string; body: string; enteredAt: number }> = [];
+  const source = ingestSource(scenario.source);
   const sweepQueue = new MemoryJobQueue();
   const watermarks = new MemoryWatermarks();
-  await watermarks.setLive([QUEUE]);
+  await watermarks.setLive([source.partition]);
   const holdsOn = options.mutant !== 'no-hold';
   const progressWatermarks: Pick<WatermarkStore, 'credit' | 'hold'> = {
     credit: (partition, at, release) => watermarks.credit(partition, at, release),
@@ -388,18 +401,14 @@ export async function runScenario(
 
   /** One invocation of the SQS ingest handler: a receive, the batch, holds and credits, the partial response. */
   const ingest = async (action: IngestAction, random?: () => number) => {
-    for (const i of action.redeliver) {
-      const again = deleted[i % Math.max(1, deleted.length)];
-      if (again) ingestQueue.duplicate(again, clock.t);
-    }
-    const batch = action.picks === 'all' ? ingestQueue.receiveAll(clock.t) : ingestQueue.receive(clock.t, action.picks);
+    const batch = source.receive(clock.t, action);
     if (batch.length === 0) return;
     const records: IngestRecord[] = batch.map((m) => ({
       id: m.id,
-      body: options.mutant === 'probe-field-is-probe' ? probeFieldIsProbe(m.body) : m.body,
+      body: options.mutant === 'probe-field-is-probe' ? probeFieldIsProbe(m.body, source) : m.body,
       enteredAt: m.enteredAt,
-      partition: QUEUE,
-      source: QUEUE,
+      partition: source.partition,
+      source: source.arn,
     }));
     const throttled = action.throttled.map((i) => deviceIds[i % deviceIds.length]!);
     const { store, hung } = storeFor({ ...action, throttled }, random);
@@ -420,7 +429,7 @@ export async function runScenario(
     });
     let result: IngestResult;
     try {
-      result = await Promise.race([ingestBatch(records, deps, { ordered: false }), hung.then(allFailed)]);
+      result = await Promise.race([ingestBatch(records, deps, { ordered: source.ordered }), hung.then(allFailed)]);
     } catch (error) {
       if (!(error instanceof Crashed)) throw error;
       if (stats) stats.crashes++;
@@ -431,22 +440,20 @@ export async function runScenario(
       result,
       {
         watermarks: progressWatermarks,
-        queue: { state: async () => ({ visible: ingestQueue.visible(clock.t), visibilityTimeoutMs: VISIBILITY_MS }) },
+        queue: { state: async () => ({ visible: source.visible(clock.t), visibilityTimeoutMs: VISIBILITY_MS }) },
         // Exact in this model, where one batch runs at a time: a probe counts only when nothing older is visible.
         probeMaxBacklog: 0,
         batchTimeoutMs: BATCH_TIMEOUT_MS,
         now,
       },
-      { ordered: false },
+      { ordered: source.ordered },
     );
     if (progress.errors.length > 0) throw progress.errors[0]!.error;
     if (stats) {
       stats.held += progress.held;
       stats.credited += progress.credited;
     }
-    const done = batch.filter((m) => !result.failedRecordIds.has(m.id));
-    ingestQueue.delete(new Set(done.map((m) => m.id)));
-    deleted.push(...done);
+    source.settle(batch, result.failedRecordIds);
   };
 
   const checkOffline = (request: CommitRequest, cutoff: number) => {
@@ -469,7 +476,7 @@ export async function runScenario(
 
   /** Messages that count: all but those dead-lettered (the weaker guarantee for data the source drops). */
   const accepted = (deviceId: string) => {
-    const dlq = new Set(ingestQueue.deadLetters.map((m) => m.id));
+    const dlq = source.dropped();
     return sent.get(deviceId)!.filter((m) => !dlq.has(m.id));
   };
 
@@ -556,7 +563,7 @@ export async function runScenario(
   };
 
   const probe = (at: number, key: Uint8Array) => {
-    ingestQueue.send(`${prefix}p${++messages}`, probeBody(key, at, QUEUE, QUEUE), at);
+    source.send(`${prefix}p${++messages}`, probeBody(key, at, source.partition, source.arn), at);
   };
 
   for (const action of scenario.actions) {
@@ -574,7 +581,7 @@ export async function runScenario(
           ...(deviceType ? { deviceType } : {}),
           ...(action.probeField ? { probe: clock.t } : {}),
         };
-        ingestQueue.send(id, JSON.stringify(body), clock.t);
+        source.send(id, JSON.stringify(body), clock.t);
         sent.get(deviceId)!.push({ id, t: clock.t });
         deviceOf.set(id, deviceId);
         break;
@@ -583,8 +590,8 @@ export async function runScenario(
         probe(clock.t, KEY);
         break;
       case 'forge':
-        // A producer's probe, stamped ahead and signed with a key of its own.
-        probe(clock.t + action.aheadMs, FORGER_KEY);
+        // A producer's probe, stamped ahead and signed with a key of its own (the mutant: with the real one).
+        probe(clock.t + action.aheadMs, options.mutant === 'forgeable-probes' ? KEY : FORGER_KEY);
         break;
       case 'advance':
         clock.t += action.ms;
@@ -623,11 +630,11 @@ export async function runScenario(
   snsDown = false;
   const calm: Faults = { crash: 'none', crashAt: 0 };
   const catchUp = async () => {
-    for (let round = 0; ingestQueue.pending().length > 0 && round < 2 * MAX_RECEIVES + 2; round++) {
+    for (let round = 0; source.pending() > 0 && round < 2 * MAX_RECEIVES + 2; round++) {
       await ingest({ kind: 'ingest', picks: 'all', redeliver: [], container: 0, throttled: [], ...calm });
-      if (ingestQueue.pending().length > 0) clock.t += VISIBILITY_MS;
+      if (source.pending() > 0) clock.t += VISIBILITY_MS;
     }
-    if (ingestQueue.pending().length > 0) violations.push(`ingest never caught up: ${ingestQueue.pending().length}`);
+    if (source.pending() > 0) violations.push(`ingest never caught up: ${source.pending()}`);
   };
   const probeAndIngest = async () => {
     probe(clock.t, KEY);
@@ -647,7 +654,7 @@ export async function runScenario(
     for (let next = sweepQueue.jobs.shift(); next; next = sweepQueue.jobs.shift()) await sweep(next.job, calm);
     if (pass === passes.length - 2) clock.t += REPUBLISH_AFTER_MS; // then every outbox left behind is re-published
   }
-  if (stats) stats.deadLettered += ingestQueue.deadLetters.filter((m) => deviceOf.has(m.id)).length;
+  if (stats) stats.deadLettered += [...source.dropped()].filter((id) => deviceOf.has(id)).length;
 
   for (const deviceId of deviceIds) {
     const times = accepted(deviceId)
@@ -718,9 +725,73 @@ export async function runScenario(
 }
 
 /** The mutant's classifier: any payload with a numeric "probe" field became a probe, losing its heartbeat. */
-function probeFieldIsProbe(body: string): string {
+function probeFieldIsProbe(body: string, source: IngestSource): string {
   const { probe } = JSON.parse(body) as { probe?: unknown };
-  return typeof probe === 'number' && !body.includes('"sig"') ? probeBody(KEY, probe, QUEUE, QUEUE) : body;
+  return typeof probe === 'number' && !body.includes('"sig"')
+    ? probeBody(KEY, probe, source.partition, source.arn)
+    : body;
+}
+
+interface SourceMessage {
+  id: string;
+  body: string;
+  enteredAt: number;
+}
+
+/** The ingest source as the handler sees it: what a receive returns, and what its partial response does. */
+interface IngestSource {
+  partition: string;
+  /** The queue or stream ARN probes are signed for. */
+  arn: string;
+  ordered: boolean;
+  send(id: string, body: string, at: number): void;
+  receive(now: number, action: Pick<IngestAction, 'picks' | 'redeliver'>): SourceMessage[];
+  settle(batch: readonly SourceMessage[], failed: ReadonlySet<string>): void;
+  pending(): number;
+  visible(now: number): number;
+  /** Dead-lettered or skipped for good: the data the weaker guarantee is about. */
+  dropped(): Set<string>;
+}
+
+function ingestSource(kind: SourceKind): IngestSource {
+  if (kind === 'kinesis') {
+    const shard = new KinesisShardModel(KINESIS_RETRIES);
+    return {
+      partition: `${STREAM}/shardId-000000000000`,
+      arn: STREAM,
+      ordered: true,
+      send: (id, body, at) => shard.put(id, body, at),
+      // Batch sizes vary; a shard keeps order and redelivers only through retries.
+      receive: (_now, action) => shard.read(action.picks === 'all' ? Number.POSITIVE_INFINITY : action.picks.length),
+      settle: (batch, failed) => shard.settle(batch, failed),
+      pending: () => shard.pending().length,
+      visible: () => 0,
+      dropped: () => new Set(shard.dropped.map((r) => r.id)),
+    };
+  }
+  const queue = new SqsModel(VISIBILITY_MS, MAX_RECEIVES);
+  const deleted: SourceMessage[] = [];
+  return {
+    partition: QUEUE,
+    arn: QUEUE,
+    ordered: false,
+    send: (id, body, at) => queue.send(id, body, at),
+    receive: (now, action) => {
+      for (const i of action.redeliver) {
+        const again = deleted[i % Math.max(1, deleted.length)];
+        if (again) queue.duplicate(again, now);
+      }
+      return action.picks === 'all' ? queue.receiveAll(now) : queue.receive(now, action.picks);
+    },
+    settle: (batch, failed) => {
+      const done = batch.filter((m) => !failed.has(m.id));
+      queue.delete(new Set(done.map((m) => m.id)));
+      deleted.push(...done);
+    },
+    pending: () => queue.pending().length,
+    visible: (now) => queue.visible(now),
+    dropped: () => new Set(queue.deadLetters.map((m) => m.id)),
+  };
 }
 
 /** I3 with flap damping, over a device's distinct events in seq order: the reported state alternates, and once

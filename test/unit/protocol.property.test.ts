@@ -1,5 +1,6 @@
 // The whole protocol on the in-memory table under the fault model (protocol-model.ts): an SQS queue that reorders,
-// redelivers and dead-letters, failed records waiting out the visibility timeout, batches that throw or time out,
+// redelivers and dead-letters, or a Kinesis shard retried from the failed record and skipped after its retries,
+// failed records waiting out the visibility timeout, batches that throw or time out,
 // single devices throttled, SNS down, forged probes and device payloads that look like probes, the scheduler
 // stopping, crashes between commit, publish and clear, and operators overriding, muting and decommissioning
 // devices under warm caches. I1 (no false offline), I2 (no missed offline), I3 (alternating events, identical
@@ -31,8 +32,9 @@ describe('offline detection protocol under faults (in-memory model)', () => {
       { numRuns: 1_500 },
     );
     // The faults did happen: records failed and were held, some were dead-lettered, probes moved the watermarks,
-    // and devices were reported offline before the final catch-up (about twice these in 1,500 runs).
-    expect(stats.held).toBeGreaterThan(1_000);
+    // and devices were reported offline before the final catch-up (about twice these in 1,500 runs, half of them on
+    // SQS and half on Kinesis).
+    expect(stats.held).toBeGreaterThan(700);
     expect(stats.deadLettered).toBeGreaterThan(2);
     expect(stats.credited).toBeGreaterThan(5_000);
     expect(stats.crashes).toBeGreaterThan(150);
@@ -56,12 +58,13 @@ describe('offline detection protocol under faults (in-memory model)', () => {
     expect(flapping).toBeGreaterThan(4); // the runs do flap (about 15 in 1,000 runs)
   });
 
-  it.each<Mutant>(['wall-clock-cutoff', 'no-republish', 'no-hold', 'probe-field-is-probe'])(
+  it.each<Mutant>(['wall-clock-cutoff', 'no-republish', 'no-hold', 'probe-field-is-probe', 'forgeable-probes'])(
     'notices a broken protocol (%s)',
     async (mutant) => {
       // Guards the model itself: judging by the wall clock breaks I1 under lag; without the re-publish, a crash
       // between commit and publish loses an event; without holds, a failed record waiting out its visibility
-      // timeout lets probes move the cutoff past it; a device payload taken for a probe loses the heartbeat.
+      // timeout lets probes move the cutoff past it; a device payload taken for a probe loses the heartbeat; a probe a
+      // producer can sign, stamped ahead and read from a Kinesis shard behind newer records, claims they are written.
       const failure = await fc.check(
         fc.asyncProperty(scenarioArb({ maxDevices: 6, maxActions: 60 }), async (scenario) => {
           await runScenario(scenario, new MemoryDeviceStore(), { mutant });
