@@ -100,7 +100,7 @@ async function route(request: ApiRequest, deps: AdminDeps): Promise<ApiResponse>
     allow(method, ['PUT', 'DELETE']);
     noQuery(request, []);
     if (method === 'DELETE') return ok(await setPolicy(deps, deviceId, undefined));
-    return ok(await setPolicy(deps, deviceId, parsePolicy(request.body)));
+    return ok(await setPolicy(deps, deviceId, parsePolicy(request.body, deps.housekeepingTtlMs)));
   }
   if (sub === 'mute') {
     allow(method, ['POST', 'DELETE']);
@@ -164,11 +164,20 @@ function jsonBody(raw: string | undefined, fields: string[], required: string[])
   return record;
 }
 
-function parsePolicy(raw: string | undefined): Policy {
+/** A policy the housekeeping TTL could not keep a silent device for (it would be forgotten before it is reported) is
+ * refused, as the same rule refuses a device type at deploy (config.ts `checkInvariants`). */
+function parsePolicy(raw: string | undefined, housekeepingTtlMs: number): Policy {
   const body = jsonBody(raw, ['timeout', 'precision'], ['timeout']);
   const timeoutMs = parseDuration(body.timeout, 'timeout');
   const precisionMs = body.precision === undefined ? 0 : parseDuration(body.precision, 'precision');
   if (timeoutMs < 1000) throw new ApiError('bad-duration', 'timeout must be at least 1s');
+  if (timeoutMs + precisionMs >= housekeepingTtlMs) {
+    throw new ApiError(
+      'bad-duration',
+      `timeout + precision must be below the housekeeping TTL (${housekeepingTtlMs} ms): a silent device would be ` +
+        'forgotten before it is reported',
+    );
+  }
   return { timeoutMs, precisionMs };
 }
 

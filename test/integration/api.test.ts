@@ -224,6 +224,8 @@ describe('operator API on DynamoDB Local', () => {
       ['PUT', '/devices/d1/policy', { body: JSON.stringify({ timeout: 'soon' }) }, 400, 'bad-duration'],
       ['PUT', '/devices/d1/policy', { body: JSON.stringify({ timeout: '-5s' }) }, 400, 'bad-duration'],
       ['PUT', '/devices/d1/policy', { body: JSON.stringify({ timeout: '90d' }) }, 400, 'bad-duration'],
+      // Past the housekeeping TTL (30 days): the device would be forgotten before it is reported.
+      ['PUT', '/devices/d1/policy', { body: JSON.stringify({ timeout: '29d', precision: '1d' }) }, 400, 'bad-duration'],
       ['PUT', '/devices/d1/policy', { body: JSON.stringify({ timeout: '10m', precision: 1.5 }) }, 400, 'bad-duration'],
       ['PUT', '/devices/d1/policy', { body: JSON.stringify({ timeout: '10m', color: 'red' }) }, 400, 'unknown-field'],
       ['PUT', '/devices/d1/policy', { body: JSON.stringify({}) }, 400, 'missing-field'],
