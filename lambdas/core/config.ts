@@ -21,6 +21,8 @@ export const ENV = {
   cacheSize: 'COALESCE_CACHE_SIZE',
   writeConcurrency: 'WRITE_CONCURRENCY',
   probeMaxBacklog: 'PROBE_MAX_BACKLOG',
+  /** Messages per second the SQS ingest queue takes at its usual peak: sizes PROBE_MAX_BACKLOG when that is unset. */
+  ingestMessageRate: 'INGEST_MESSAGE_RATE',
   ingestTimeoutMs: 'INGEST_TIMEOUT_MS',
   rejectsQueueUrl: 'REJECTS_QUEUE_URL',
   onlineTopicArn: 'ONLINE_TOPIC_ARN',
@@ -64,8 +66,10 @@ export interface IngestConfig {
   cacheSize: number;
   writeConcurrency: number;
   /** An SQS probe is credited only while the ingest queue shows at most this many visible messages (see
-   * `probeCredit`). Default: one ReceiveMessage's worth, which the next poll takes at once. At high throughput set
-   * it to the visible backlog a healthy pipeline shows, well below what one tolerance of stall would pile up. */
+   * `probeCredit`): `PROBE_MAX_BACKLOG` if set, else `PROBE_BACKLOG_WAIT_MS` of `INGEST_MESSAGE_RATE` (and at least
+   * 10, one ReceiveMessage's worth, without a rate). A fixed small number is not enough at fleet rates: at 16.7k
+   * messages/s a healthy queue shows tens to thousands of visible messages, and a threshold of 10 credits about one
+   * probe in eight (bench/probe-credit.ts). */
   probeMaxBacklog: number;
   /** The ingest function's timeout: the longest a batch can run. A hold on failed SQS records lingers this long
    * after its release (progress.ts), for batches still running then. */
@@ -210,7 +214,7 @@ export function loadIngestConfig(env: Env): IngestConfig {
     housekeepingTtlMs: loadHousekeepingTtlMs(env),
     cacheSize: intSetting(env, ENV.cacheSize, 100_000),
     writeConcurrency: intSetting(env, ENV.writeConcurrency, 32, 1, 1000),
-    probeMaxBacklog: intSetting(env, ENV.probeMaxBacklog, 10),
+    probeMaxBacklog: probeMaxBacklogSetting(env),
     ingestTimeoutMs: intSetting(env, ENV.ingestTimeoutMs, 30_000, 1_000, 900_000),
     outboxRepublishAfterMs: intSetting(env, ENV.outboxRepublishAfterMs, 15_000, 0),
     rejectsQueueUrl: env[ENV.rejectsQueueUrl] || undefined,
@@ -223,6 +227,17 @@ export function loadIngestConfig(env: Env): IngestConfig {
     kinesisParallelizationFactor: intSetting(env, ENV.kinesisParallelizationFactor, 1, 1, 10),
   });
   return config;
+}
+
+/** The queue wait a probe's credit may leave behind: the visible backlog allowed is this much of the queue's usual
+ * peak rate, since a queue served roughly in order that shows `n` visible messages at rate `r` is handing out
+ * messages that entered about `n / r` ago. It counts against the tolerance (`probeCredit`). */
+export const PROBE_BACKLOG_WAIT_MS = 500;
+
+/** PROBE_MAX_BACKLOG, or derived from INGEST_MESSAGE_RATE (see `IngestConfig.probeMaxBacklog`). */
+export function probeMaxBacklogSetting(env: Env): number {
+  const rate = intSetting(env, ENV.ingestMessageRate, 0, 0, 100_000_000);
+  return intSetting(env, ENV.probeMaxBacklog, Math.max(10, Math.ceil((rate * PROBE_BACKLOG_WAIT_MS) / 1000)));
 }
 
 function listSetting(env: Env, name: string): string[] {

@@ -93,7 +93,8 @@ export interface ProbeSeen {
 export type ProbeSource =
   /** A Kinesis shard read with ParallelizationFactor 1: every record before the probe was processed before it. */
   | { ordered: true }
-  /** An SQS standard queue: no order, so the queue's visible backlog at the time the probe is processed decides. */
+  /** An SQS standard queue: no order, so the queue's visible backlog at the time the probe is processed decides.
+   * `maxBacklog` is `PROBE_MAX_BACKLOG`, by default half a second of the queue's usual peak rate (config.ts). */
   | { ordered: false; visibleBacklog: number | undefined; maxBacklog: number };
 
 /**
@@ -102,15 +103,32 @@ export type ProbeSource =
  *
  * SQS standard queues may deliver a probe before older messages, so a probe proves nothing by its position. It is
  * credited only when, after its batch committed, at most `maxBacklog` messages are still visible
- * (ApproximateNumberOfMessages): then any older message left is picked up by the very next receive and written
- * within one batch's latency, which the tolerance covers. An ingest stall, or a drain that has not finished, shows
- * a larger backlog and earns nothing. Not counted, on purpose:
- * - messages in flight (ApproximateNumberOfMessagesNotVisible): they include this very batch until Lambda deletes
- *   it after we return, and the other batches being written right now; counting them would stop every credit as
- *   soon as ingest runs at any concurrency, and what is in flight is being written at healthy latency.
- * - delayed messages (ApproximateNumberOfMessagesDelayed): these are the dispatcher's own probes for the rest of
- *   the minute. Devices do not send delayed messages (and the ingest queue must have no queue-level delay): a
- *   delayed device message could enter before a probe and be processed after it, which no backlog shows.
+ * (ApproximateNumberOfMessages); an ingest stall, or a drain that has not finished, shows a larger backlog and earns
+ * nothing. Why that is enough, and what it assumes:
+ * - A queue served roughly in order that shows `n` visible messages at rate `r` is handing out messages that
+ *   entered about `n / r` ago. With `maxBacklog` = `r` × PROBE_BACKLOG_WAIT_MS (config.ts), a credit is given only
+ *   while messages wait about that long or less: an older message still visible is received within it.
+ * - Messages in flight (ApproximateNumberOfMessagesNotVisible) are not counted: they include this very batch until
+ *   Lambda deletes it, and every other batch being written, thousands of messages at fleet rates; counting them
+ *   would stop every credit. Each is written, or failed and held (`Hold`), within the batching window plus the
+ *   ingest's answer deadline (its timeout − 3 s: a batch that would outlive the function answers with every record
+ *   failed, ingest-handler.ts) of being received.
+ * So a message that entered before a credited probe is written or held within the queue wait + the batching window
+ * + the answer deadline of its entry, and the watermark passing it is harmless while the tolerance covers that:
+ * `tolerance ≥ PROBE_BACKLOG_WAIT_MS + maxBatchingWindow + ingest timeout − 3 s` (defaults: 0.5 + 1 + 27 = 28.5 s
+ * against 30 s). Liveness asks the opposite: `maxBacklog` above the visible backlog a healthy queue shows when
+ * probes are judged (tens to about 2,000 at 16.7k messages/s), and `tolerance ≥ tick + probe latency`.
+ * bench/probe-credit.ts measures both at the design point: half a second of rate (8,334) is credited at every tick
+ * and no message is missing past the tolerance after the watermark passed it; a fixed 10 credits about one probe
+ * in eight there, and the cutoff falls up to two minutes behind the clock. Not covered:
+ * - an invocation Lambda throttles stays in flight, unheld, retried until the visibility timeout ends: the ingest
+ *   function needs reserved concurrency at least the event source mapping's maximum concurrency;
+ * - a queue far out of order (a message left behind for longer than the tolerance while newer ones are served), and
+ *   right after a backlog drains, a batch received while the queue was still behind that runs to the deadline;
+ * - a configured rate far above the real one: the queue wait a credit allows grows as configured / real rate.
+ * Delayed messages (ApproximateNumberOfMessagesDelayed) are not counted either: they are the dispatcher's own probes
+ * for the rest of the minute. Devices do not send delayed messages (and the ingest queue must have no queue-level
+ * delay): a delayed device message could enter before a probe and be processed after it, which no backlog shows.
  * An unknown backlog (the attribute call failed) earns nothing: the next probe will.
  *
  * The credit never exceeds `now`: a probe stamped in the future (a wrong clock, a forged probe) must not raise a
