@@ -1,6 +1,7 @@
 // The crediting policy: when a committed probe may raise its partition's watermark, and to what.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { ENV, PROBE_BACKLOG_WAIT_MS, probeMaxBacklogSetting } from '../../lambdas/core/config.js';
 import { newestPerPartition, probeCredit } from '../../lambdas/core/watermark.js';
 
 const NOW = 1_800_000_060_000;
@@ -30,6 +31,29 @@ describe('probeCredit', () => {
         return mark === undefined ? backlog > max : mark <= NOW && mark <= probeAt;
       }),
     );
+  });
+});
+
+describe('the SQS backlog threshold (PROBE_MAX_BACKLOG)', () => {
+  it('is half a second of the ingest rate when only the rate is set: 8,334 at 1,000,000 devices a minute', () => {
+    expect(PROBE_BACKLOG_WAIT_MS).toBe(500);
+    expect(probeMaxBacklogSetting({ [ENV.ingestMessageRate]: '16667' })).toBe(8_334);
+    expect(probeMaxBacklogSetting({ [ENV.ingestMessageRate]: '100' })).toBe(50);
+  });
+
+  it('is at least one ReceiveMessage worth (10), the old default, without a rate or at low rates', () => {
+    expect(probeMaxBacklogSetting({})).toBe(10);
+    expect(probeMaxBacklogSetting({ [ENV.ingestMessageRate]: '5' })).toBe(10);
+  });
+
+  it('is PROBE_MAX_BACKLOG when that is set, whatever the rate', () => {
+    expect(probeMaxBacklogSetting({ [ENV.probeMaxBacklog]: '250', [ENV.ingestMessageRate]: '16667' })).toBe(250);
+    expect(probeMaxBacklogSetting({ [ENV.probeMaxBacklog]: '0' })).toBe(0);
+  });
+
+  it('refuses a rate that is not a whole number of messages per second', () => {
+    expect(() => probeMaxBacklogSetting({ [ENV.ingestMessageRate]: '16.7k' })).toThrow(/INGEST_MESSAGE_RATE/);
+    expect(() => probeMaxBacklogSetting({ [ENV.ingestMessageRate]: '-1' })).toThrow(/INGEST_MESSAGE_RATE/);
   });
 });
 
