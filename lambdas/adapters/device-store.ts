@@ -4,17 +4,20 @@ import {
   ConditionalCheckFailedException,
   type DynamoDBClient,
   QueryCommand as RawQueryCommand,
+  TransactionCanceledException,
 } from '@aws-sdk/client-dynamodb';
 import {
   DynamoDBDocumentClient,
   GetCommand,
   QueryCommand,
+  TransactWriteCommand,
   UpdateCommand,
   type UpdateCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { mapLimit } from '../core/concurrency.js';
-import type { DeviceEvent, DeviceState, Flapping } from '../core/device.js';
+import type { DeviceEvent, DeviceState, Flapping, OutboxSpills } from '../core/device.js';
+import { commitSpilling, type OutboxView, pendingSpills, SPILLS_PER_READ, type SpillOutcome } from '../core/outbox.js';
 import type { Policy } from '../core/policy.js';
 import type {
   AdminStore,
@@ -40,8 +43,10 @@ import {
   OUTBOX_INDEX,
   offlineIndexKeys,
   offlinePartitions,
+  SPILL,
   STATUS,
   type Status,
+  spillKey,
 } from '../core/table-schema.js';
 
 type Item = Record<string, unknown>;
@@ -60,6 +65,8 @@ export interface DynamoDeviceStoreOptions {
 
 /** Index partitions `counts()` reads at once. */
 const COUNT_CONCURRENCY = 16;
+/** Spill items read or cleared at once. */
+const SPILL_CONCURRENCY = 8;
 
 /** Builds update expressions with every attribute name aliased: several of ours (`shard`, ...) are reserved. */
 class Expression {
@@ -133,7 +140,15 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     }));
   }
 
+  /** One conditional write, preceded by a spill transaction when the outbox would pass OUTBOX_ITEM_MAX (outbox.ts). */
   async commit(request: CommitRequest): Promise<CommitOutcome> {
+    return commitSpilling(request, {
+      write: (r, room) => this.commitWrite(r, room),
+      spill: (deviceId, read) => this.spill(deviceId, read),
+    });
+  }
+
+  private async commitWrite(request: CommitRequest, room: number | undefined): Promise<CommitOutcome> {
     const x = new Expression();
     const { state } = request;
     const sets = [
@@ -196,12 +211,79 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
         conditions.push(`(attribute_not_exists(${horizon}) OR ${horizon} <= ${x.value(expect.skipHorizonAtMost)})`);
       }
     }
+    if (room !== undefined) {
+      const outbox = x.name(A.outbox);
+      conditions.push(`(attribute_not_exists(${outbox}) OR size(${outbox}) <= ${x.value(room)})`);
+    }
     const update = `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`;
     const input = x.input(this.tableName, request.deviceId, update, conditions.join(' AND '));
     return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_NEW' }, (item) => ({
       applied: true,
       after: toState(item!),
     }));
+  }
+
+  /** Moves the outbox as read to the next spill item and lists it, in one transaction of two updates (so that the
+   * functions need no permission beyond `UpdateItem`): the spill item's, unconditional (its number was never listed,
+   * and whoever else writes it read the same outbox), and the device item's, conditional on its outbox and spill
+   * counter being as read. */
+  async spill(deviceId: string, read: OutboxView): Promise<SpillOutcome> {
+    const n = read.outboxSpills?.to ?? 0;
+    const last = read.outbox[read.outbox.length - 1]!.seq;
+    const x = new Expression();
+    const obSeq = x.name(A.outboxSeq);
+    const outbox = x.name(A.outbox);
+    const to = x.name(A.spillTo);
+    const from = x.name(A.spillFrom);
+    const lastValue = x.value(last);
+    const update = `REMOVE ${outbox}, ${obSeq} SET ${to} = ${x.value(n + 1)}, ${from} = if_not_exists(${from}, ${x.value(n)})`;
+    const condition = [
+      `(${obSeq} = ${lastValue} OR (attribute_not_exists(${obSeq}) AND ${x.name(A.seq)} = ${lastValue}))`,
+      `size(${outbox}) = ${x.value(read.outbox.length)}`,
+      n === 0 ? `attribute_not_exists(${to})` : `${to} = ${x.value(n)}`,
+    ].join(' AND ');
+    const deviceUpdate = {
+      TableName: this.tableName,
+      Key: { [KEY]: deviceId },
+      UpdateExpression: update,
+      ConditionExpression: condition,
+      ExpressionAttributeNames: x.names,
+      ExpressionAttributeValues: x.values,
+    };
+    try {
+      const out = await this.doc.send(
+        new TransactWriteCommand({
+          ReturnConsumedCapacity: 'TOTAL',
+          TransactItems: [
+            {
+              Update: {
+                TableName: this.tableName,
+                Key: { [KEY]: spillKey(deviceId, n) },
+                // A cleared spill item of an earlier life of the device may still wait for TTL under this key.
+                UpdateExpression: 'SET #e = :e, #l = :l REMOVE #x',
+                ExpressionAttributeNames: { '#e': SPILL.events, '#l': SPILL.lastSeq, '#x': A.expiresAt },
+                ExpressionAttributeValues: { ':e': read.outbox.map((event) => JSON.stringify(event)), ':l': last },
+              },
+            },
+            { Update: { ...deviceUpdate, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' } },
+          ],
+        }),
+      );
+      return { spilled: true, units: (out.ConsumedCapacity ?? []).reduce((n, c) => n + (c.CapacityUnits ?? 0), 0) };
+    } catch (error) {
+      if (!(error instanceof TransactionCanceledException)) throw error;
+      // The device item's condition failed (or a concurrent write conflicted): the caller decides again from it.
+      const reason = error.CancellationReasons?.[1];
+      const item =
+        reason?.Code === 'ConditionalCheckFailed' && reason.Item && this.conditionFailureReturnsItem
+          ? unmarshallItem(reason.Item)
+          : await this.rawGet(deviceId);
+      return {
+        spilled: false,
+        current: item && isDevice(item) ? toState(item) : undefined,
+        units: 2 * failedWriteUnits(item),
+      };
+    }
   }
 
   async park(request: ParkRequest): Promise<TouchOutcome> {
@@ -384,31 +466,132 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     }));
   }
 
-  async clearOutbox(deviceId: string, seq: number): Promise<boolean> {
+  async clearOutbox(deviceId: string, seq: number, spills?: { from: number; to: number }): Promise<boolean> {
+    if (spills) return this.clearSpilled(deviceId, seq, spills);
     const x = new Expression();
     const obSeq = x.name(A.outboxSeq);
     const update = `REMOVE ${x.name(A.outbox)}, ${x.name(A.outboxShard)}, ${x.name(A.outboxAt)}, ${obSeq}`;
     // Items whose outbox was written before `obSeq` existed: their newest event is at the item's seq, or a later
     // transition appended one (and set `obSeq`).
     const seqValue = x.value(seq);
+    const spillTo = x.name(A.spillTo);
     const condition =
       `(${obSeq} = ${seqValue} OR (attribute_not_exists(${obSeq}) AND ${x.name(A.seq)} = ${seqValue})) ` +
-      `AND attribute_exists(${x.name(A.outbox)})`;
+      `AND attribute_exists(${x.name(A.outbox)}) ` +
+      `AND (attribute_not_exists(${spillTo}) OR ${x.name(A.spillFrom)} = ${spillTo})`;
     try {
-      await this.doc.send(new UpdateCommand(x.input(this.tableName, deviceId, update, condition)));
+      await this.doc.send(
+        new UpdateCommand({
+          ...x.input(this.tableName, deviceId, update, condition),
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
       return true;
     } catch (error) {
-      // An event was appended since (the caller publishes it too), or someone else cleared it.
+      // An event was appended since (the caller publishes it too), or someone else cleared it, or spills are pending.
       if (!(error instanceof ConditionalCheckFailedException)) throw error;
-      return false;
+      const item = this.conditionFailureReturnsItem ? unmarshallItem(error.Item) : await this.rawGet(deviceId);
+      const current = item && isDevice(item) ? toState(item) : undefined;
+      if (!current || !pendingSpills(current)) return false;
+      // The caller did not say which spills it published (it read them through `get`): the ones holding nothing
+      // after `seq`; a listed one already gone was published too.
+      const { from, to } = current.outboxSpills!;
+      const loaded = await this.readSpills(deviceId, from, Math.min(to, from + SPILLS_PER_READ));
+      const published = loaded.findIndex((events) => events.some((event) => event.seq > seq));
+      const through = published === -1 ? loaded.length : published;
+      return through > 0 && this.clearSpilled(deviceId, seq, { from, to: from + through });
     }
+  }
+
+  /** Clears spill items `[from, to)`, published, then unlists them: with the outbox and the index keys when nothing
+   * after `seq` is left (the outbox's newest event is `seq`, or it is empty, and no other spill is listed), else
+   * alone. */
+  private async clearSpilled(deviceId: string, seq: number, spills: { from: number; to: number }): Promise<boolean> {
+    await this.emptySpills(deviceId, spills.from, spills.to);
+    const x = new Expression();
+    const obSeq = x.name(A.outboxSeq);
+    const outbox = x.name(A.outbox);
+    const from = x.name(A.spillFrom);
+    const fromValue = x.value(spills.from);
+    const advance = `SET ${from} = ${x.value(spills.to)}`;
+    const all = `${advance} REMOVE ${outbox}, ${obSeq}, ${x.name(A.outboxShard)}, ${x.name(A.outboxAt)}`;
+    const everything = [
+      `${from} = ${fromValue}`,
+      `${x.name(A.spillTo)} = ${x.value(spills.to)}`,
+      `(${obSeq} = ${x.value(seq)} OR attribute_not_exists(${outbox}))`,
+    ].join(' AND ');
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          ...x.input(this.tableName, deviceId, all, everything),
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      const item = this.conditionFailureReturnsItem ? unmarshallItem(error.Item) : await this.rawGet(deviceId);
+      // Something after `seq` is left: unlist the cleared spills alone, unless another relay did.
+      if (!item || Number(item[A.spillFrom]) !== spills.from) return false;
+    }
+    const y = new Expression();
+    const partial = `SET ${y.name(A.spillFrom)} = ${y.value(spills.to)}`;
+    try {
+      await this.doc.send(
+        new UpdateCommand(
+          y.input(this.tableName, deviceId, partial, `${y.name(A.spillFrom)} = ${y.value(spills.from)}`),
+        ),
+      );
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    }
+    return false;
+  }
+
+  /** Empties spill items `[from, to)` and hands them to TTL (an `UpdateItem`, like every write of the functions;
+   * one of 1 KB costs what a delete does). An emptied spill reads as one already gone: published. */
+  private async emptySpills(deviceId: string, from: number, to: number): Promise<void> {
+    const expired = Math.floor(Date.now() / 1000); // TTL reads epoch seconds: due now
+    const numbers = Array.from({ length: to - from }, (_, i) => from + i);
+    await mapLimit(numbers, SPILL_CONCURRENCY, (n) =>
+      this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { [KEY]: spillKey(deviceId, n) },
+          UpdateExpression: 'REMOVE #e, #l SET #x = :x',
+          ExpressionAttributeNames: { '#e': SPILL.events, '#l': SPILL.lastSeq, '#x': A.expiresAt },
+          ExpressionAttributeValues: { ':x': expired },
+        }),
+      ),
+    );
+  }
+
+  /** The events of spill items `[from, to)`, one list per spill (empty for one already cleared), strongly
+   * consistent: a spill just written must not pass for one published. `GetItem`s, which the functions may do. */
+  private async readSpills(deviceId: string, from: number, to: number): Promise<DeviceEvent[][]> {
+    const numbers = Array.from({ length: to - from }, (_, i) => from + i);
+    return mapLimit(numbers, SPILL_CONCURRENCY, async (n) => {
+      const out = await this.doc.send(
+        new GetCommand({ TableName: this.tableName, Key: { [KEY]: spillKey(deviceId, n) }, ConsistentRead: true }),
+      );
+      const events = out.Item?.[SPILL.events] as string[] | undefined;
+      return (events ?? []).map((json) => JSON.parse(json) as DeviceEvent);
+    });
   }
 
   async get(deviceId: string): Promise<DeviceState | undefined> {
     const out = await this.doc.send(
       new GetCommand({ TableName: this.tableName, Key: { [KEY]: deviceId }, ConsistentRead: true }),
     );
-    return out.Item && isDevice(out.Item) ? toState(out.Item) : undefined;
+    if (!out.Item || !isDevice(out.Item)) return undefined;
+    const state = toState(out.Item);
+    if (pendingSpills(state)) {
+      const spills = state.outboxSpills!;
+      const loadedTo = Math.min(spills.to, spills.from + SPILLS_PER_READ);
+      spills.loaded = await this.readSpills(deviceId, spills.from, loadedTo);
+      spills.loadedTo = loadedTo;
+    }
+    return state;
   }
 
   async queryExpired(shard: string, cutoff: number, limit: number, cursor?: string): Promise<Page<ExpiredEntry>> {
@@ -532,7 +715,13 @@ export function toState(item: Item): DeviceState {
     ...(item[A.transitions] !== undefined ? { transitions: (item[A.transitions] as unknown[]).map(Number) } : {}),
     ...(item[A.flapping] !== undefined ? { flapping: toFlapping(item[A.flapping] as Record<string, unknown>) } : {}),
     outbox: ((item[A.outbox] as string[] | undefined) ?? []).map((json) => JSON.parse(json) as DeviceEvent),
+    ...(item[A.spillTo] !== undefined ? { outboxSpills: toSpills(item) } : {}),
   };
+}
+
+function toSpills(item: Item): OutboxSpills {
+  const to = Number(item[A.spillTo]);
+  return { from: Number(item[A.spillFrom] ?? to), to };
 }
 
 function toFlapping(raw: Record<string, unknown>): Flapping {

@@ -25,8 +25,24 @@ export interface DeviceState {
   transitions?: number[];
   /** Present while the device flaps: its transitions publish nothing until it has been stable for `windowMs`. */
   flapping?: Flapping;
-  /** Committed events not yet confirmed published, oldest first. */
+  /** Committed events not yet confirmed published, oldest first: those in the device item. */
   outbox: DeviceEvent[];
+  /** Older committed events not yet confirmed published, moved out of the item to spill items while publishing failed
+   * (outbox.ts): present once the device has spilled. */
+  outboxSpills?: OutboxSpills;
+}
+
+/** The device's spill items: numbers `[from, to)` are pending, each holding events older than the next one's, all
+ * older than the outbox's. */
+export interface OutboxSpills {
+  from: number;
+  /** The number the next spill takes. */
+  to: number;
+  /** Read by `DeviceStore.get` only (writes return the item alone): the events of spills `[from, loadedTo)`, one list
+   * per spill, oldest first. A listed spill already gone was published and cleared by another relay: its list is
+   * empty. */
+  loaded?: DeviceEvent[][];
+  loadedTo?: number;
 }
 
 export interface Flapping {

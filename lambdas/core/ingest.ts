@@ -356,6 +356,8 @@ function planCommit(
     ),
     outboxShard: shard,
     outboxAt: now,
+    // The outbox as read: a commit that would fill it past its bound spills it first (outbox.ts).
+    ...(current ? { read: { outbox: current.outbox, outboxSpills: current.outboxSpills } } : {}),
   };
 
   if (!current || current.status === STATUS.retired) {

@@ -51,13 +51,22 @@ export type Expectation =
     };
 
 /** Writes a device's new state (and appends its transition events to the outbox) in one conditional write.
- * `shard`/`deadline` left undefined are removed, taking the device out of the deadline index. */
+ * `shard`/`deadline` left undefined are removed, taking the device out of the deadline index.
+ *
+ * The item's outbox never holds more than OUTBOX_ITEM_MAX events (outbox.ts): when appending would pass it, the
+ * store first moves the events already there to a spill item, in one transaction with the device item that requires
+ * the outbox to be as read, then writes the commit. A spill changes no state, so it is right whether or not the
+ * commit then applies. */
 export interface CommitRequest {
   deviceId: string;
   expect: Expectation;
-  state: Omit<DeviceState, 'deviceId' | 'outbox' | 'override' | 'skipHorizon'>;
+  state: Omit<DeviceState, 'deviceId' | 'outbox' | 'override' | 'skipHorizon' | 'outboxSpills'>;
   expiresAt?: number;
   append: DeviceEvent[];
+  /** The outbox as the caller read it (the item the expectation was taken from): tells the store beforehand that
+   * this commit needs a spill. Without it, a commit that finds the outbox full fails its condition, spills what the
+   * failure returned, and writes again: one failed write more. */
+  read?: Pick<DeviceState, 'outbox' | 'outboxSpills'>;
   /** Outbox index keys, set when `append` is not empty: re-published from there if the publisher never confirms. */
   outboxShard: string;
   outboxAt: number;
@@ -99,10 +108,15 @@ export interface DeviceStore {
    * still has `policy` and does not flap (a flapping device's deadline is parked instead); otherwise returns the
    * stored item. */
   rearm(deviceId: string, policy: Policy, cutoff: number): Promise<TouchOutcome>;
-  /** Drops the outbox once its events up to `seq` are published, unless an event was appended since: conditional on
-   * the outbox's newest event (not the item's seq, which a transition held by flap damping raises without one).
-   * False when it did not clear: a newer event was appended (the caller publishes it too), or none is left. */
-  clearOutbox(deviceId: string, seq: number): Promise<boolean>;
+  /** Drops the events up to `seq` once they are published: the spill items holding only such events (deleted first,
+   * then unlisted, so that a listed spill either exists or was published), and the outbox unless an event was
+   * appended since: conditional on the outbox's newest event (not the item's seq, which a transition held by flap
+   * damping raises without one). `spills`: the caller read spills `[from, to)` and published them all, so the store
+   * need not read them to tell which are published. True when nothing is left pending; false when a newer event
+   * was appended or spilled (the caller publishes it too), when spills are left, or when none was left. */
+  clearOutbox(deviceId: string, seq: number, spills?: { from: number; to: number }): Promise<boolean>;
+  /** The stored item (strongly consistent), with the events of its oldest pending spills (`outboxSpills.loaded`, at
+   * most SPILLS_PER_READ of them). */
   get(deviceId: string): Promise<DeviceState | undefined>;
   queryExpired(shard: string, cutoff: number, limit: number, cursor?: string): Promise<Page<ExpiredEntry>>;
   queryOutbox(shard: string, committedBefore: number, limit: number, cursor?: string): Promise<Page<string>>;

@@ -5,7 +5,7 @@
 import { mapLimit } from './concurrency.js';
 import { type DeviceState, policyOf, presumedLastSeen, transitionEvent } from './device.js';
 import { deadlineOf, flapFieldsOf, recordTransition, settlesAt, startedFlapping, transitionEvents } from './flap.js';
-import { relayOutboxes } from './outbox.js';
+import { hasPendingEvents, relayOutboxes } from './outbox.js';
 import { type FlapDamping, offlineAt, type Policy } from './policy.js';
 import type { Billed, CommitRequest, DeviceStore, EventPublisher, ExpiredEntry } from './ports.js';
 import { STATUS } from './table-schema.js';
@@ -395,8 +395,9 @@ function billed(outcome: Billed & { applied: boolean }): number {
 }
 
 /** Re-publishes outbox entries that stayed longer than `republishAfterMs`: a committer crashed between commit and
- * publish or clear, or the publish failed. Events are deterministic, so a duplicate is harmless. Runs after the
- * expiry sweep and gets at least one page, so that neither starves the other. */
+ * publish or clear, or the publish failed. Events are deterministic, so a duplicate is harmless. Spilled events go
+ * first (`get` reads the oldest spill items; the relay reads on while it publishes). Runs after the expiry sweep and
+ * gets at least one page, so that neither starves the other. */
 async function republish(
   shard: string,
   deps: SweepDeps,
@@ -412,7 +413,7 @@ async function republish(
     const page = await store.queryOutbox(shard, before, settings.pageSize, cursor);
     pages++;
     const states = await mapLimit(page.items, settings.concurrency, (deviceId) => store.get(deviceId));
-    const pending = states.filter((state): state is DeviceState => state !== undefined && state.outbox.length > 0);
+    const pending = states.filter((state): state is DeviceState => state !== undefined && hasPendingEvents(state));
     if (pending.length > 0) {
       const relay = await relayOutboxes(pending, store, deps.publisher);
       stats.republished += relay.published;

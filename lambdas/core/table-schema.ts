@@ -27,6 +27,11 @@ export const A = {
   /** Seq of the newest event in the outbox: what a clear is conditional on. Not the item's `seq`, which a transition
    * that appends no event (held by flap damping) raises too, so that a clear conditional on it would never match. */
   outboxSeq: 'obSeq',
+  /** Spilled outbox events (see SPILL): the device's spill items still pending are numbers `[obSpFrom, obSpTo)`.
+   * `obSpTo`, the number the next spill takes, only grows, so a spill item's key is never reused; the relay moves
+   * `obSpFrom` up after deleting the spill items it published. Two numbers however long the outage. */
+  spillFrom: 'obSpFrom',
+  spillTo: 'obSpTo',
   expiresAt: 'expiresAt',
   /** Maintenance mute: epoch ms until which no offline transition is committed (see `judge` in sweep.ts). */
   mutedUntil: 'mute',
@@ -102,6 +107,21 @@ export function offlineIndexKeys(
 }
 
 export const TTL_ATTRIBUTE = A.expiresAt;
+
+/** Spill items: while publishing fails, a commit that would take the device item's outbox past OUTBOX_ITEM_MAX
+ * events first moves the events already there to a spill item of their own, in one transaction with the device item
+ * (outbox.ts). Keyed `#outbox/<deviceId>/<n>`, in no index: the device item lists them (`obSpFrom`, `obSpTo`). */
+export const SPILL = {
+  /** The spilled events, oldest first (event JSON strings, like the outbox). */
+  events: 'ev',
+  /** Seq of the newest of them. */
+  lastSeq: 'last',
+} as const;
+
+/** Key of a device's spill item number `n`. */
+export function spillKey(deviceId: string, n: number): string {
+  return `#outbox/${deviceId}/${n}`;
+}
 
 /** Control item holding every ingest partition's watermark. */
 export const WATERMARKS_KEY = '#watermarks';

@@ -1,16 +1,21 @@
 // The DynamoDB adapter against a real engine: every condition the protocol relies on, both ways.
-import { UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
-import { transitionEvent } from '../../lambdas/core/device.js';
+import { DynamoDeviceStore, toState } from '../../lambdas/adapters/device-store.js';
+import { type DeviceEvent, transitionEvent } from '../../lambdas/core/device.js';
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
+import { OUTBOX_ITEM_MAX, relayOutboxes } from '../../lambdas/core/outbox.js';
 import { MAX_DEVICE_TYPES, parseDeviceTypes, typePolicies } from '../../lambdas/core/policy.js';
 import type { CommitRequest } from '../../lambdas/core/ports.js';
-import { A, type Status } from '../../lambdas/core/table-schema.js';
+import { A, KEY, SPILL, type Status, spillKey } from '../../lambdas/core/table-schema.js';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/engines.js';
 import { createDeviceTable } from '../../local/resources.js';
 import { testClients, uniqueName } from '../support/aws.js';
 import { memoryDeps, record } from '../support/ingest-fixtures.js';
+import { itemSize } from '../support/item-size.js';
+import { commitMany, Log, outboxContract } from '../support/outbox-contract.js';
 
 const clients = testClients();
 const tableName = uniqueName('store');
@@ -267,5 +272,69 @@ describe('DynamoDeviceStore', () => {
     const meter = { ...deviceTypes, types: { ...deviceTypes.types, meter: policy } };
     const all = { ...request, typePolicies: typePolicies(meter) };
     expect(await store.touch(all)).toMatchObject({ applied: true });
+  });
+});
+
+describe('DynamoDeviceStore: the bounded outbox', () => {
+  const doc = DynamoDBDocumentClient.from(clients.dynamodb);
+  const raw = async (key: string) =>
+    (await doc.send(new GetCommand({ TableName: tableName, Key: { [KEY]: key }, ConsistentRead: true }))).Item;
+  let n = 0;
+  outboxContract({
+    store: () => store,
+    id: (name) => `${name}-${++n}`,
+    spillExists: async (deviceId, k) => (await raw(spillKey(deviceId, k)))?.[SPILL.events] !== undefined,
+    deleteSpill: async (deviceId, k) => {
+      await doc.send(new DeleteCommand({ TableName: tableName, Key: { [KEY]: spillKey(deviceId, k) } }));
+    },
+    itemBytes: async (deviceId) => itemSize((await raw(deviceId)) ?? {}),
+    pending: async (deviceId) => {
+      const item = await raw(deviceId);
+      if (!item) return [];
+      const state = toState(item);
+      const { from, to } = state.outboxSpills ?? { from: 0, to: 0 };
+      const spilled: DeviceEvent[] = [];
+      for (let k = from; k < to; k++) {
+        const spill = await raw(spillKey(deviceId, k));
+        spilled.push(
+          ...((spill?.[SPILL.events] as string[] | undefined) ?? []).map((e) => JSON.parse(e) as DeviceEvent),
+        );
+      }
+      return [...spilled, ...state.outbox];
+    },
+  });
+
+  it('spills, reads and clears with GetItem and UpdateItem only (all the functions may do); cleared spills go to TTL', async () => {
+    const client = new DynamoDBClient({
+      region: process.env.AWS_REGION ?? LOCAL_REGION,
+      credentials: LOCAL_CREDENTIALS,
+      endpoint: clients.endpoints.dynamodb,
+      maxAttempts: 3,
+    });
+    const used = new Set<string>();
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { TransactItems?: Record<string, unknown>[] };
+        if (context.commandName === 'TransactWriteItemsCommand') {
+          for (const item of input.TransactItems ?? []) used.add(`TransactWriteItems.${Object.keys(item)[0]}`);
+        } else used.add(context.commandName!.replace(/Command$/, ''));
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const granted = new DynamoDeviceStore(client, { tableName });
+    const id = 'granted-1';
+    const { events } = await commitMany(granted, id, 2 * OUTBOX_ITEM_MAX + 1, { read: false });
+    const log = new Log();
+    await relayOutboxes([(await granted.get(id))!], granted, log);
+    expect(log.events).toEqual(events);
+    expect([...used].sort()).toEqual(['GetItem', 'TransactWriteItems.Update', 'UpdateItem']);
+    const cleared = await raw(spillKey(id, 0));
+    expect(cleared).toBeDefined();
+    expect(cleared?.[SPILL.events]).toBeUndefined();
+    // Epoch seconds, due: DynamoDB's TTL deletes it.
+    expect(cleared?.[A.expiresAt]).toBeLessThanOrEqual(Date.now() / 1000);
+    expect(cleared?.[A.expiresAt]).toBeGreaterThan(Date.now() / 1000 - 600);
+    client.destroy();
   });
 });

@@ -1,7 +1,14 @@
 // An in-memory model of the device table with the same conditional semantics as DynamoDeviceStore. Property tests
 // run the protocol against it at a speed no engine allows; the integration tests hold the adapter to the same
 // behaviour on DynamoDB Local.
-import type { DeviceState } from '../../lambdas/core/device.js';
+import type { DeviceEvent, DeviceState } from '../../lambdas/core/device.js';
+import {
+  commitSpilling,
+  type OutboxView,
+  pendingSpills,
+  SPILLS_PER_READ,
+  type SpillOutcome,
+} from '../../lambdas/core/outbox.js';
 import type { Policy } from '../../lambdas/core/policy.js';
 import type {
   AdminStore,
@@ -18,7 +25,8 @@ import type {
   TouchRequest,
   TypeCounts,
 } from '../../lambdas/core/ports.js';
-import { offlineIndexKeys, offlinePartitions, STATUS } from '../../lambdas/core/table-schema.js';
+import { KEY, offlineIndexKeys, offlinePartitions, SPILL, STATUS, spillKey } from '../../lambdas/core/table-schema.js';
+import { deviceItemBytes, itemSize, writeUnits } from './item-size.js';
 
 export interface StoredDevice extends DeviceState {
   expiresAt?: number;
@@ -31,13 +39,73 @@ export interface StoredDevice extends DeviceState {
 
 const clone = <T>(value: T): T => structuredClone(value);
 
+/** A write as DynamoDB would bill it (see item-size.ts): what a test meters. */
+export interface MeteredWrite {
+  kind: 'touch' | 'commit' | 'spill' | 'clearOutbox' | 'deleteSpill';
+  deviceId: string;
+  applied: boolean;
+  units: number;
+  /** Size of the device item after the write. */
+  itemBytes: number;
+}
+
 export class MemoryDeviceStore implements DeviceStore, AdminStore {
   readonly items = new Map<string, StoredDevice>();
+  /** Spill items by key (table-schema.ts `spillKey`): the spilled events and the seq of the newest. */
+  readonly spills = new Map<string, { events: DeviceEvent[]; lastSeq: number }>();
   /** Count of requests by kind, for cost accounting in tests and benchmarks. */
-  readonly calls = { touch: 0, commit: 0, rearm: 0, clearOutbox: 0, get: 0, queryExpired: 0, queryOutbox: 0 };
+  readonly calls = {
+    touch: 0,
+    commit: 0,
+    spill: 0,
+    rearm: 0,
+    clearOutbox: 0,
+    get: 0,
+    queryExpired: 0,
+    queryOutbox: 0,
+  };
+  /** Called with every write to the device table the store models, billed by DynamoDB's rules. */
+  meter?: (write: MeteredWrite) => void;
+  /** Touches and commits report the units they cost by DynamoDB's rules, as the adapter reports DynamoDB's. Off by
+   * default: tests of the cores' own unit accounting count only what they add. */
+  private readonly reportUnits: boolean;
+
+  constructor(options: { reportUnits?: boolean } = {}) {
+    this.reportUnits = options.reportUnits ?? false;
+  }
+
+  private get billing(): boolean {
+    return this.reportUnits || this.meter !== undefined;
+  }
+
+  /** The device item's size as DynamoDB counts it (0 when there is none). */
+  itemBytes(deviceId: string): number {
+    const item = this.items.get(deviceId);
+    return item ? deviceItemBytes(item) : 0;
+  }
+
+  /** Bills a write of the device item that was `before` bytes; returns the units when they are reported. */
+  private bill(kind: MeteredWrite['kind'], deviceId: string, applied: boolean, before: number): number | undefined {
+    if (!this.billing) return undefined;
+    const itemBytes = this.itemBytes(deviceId);
+    const units = writeUnits(before, applied ? itemBytes : 0);
+    this.meter?.({ kind, deviceId, applied, units, itemBytes });
+    return this.reportUnits ? units : undefined;
+  }
+
+  private sizeBefore(deviceId: string): number {
+    return this.billing ? this.itemBytes(deviceId) : 0;
+  }
 
   async touch(request: TouchRequest): Promise<TouchOutcome> {
     this.calls.touch++;
+    const before = this.sizeBefore(request.deviceId);
+    const out = this.touchItem(request);
+    const units = this.bill('touch', request.deviceId, out.applied, before);
+    return units === undefined ? out : { ...out, units };
+  }
+
+  private touchItem(request: TouchRequest): TouchOutcome {
     const item = this.items.get(request.deviceId);
     const ok =
       item !== undefined &&
@@ -58,6 +126,50 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
 
   async commit(request: CommitRequest): Promise<CommitOutcome> {
     this.calls.commit++;
+    return commitSpilling(request, {
+      write: async (r, room) => {
+        const before = this.sizeBefore(r.deviceId);
+        const out = this.commitWrite(r, room);
+        const units = this.bill('commit', r.deviceId, out.applied, before);
+        return units === undefined ? out : { ...out, units };
+      },
+      spill: async (deviceId, read) => this.spill(deviceId, read),
+    });
+  }
+
+  /** The DynamoDB adapter's spill transaction: all or nothing. */
+  async spill(deviceId: string, read: OutboxView): Promise<SpillOutcome> {
+    this.calls.spill++;
+    const item = this.items.get(deviceId);
+    const before = this.sizeBefore(deviceId);
+    const n = read.outboxSpills?.to ?? 0;
+    const last = read.outbox[read.outbox.length - 1]!.seq;
+    const ok =
+      item !== undefined &&
+      (item.outboxSeq ?? item.seq) === last &&
+      item.outbox.length > 0 &&
+      item.outbox.length === read.outbox.length &&
+      (n === 0 ? item.outboxSpills === undefined : item.outboxSpills?.to === n);
+    if (!ok || !item) {
+      // A cancelled transaction is billed like its writes.
+      const units = this.bill('spill', deviceId, false, before);
+      return { spilled: false, current: item && toState(item), ...(units === undefined ? {} : { units: 2 * units }) };
+    }
+    const spill = { events: clone(read.outbox), lastSeq: last };
+    this.spills.set(spillKey(deviceId, n), spill);
+    item.outbox = [];
+    delete item.outboxSeq;
+    item.outboxSpills = { from: item.outboxSpills?.from ?? n, to: n + 1 };
+    if (!this.billing) return { spilled: true };
+    // A transactional write: twice the units of each item written.
+    const spillBytes = itemSize({ [KEY]: spillKey(deviceId, n), ...spillItem(spill) });
+    const itemBytes = this.itemBytes(deviceId);
+    const units = 2 * (writeUnits(spillBytes) + writeUnits(before, itemBytes));
+    this.meter?.({ kind: 'spill', deviceId, applied: true, units, itemBytes });
+    return { spilled: true, ...(this.reportUnits ? { units } : {}) };
+  }
+
+  private commitWrite(request: CommitRequest, room: number | undefined): CommitOutcome {
     const item = this.items.get(request.deviceId);
     const { expect } = request;
     const ok =
@@ -75,9 +187,14 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
           (expect.skipHorizonAtMost === undefined ||
             item.skipHorizon === undefined ||
             item.skipHorizon <= expect.skipHorizonAtMost);
-    if (!ok) return { applied: false, current: item && toState(item) };
-    // What the DynamoDB commit writes, no more: the skip horizon stays as stored.
-    const { skipHorizon: _h, ...state } = clone(request.state) as CommitRequest['state'] & { skipHorizon?: number };
+    const fits = room === undefined || (item?.outbox.length ?? 0) <= room;
+    if (!ok || !fits) return { applied: false, current: item && toState(item) };
+    // What the DynamoDB commit writes, no more: the skip horizon and the spills stay as stored.
+    const {
+      skipHorizon: _h,
+      outboxSpills: _s,
+      ...state
+    } = clone(request.state) as CommitRequest['state'] & Pick<DeviceState, 'skipHorizon' | 'outboxSpills'>;
     const next: StoredDevice = {
       ...(item ?? { outbox: [] }),
       ...state,
@@ -208,22 +325,87 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     return { applied: true, before };
   }
 
-  async clearOutbox(deviceId: string, seq: number): Promise<boolean> {
+  async clearOutbox(deviceId: string, seq: number, spills?: { from: number; to: number }): Promise<boolean> {
     this.calls.clearOutbox++;
+    if (spills) return this.clearSpilled(deviceId, seq, spills);
     const item = this.items.get(deviceId);
+    const before = this.sizeBefore(deviceId);
     const newest = item && (item.outboxSeq ?? item.seq);
-    if (!item || newest !== seq || item.outbox.length === 0) return false;
-    item.outbox = [];
-    delete item.outboxShard;
-    delete item.outboxAt;
-    delete item.outboxSeq;
+    if (!item || newest !== seq || item.outbox.length === 0 || pendingSpills(item)) {
+      this.bill('clearOutbox', deviceId, false, before);
+      if (!item || !pendingSpills(item)) return false;
+      // Which spills hold nothing after `seq`: read them, as the adapter does.
+      const { from, to } = item.outboxSpills!;
+      const loaded = this.readSpills(deviceId, from, Math.min(to, from + SPILLS_PER_READ));
+      const published = loaded.findIndex((events) => events.some((event) => event.seq > seq));
+      const through = published === -1 ? loaded.length : published;
+      return through > 0 && this.clearSpilled(deviceId, seq, { from, to: from + through });
+    }
+    clearPending(item);
+    this.bill('clearOutbox', deviceId, true, before);
     return true;
+  }
+
+  /** The adapter's `clearSpilled`: deletes the spill items, then unlists them (with the outbox when nothing after
+   * `seq` is left). */
+  private clearSpilled(deviceId: string, seq: number, spills: { from: number; to: number }): boolean {
+    for (let n = spills.from; n < spills.to; n++) {
+      const key = spillKey(deviceId, n);
+      const spill = this.spills.get(key);
+      if (spill && this.meter) {
+        const units = writeUnits(itemSize({ [KEY]: key, ...spillItem(spill) }));
+        this.meter({ kind: 'deleteSpill', deviceId, applied: true, units, itemBytes: this.itemBytes(deviceId) });
+      }
+      this.spills.delete(key);
+    }
+    const item = this.items.get(deviceId);
+    const before = this.sizeBefore(deviceId);
+    const listed = item?.outboxSpills;
+    const everything =
+      item !== undefined &&
+      listed?.from === spills.from &&
+      listed.to === spills.to &&
+      (item.outboxSeq === seq || item.outbox.length === 0);
+    if (everything) {
+      clearPending(item);
+      item.outboxSpills = { from: spills.to, to: spills.to };
+      this.bill('clearOutbox', deviceId, true, before);
+      return true;
+    }
+    this.bill('clearOutbox', deviceId, false, before);
+    if (item && listed?.from === spills.from) {
+      item.outboxSpills = { from: spills.to, to: listed.to };
+      this.bill('clearOutbox', deviceId, true, before);
+    }
+    return false;
+  }
+
+  private readSpills(deviceId: string, from: number, to: number): DeviceEvent[][] {
+    return Array.from({ length: to - from }, (_, i) =>
+      clone(this.spills.get(spillKey(deviceId, from + i))?.events ?? []),
+    );
   }
 
   async get(deviceId: string): Promise<DeviceState | undefined> {
     this.calls.get++;
     const item = this.items.get(deviceId);
-    return item && toState(item);
+    if (!item) return undefined;
+    const state = toState(item);
+    if (pendingSpills(state)) {
+      const spills = state.outboxSpills!;
+      const loadedTo = Math.min(spills.to, spills.from + SPILLS_PER_READ);
+      spills.loaded = this.readSpills(deviceId, spills.from, loadedTo);
+      spills.loadedTo = loadedTo;
+    }
+    return state;
+  }
+
+  /** Every event pending for the device, in seq order: its spill items' (all of them), then its outbox's. */
+  pendingEvents(deviceId: string): DeviceEvent[] {
+    const item = this.items.get(deviceId);
+    if (!item) return [];
+    const { from, to } = item.outboxSpills ?? { from: 0, to: 0 };
+    return [...this.readSpills(deviceId, from, to).flat(), ...clone(item.outbox)];
   }
 
   async queryExpired(shard: string, cutoff: number, limit: number, cursor?: string): Promise<Page<ExpiredEntry>> {
@@ -282,6 +464,18 @@ function samePolicy(item: Policy, policy: Policy | undefined): boolean {
 function assumedPolicy(item: StoredDevice, request: TouchRequest): Policy | undefined {
   if (!request.typePolicies) return request.typePolicy;
   return Object.hasOwn(request.typePolicies, item.deviceType) ? request.typePolicies[item.deviceType] : undefined;
+}
+
+/** Drops the outbox and its index keys (the clear's REMOVE). */
+function clearPending(item: StoredDevice): void {
+  item.outbox = [];
+  delete item.outboxShard;
+  delete item.outboxAt;
+  delete item.outboxSeq;
+}
+
+function spillItem(spill: { events: DeviceEvent[]; lastSeq: number }): Record<string, unknown> {
+  return { [SPILL.events]: spill.events.map((event) => JSON.stringify(event)), [SPILL.lastSeq]: spill.lastSeq };
 }
 
 function toState(item: StoredDevice): DeviceState {
