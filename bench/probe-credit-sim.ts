@@ -34,14 +34,7 @@
 // entry + tolerance while the message is missing; a device type with timeout − heartbeat > tolerance (the check
 // `toleranceWarnings` makes) is safe as long as no message is ever exposed. This is the brief's "time written or
 // held − time the cutoff first passed its entry", taken against the tolerance the configuration promises.
-import {
-  effectiveMark,
-  type Hold,
-  type HoldRelease,
-  probeCredit,
-  sweepCutoff,
-  type WatermarkSnapshot,
-} from '../lambdas/core/watermark.js';
+import { effectiveMark, type Hold, type HoldRelease, probeCredit, sweepCutoff } from '../lambdas/core/watermark.js';
 import { random } from '../local/random.js';
 import { MemoryWatermarks } from '../test/support/memory-watermarks.js';
 
@@ -107,13 +100,10 @@ export interface SimOptions {
   tickMs: number;
   toleranceMs: number;
   probeMaxBacklog: number;
-  /** 'shipped': one hold per partition, as the watermark stores keep it (`Hold`, `MemoryWatermarks`); 'bucketed': a
-   * hold per tick of failure time, each released on its own (a proposal: a steady trickle of failures then no
-   * longer keeps one hold alive for ever). */
-  holds: 'shipped' | 'bucketed';
-  /** The visibility a failed record gets: by default the rest of its visibility timeout; with a value, the ingest
-   * is taken to set it on failure (ChangeMessageVisibility), and holds are released after it instead. */
-  failedVisibilityMs?: number;
+  /** The visibility the ingest gives a failed record (ChangeMessageVisibility, progress.ts): 5 s on its first
+   * receive, four times more per receive, at most the visibility timeout. `false`: the visibility change failed and
+   * it waits out the rest of its visibility timeout. */
+  retryFailedSooner: boolean;
   stepMs: number;
   /** Called once a virtual second with the state (for plots and debugging). */
   trace?: (state: { t: number; visible: number; pollers: number; eff: number; mark: number }) => void;
@@ -147,11 +137,12 @@ export const DESIGN_POINT: Omit<SimOptions, 'phases' | 'probeMaxBacklog'> = {
   slowBatchMaxMs: 30_000,
   batchFailureRate: 0.0002,
   recordFailureRate: 0.001,
-  ingestTimeoutMs: 30_000,
-  answerMarginMs: 3_000,
+  // The ingest's batch budget (INGEST_TIMEOUT_MS, 10 s): it answers then, whatever the function's 30 s timeout.
+  ingestTimeoutMs: 10_000,
+  answerMarginMs: 0,
   tickMs: 10_000,
   toleranceMs: 30_000,
-  holds: 'shipped',
+  retryFailedSooner: true,
   stepMs: 1,
   measureFromMs: 20_000,
 };
@@ -358,7 +349,7 @@ export function simulate(options: SimOptions): SimResult {
   };
 
   // ── Watermarks and holds; the effective watermark's history, for the exposure of each message.
-  const watermarks: HoldBook = o.holds === 'bucketed' ? new BucketedHolds(o.tickMs) : new ShippedHolds();
+  const watermarks = new ShippedHolds();
   const effTimes: number[] = [];
   const effValues: number[] = [];
   let eff = 0;
@@ -527,8 +518,13 @@ export function simulate(options: SimOptions): SimResult {
       } else writtenAt(id, t);
     }
     if (failed.length > 0) {
-      // Held before the answer (progress.ts holdFailed), then invisible until their receive + visibility timeout.
-      watermarks.hold(heldAt, t);
+      // Held before the answer (progress.ts holdFailed) until they are visible again: after the retry visibility
+      // the ingest gives them, or the rest of their visibility timeout.
+      const returnsAt = (id: number) =>
+        o.retryFailedSooner
+          ? t + Math.min(5_000 * 4 ** ((receives[id] ?? 1) - 1), o.visibilityTimeoutMs)
+          : receivedAt[id]! + o.visibilityTimeoutMs;
+      watermarks.hold(heldAt, Math.max(...failed.map(returnsAt)));
       holds.placed++;
       recordEff(t);
       for (const id of failed) {
@@ -541,10 +537,7 @@ export function simulate(options: SimOptions): SimResult {
             if (entered[id]! < pendingMin) pendingMin = entered[id]!;
           }
         }
-        heapPush(
-          o.failedVisibilityMs === undefined ? receivedAt[id]! + o.visibilityTimeoutMs : t + o.failedVisibilityMs,
-          id,
-        );
+        heapPush(returnsAt(id), id);
       }
     }
     if (probes.length > 0) {
@@ -562,7 +555,7 @@ export function simulate(options: SimOptions): SimResult {
       }
       if (mark !== undefined) {
         holds.released += watermarks.credit(mark, {
-          failedBefore: newestProbe - (o.failedVisibilityMs ?? o.visibilityTimeoutMs) - o.ingestTimeoutMs,
+          returnedBefore: newestProbe - o.ingestTimeoutMs,
           until: t + o.ingestTimeoutMs,
         });
         recordEff(t);
@@ -771,88 +764,38 @@ export function simulate(options: SimOptions): SimResult {
   };
 }
 
-/** A partition's watermark and its holds, as the simulation drives them. */
-interface HoldBook {
-  mark(): number;
-  hold(at: number, failedAt: number): void;
-  /** Raises the watermark and releases what `release` allows; returns the holds released. */
-  credit(mark: number, release: HoldRelease): number;
-  /** The watermark capped by the holds that count at `now`. */
-  effective(now: number): number;
-  cutoff(now: number, toleranceMs: number): number | undefined;
-}
-
-/** The shipped semantics: `MemoryWatermarks` (the same rules as the DynamoDB store), `effectiveMark`, `sweepCutoff`. */
-class ShippedHolds implements HoldBook {
+/** A partition's watermark and its holds on the shipped semantics: `MemoryWatermarks` (the same rules as the
+ * DynamoDB store, holds per bucket of return time), `effectiveMark`, `sweepCutoff`. */
+class ShippedHolds {
   private readonly store = new MemoryWatermarks();
+  private forgotten = 0;
   constructor() {
     this.store.snapshot = { live: [PARTITION], marks: { [PARTITION]: 0 } };
   }
   mark() {
     return this.store.snapshot.marks[PARTITION] ?? 0;
   }
-  hold(at: number, failedAt: number) {
-    void this.store.hold(PARTITION, at, failedAt);
+  hold(at: number, returnsAt: number) {
+    void this.store.hold(PARTITION, at, returnsAt);
   }
+  /** Raises the watermark and releases what `release` allows; returns the holds released. */
   credit(mark: number, release: HoldRelease) {
-    const before = this.store.snapshot.holds?.[PARTITION];
+    const counting = (holds: readonly Hold[] = []) => holds.filter((hold) => hold.until === undefined).length;
+    const before = counting(this.store.snapshot.holds?.[PARTITION]);
     void this.store.credit(PARTITION, mark, release);
-    const after = this.store.snapshot.holds?.[PARTITION];
-    return before && before.until === undefined && after?.until !== undefined ? 1 : 0;
+    return before - counting(this.store.snapshot.holds?.[PARTITION]);
   }
+  /** The watermark capped by the holds that count at `now`; holds that stopped counting are forgotten once a
+   * virtual minute, as the dispatcher's setLive does. */
   effective(now: number) {
+    if (now - this.forgotten >= 60_000) {
+      this.forgotten = now;
+      void this.store.setLive([PARTITION], now);
+    }
     return effectiveMark(now, this.store.snapshot, PARTITION) ?? Number.NEGATIVE_INFINITY;
   }
   cutoff(now: number, toleranceMs: number) {
     return sweepCutoff(now, this.store.snapshot, toleranceMs);
-  }
-}
-
-/** The proposal: a hold per tick of failure time, each released by a probe stamped late enough for its own
- * failures. The cutoff is still the real `sweepCutoff`, over a snapshot whose hold is the oldest one counting. */
-class BucketedHolds implements HoldBook {
-  private value = 0;
-  private readonly buckets = new Map<number, Hold>();
-  constructor(private readonly bucketMs: number) {}
-  mark() {
-    return this.value;
-  }
-  hold(at: number, failedAt: number) {
-    const key = Math.floor(failedAt / this.bucketMs);
-    const bucket = this.buckets.get(key);
-    this.buckets.set(
-      key,
-      !bucket || bucket.until !== undefined ? { at, failedAt } : { at: Math.min(bucket.at, at), failedAt },
-    );
-  }
-  credit(mark: number, release: HoldRelease) {
-    this.value = Math.max(this.value, mark);
-    let released = 0;
-    for (const bucket of this.buckets.values()) {
-      if (bucket.until === undefined && bucket.failedAt <= release.failedBefore) {
-        bucket.until = release.until;
-        released++;
-      }
-    }
-    return released;
-  }
-  private snapshot(now: number): WatermarkSnapshot {
-    let oldest: Hold | undefined;
-    for (const [key, bucket] of this.buckets) {
-      if (bucket.until !== undefined && bucket.until <= now) this.buckets.delete(key);
-      else if (!oldest || bucket.at < oldest.at) oldest = bucket;
-    }
-    return {
-      live: [PARTITION],
-      marks: { [PARTITION]: this.value },
-      ...(oldest ? { holds: { [PARTITION]: { at: oldest.at, failedAt: oldest.failedAt } } } : {}),
-    };
-  }
-  effective(now: number) {
-    return effectiveMark(now, this.snapshot(now), PARTITION) ?? Number.NEGATIVE_INFINITY;
-  }
-  cutoff(now: number, toleranceMs: number) {
-    return sweepCutoff(now, this.snapshot(now), toleranceMs);
   }
 }
 

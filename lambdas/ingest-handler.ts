@@ -69,6 +69,8 @@ export function fromSqs(record: SQSRecord): IngestRecord {
     enteredAt: Number(record.attributes.SentTimestamp),
     partition: record.eventSourceARN,
     source: record.eventSourceARN,
+    receiptHandle: record.receiptHandle,
+    receiveCount: Number(record.attributes.ApproximateReceiveCount) || 1,
     ...(at !== undefined && sig !== undefined ? { claimedEntry: { at: Number(at), sig } } : {}),
   };
 }
@@ -176,7 +178,9 @@ function ingestHandler<E extends SQSEvent | KinesisStreamEvent>(source: Source<E
     .handler(async (event, context) => {
       const records = source.records(event);
       const d = deps();
-      const result = await ingestInTime(records, d, source.ordered, context.getRemainingTimeInMillis());
+      // The batch budget, not just the function's time: a hold is released a budget after its records return.
+      const budgetMs = Math.min(context.getRemainingTimeInMillis(), d.config.ingestTimeoutMs + ANSWER_MARGIN_MS);
+      const result = await ingestInTime(records, d, source.ordered, budgetMs);
       report(result);
       const progress = await recordProgress(
         records,

@@ -457,7 +457,7 @@ export class OfflineDetector extends Construct {
       const fn = newFunction('IngestSqsFunction', HANDLER_ENTRIES.ingestSqs, {
         timeout: ingestSqsTimeout,
         memorySize: 1024,
-        environment: { ...ingestEnv, [ENV.ingestTimeoutMs]: String(ingestSqsTimeout.toMilliseconds()) },
+        environment: ingestEnv,
         description: 'offline-detector: SQS ingest (coalesce, conditional write, online transitions)',
       });
       fn.addEventSource(

@@ -193,7 +193,11 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         rejects: { send: async () => ({ failed: [] }) },
         cache: new DeviceCache(base.config.cacheSize),
         now: clock,
-        queue: { state: async () => ({ visible: queue.visible(now), visibilityTimeoutMs: VISIBILITY_TIMEOUT_MS }) },
+        // Failed records come back after the visibility timeout here: the simulated queue has no receipt handles.
+        queue: {
+          state: async () => ({ visible: queue.visible(now), visibilityTimeoutMs: VISIBILITY_TIMEOUT_MS }),
+          retryAfter: async (_partition: string, handles: string[]) => ({ failed: handles }),
+        },
       };
       return sqsIngestHandler(() => deps);
     });

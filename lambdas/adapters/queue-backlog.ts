@@ -1,8 +1,14 @@
-// The visible backlog of an SQS ingest queue, which decides whether a probe read from it may be credited (see
-// `probeCredit` in core/watermark.ts for why only the visible count matters), and its visibility timeout, which
-// decides when a probe may release a hold on failed records (core/progress.ts).
-import { GetQueueAttributesCommand, GetQueueUrlCommand, type SQSClient } from '@aws-sdk/client-sqs';
+// What the ingest needs of an SQS ingest queue besides Lambda's batches: its visible backlog, which decides whether
+// a probe read from it may be credited (`probeCredit` in core/watermark.ts), its visibility timeout, and handing
+// failed records back sooner than that (core/progress.ts).
+import {
+  ChangeMessageVisibilityBatchCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
 import type { QueueState } from '../core/progress.js';
+import { chunks } from './chunks.js';
 
 export class QueueBacklog {
   private readonly urls = new Map<string, Promise<string>>();
@@ -24,6 +30,31 @@ export class QueueBacklog {
       throw new Error(`no ApproximateNumberOfMessages or VisibilityTimeout for ${queueArn}`);
     }
     return { visible, visibilityTimeoutMs: visibilityTimeout * 1000 };
+  }
+
+  async retryAfter(queueArn: string, receiptHandles: string[], delaySeconds: number): Promise<{ failed: string[] }> {
+    const url = await this.url(queueArn);
+    const failed: string[] = [];
+    await Promise.all(
+      chunks(receiptHandles, 10).map(async (chunk) => {
+        try {
+          const out = await this.sqs.send(
+            new ChangeMessageVisibilityBatchCommand({
+              QueueUrl: url,
+              Entries: chunk.map((handle, i) => ({
+                Id: String(i),
+                ReceiptHandle: handle,
+                VisibilityTimeout: delaySeconds,
+              })),
+            }),
+          );
+          for (const entry of out.Failed ?? []) failed.push(chunk[Number(entry.Id)]!);
+        } catch {
+          failed.push(...chunk);
+        }
+      }),
+    );
+    return { failed };
   }
 
   /** The queue URL for an ARN (`arn:<partition>:sqs:<region>:<account>:<name>`), looked up once per container. */

@@ -6,7 +6,15 @@ import { type AttributeValue, ConditionalCheckFailedException, type DynamoDBClie
 import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { KEY, WATERMARKS_KEY } from '../core/table-schema.js';
-import type { Hold, HoldRelease, WatermarkSnapshot, WatermarkStore } from '../core/watermark.js';
+import {
+  type Hold,
+  type HoldRelease,
+  holdBucket,
+  type WatermarkSnapshot,
+  type WatermarkStore,
+} from '../core/watermark.js';
+
+type Item = Record<string, unknown>;
 
 /** Control item attributes. */
 const W = { marks: 'marks', holds: 'holds', live: 'live', liveAt: 'liveAt' } as const;
@@ -32,55 +40,63 @@ export class DynamoWatermarkStore implements WatermarkStore {
     return {
       live: Array.isArray(live) ? live.filter((p): p is string => typeof p === 'string') : [],
       marks: typeof marks === 'object' && marks !== null ? numbersOf(marks as Record<string, unknown>) : {},
-      ...(typeof holds === 'object' && holds !== null ? { holds: holdsOf(holds as Record<string, unknown>) } : {}),
+      ...(typeof holds === 'object' && holds !== null ? { holds: byPartition(holdsOf(holds as Item)) } : {}),
       ...(typeof liveAt === 'number' ? { liveAt } : {}),
     };
   }
 
   async credit(partition: string, probeAt: number, release?: HoldRelease): Promise<void> {
-    // The raise returns the item either way (applied or not), so a hold to release costs no extra read.
+    // The raise returns the item either way (applied or not), so the holds to release cost no extra read.
     const item = await this.inMap(W.marks, partition, probeAt, () => this.raise(partition, probeAt));
-    const hold = holdsOf((item?.[W.holds] as Record<string, unknown> | undefined) ?? {})[partition];
-    if (!release || !hold || hold.until !== undefined || hold.failedAt > release.failedBefore) return;
-    // Only the hold seen: a failure recorded meanwhile moved `failedAt` and keeps it.
-    await this.doc
-      .send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { [KEY]: WATERMARKS_KEY },
-          UpdateExpression: 'SET #h.#p.#u = :u',
-          ConditionExpression: '#h.#p.#f = :f AND attribute_not_exists(#h.#p.#u)',
-          ExpressionAttributeNames: { '#h': W.holds, '#p': partition, '#u': 'until', '#f': 'failedAt' },
-          ExpressionAttributeValues: { ':u': release.until, ':f': hold.failedAt },
-        }),
-      )
-      .catch(ignoreFailedCondition);
+    if (!release) return;
+    const due = Object.entries(holdsOf((item?.[W.holds] as Item | undefined) ?? {})).filter(
+      ([key, hold]) =>
+        partitionOf(key) === partition && hold.until === undefined && hold.returnsAt <= release.returnedBefore,
+    );
+    await Promise.all(
+      due.map(([key, hold]) =>
+        // Only the hold seen: a failure recorded meanwhile moved its `returnsAt` and keeps it.
+        this.doc
+          .send(
+            new UpdateCommand({
+              TableName: this.tableName,
+              Key: { [KEY]: WATERMARKS_KEY },
+              UpdateExpression: 'SET #h.#k.#u = :u',
+              ConditionExpression: '#h.#k.#r = :r AND attribute_not_exists(#h.#k.#u)',
+              ExpressionAttributeNames: { '#h': W.holds, '#k': key, '#u': 'until', '#r': 'returnsAt' },
+              ExpressionAttributeValues: { ':u': release.until, ':r': hold.returnsAt },
+            }),
+          )
+          .catch(ignoreFailedCondition),
+      ),
+    );
   }
 
-  async hold(partition: string, at: number, failedAt: number): Promise<void> {
-    const names = { '#h': W.holds, '#p': partition, '#a': 'at', '#f': 'failedAt', '#u': 'until' };
+  async hold(partition: string, at: number, returnsAt: number): Promise<void> {
+    const key = holdKey(partition, holdBucket(returnsAt));
+    const names = { '#h': W.holds, '#k': key, '#a': 'at', '#r': 'returnsAt', '#u': 'until' };
     let seen: Hold | undefined;
     for (let attempt = 0; attempt < 10; attempt++) {
-      // No hold in force (none, or a released one): this one replaces it. Else merge into the one seen, if it is
-      // still as seen (compare-and-set): `at` only goes down and `failedAt` only up, whoever writes concurrently.
+      // No hold of this bucket in force (none, or a released one): this one replaces it. Else merge into the one
+      // seen, if it is still as seen (compare-and-set): `at` only goes down and `returnsAt` only up.
       const entry = seen
-        ? { at: Math.min(seen.at, at), failedAt: Math.max(seen.failedAt, failedAt) }
-        : { at, failedAt };
-      if (seen && entry.at === seen.at && entry.failedAt === seen.failedAt) return;
-      const condition = seen
-        ? '#h.#p.#a = :seenAt AND #h.#p.#f = :seenFailedAt AND attribute_not_exists(#h.#p.#u)'
-        : 'attribute_not_exists(#h.#p) OR attribute_exists(#h.#p.#u)';
-      const values = seen ? { ':e': entry, ':seenAt': seen.at, ':seenFailedAt': seen.failedAt } : { ':e': entry };
+        ? { at: Math.min(seen.at, at), returnsAt: Math.max(seen.returnsAt, returnsAt) }
+        : { at, returnsAt };
+      if (seen && entry.at === seen.at && entry.returnsAt === seen.returnsAt) return;
       try {
-        await this.inMap(W.holds, partition, entry, () =>
+        await this.inMap(W.holds, key, entry, () =>
           this.doc.send(
             new UpdateCommand({
               TableName: this.tableName,
               Key: { [KEY]: WATERMARKS_KEY },
-              UpdateExpression: 'SET #h.#p = :e',
-              ConditionExpression: condition,
-              ExpressionAttributeNames: seen ? names : { '#h': W.holds, '#p': partition, '#u': 'until' },
-              ExpressionAttributeValues: values,
+              UpdateExpression: 'SET #h.#k = :e',
+              ConditionExpression: seen
+                ? '#h.#k.#a = :seenAt AND #h.#k.#r = :seenReturnsAt AND attribute_not_exists(#h.#k.#u)'
+                : 'attribute_not_exists(#h.#k) OR attribute_exists(#h.#k.#u)',
+              ExpressionAttributeNames: seen ? names : { '#h': W.holds, '#k': key, '#u': 'until' },
+              ExpressionAttributeValues: seen
+                ? { ':e': entry, ':seenAt': seen.at, ':seenReturnsAt': seen.returnsAt }
+                : { ':e': entry },
               ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
             }),
           ),
@@ -89,7 +105,7 @@ export class DynamoWatermarkStore implements WatermarkStore {
       } catch (error) {
         if (!(error instanceof ConditionalCheckFailedException)) throw error;
         const item = error.Item ? unmarshall(error.Item as Record<string, AttributeValue>) : {};
-        const current = holdsOf((item[W.holds] as Record<string, unknown> | undefined) ?? {})[partition];
+        const current = holdsOf((item[W.holds] as Item | undefined) ?? {})[key];
         seen = current && current.until === undefined ? current : undefined;
       }
     }
@@ -148,11 +164,15 @@ export class DynamoWatermarkStore implements WatermarkStore {
       }),
     );
     const live = new Set(partitions);
-    const goneFrom = (map: string) =>
-      Object.keys((Attributes?.[map] as Record<string, unknown> | undefined) ?? {})
-        .filter((p) => !live.has(p))
-        .map((p) => [map, p] as const);
-    const gone = [...goneFrom(W.marks), ...goneFrom(W.holds)];
+    const marks = Object.keys((Attributes?.[W.marks] as Item | undefined) ?? {});
+    const holds = Object.entries(holdsOf((Attributes?.[W.holds] as Item | undefined) ?? {}));
+    // Marks and holds of partitions no longer live, and holds that stopped counting.
+    const gone = [
+      ...marks.filter((p) => !live.has(p)).map((p) => [W.marks, p] as const),
+      ...holds
+        .filter(([key, hold]) => !live.has(partitionOf(key)) || (hold.until !== undefined && hold.until <= at))
+        .map(([key]) => [W.holds, key] as const),
+    ];
     if (gone.length === 0) return;
     const names: Record<string, string> = {};
     const paths = gone.map(([map, p], i) => {
@@ -199,13 +219,26 @@ function ignoreFailedCondition(error: unknown): void {
   if (!(error instanceof ConditionalCheckFailedException)) throw error;
 }
 
-function holdsOf(map: Record<string, unknown>): Record<string, Hold> {
+/** Holds are one map entry per partition and bucket, `<partition>|<bucket>`: '|' occurs in no queue or stream ARN. */
+const holdKey = (partition: string, bucket: number) => `${partition}|${bucket}`;
+const partitionOf = (key: string) => key.slice(0, key.lastIndexOf('|'));
+
+function holdsOf(map: Item): Record<string, Hold> {
   const out: Record<string, Hold> = {};
-  for (const [partition, raw] of Object.entries(map)) {
-    const { at, failedAt, until } = (raw ?? {}) as Partial<Record<keyof Hold, unknown>>;
-    if (typeof at === 'number' && typeof failedAt === 'number') {
-      out[partition] = { at, failedAt, ...(typeof until === 'number' ? { until } : {}) };
+  for (const [key, raw] of Object.entries(map)) {
+    const { at, returnsAt, until } = (raw ?? {}) as Partial<Record<keyof Hold, unknown>>;
+    if (typeof at === 'number' && typeof returnsAt === 'number') {
+      out[key] = { at, returnsAt, ...(typeof until === 'number' ? { until } : {}) };
     }
+  }
+  return out;
+}
+
+function byPartition(holds: Record<string, Hold>): Record<string, Hold[]> {
+  const out: Record<string, Hold[]> = {};
+  for (const [key, hold] of Object.entries(holds).sort(([a], [b]) => a.localeCompare(b))) {
+    const partition = partitionOf(key);
+    out[partition] = [...(out[partition] ?? []), hold];
   }
   return out;
 }

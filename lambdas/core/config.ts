@@ -71,8 +71,10 @@ export interface IngestConfig {
    * messages/s a healthy queue shows tens to thousands of visible messages, and a threshold of 10 credits about one
    * probe in eight (bench/probe-credit.ts). */
   probeMaxBacklog: number;
-  /** The ingest function's timeout: the longest a batch can run. A hold on failed SQS records lingers this long
-   * after its release (progress.ts), for batches still running then. */
+  /** The longest the ingest works on a batch before it answers (every record not yet committed then fails and is
+   * held): holds on failed SQS records are released this long after the records return, and linger this long, for
+   * a batch still running (progress.ts). Well above a healthy batch's time (~0.1 s) and the SDK's retries of a
+   * throttled write; below the function timeout. */
   ingestTimeoutMs: number;
   /** Outbox entries younger than this have a live publisher, which the ingest leaves newer events to (outbox.ts);
    * the sweep re-publishes older ones. The sweep reads the same setting. */
@@ -215,7 +217,7 @@ export function loadIngestConfig(env: Env): IngestConfig {
     cacheSize: intSetting(env, ENV.cacheSize, 100_000),
     writeConcurrency: intSetting(env, ENV.writeConcurrency, 32, 1, 1000),
     probeMaxBacklog: probeMaxBacklogSetting(env),
-    ingestTimeoutMs: intSetting(env, ENV.ingestTimeoutMs, 30_000, 1_000, 900_000),
+    ingestTimeoutMs: intSetting(env, ENV.ingestTimeoutMs, 10_000, 1_000, 900_000),
     outboxRepublishAfterMs: intSetting(env, ENV.outboxRepublishAfterMs, 15_000, 0),
     rejectsQueueUrl: env[ENV.rejectsQueueUrl] || undefined,
     onlineTopicArn: env[ENV.onlineTopicArn] || undefined,

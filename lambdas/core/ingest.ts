@@ -27,6 +27,9 @@ export interface IngestRecord {
   source?: string;
   /** A redriven record's original entry time (probe.ts `readEntry`): used for `enteredAt` when it verifies. */
   claimedEntry?: EntryClaim;
+  /** SQS: how to hand a failed record back sooner (progress.ts), and how often it was received. */
+  receiptHandle?: string;
+  receiveCount?: number;
 }
 
 export interface IngestDeps {

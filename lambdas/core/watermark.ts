@@ -7,57 +7,70 @@ export interface WatermarkSnapshot {
   /** Partitions that count: the configured ingest queues and the open shards of the ingest streams. */
   live: string[];
   marks: Readonly<Record<string, number>>;
-  /** Failed records still pending in an SQS partition (see `Hold`). */
-  holds?: Readonly<Record<string, Hold>>;
+  /** Failed records still pending in an SQS partition (see `Hold`), one hold per `HOLD_BUCKET_MS` of return time. */
+  holds?: Readonly<Record<string, readonly Hold[]>>;
   /** When the live list was last recorded (epoch ms), if ever: lets the sweep notice a dispatcher that stopped. */
   liveAt?: number;
 }
 
 /**
- * An SQS record whose batch reported it failed (or that was in a batch that failed as a whole) is invisible for the
- * queue's visibility timeout and then comes back: it is in neither the visible backlog nor the written state, so no
- * probe can tell it exists. The ingest records a hold for its partition before it answers Lambda, and the partition
- * counts as caught up only to the oldest held entry time, whatever probes are credited meanwhile.
+ * An SQS record the ingest could not commit is not in the table, and while it is invisible (in flight, or waiting out
+ * its visibility) not in the visible backlog either: no probe can tell it exists. So before answering Lambda, the
+ * ingest makes it visible again soon (a short backoff instead of the queue's visibility timeout; progress.ts) and
+ * records a hold for its partition, which then counts as caught up only to the oldest held entry time, whatever
+ * probes are credited meanwhile.
  *
- * A hold is released by a probe that proves every held record came back and was processed again: one stamped at
- * least a visibility timeout plus an ingest timeout after the last failure (every failed record was visible again
- * before the probe entered, and a batch that took one finished), and credited by the usual rule. It then lingers for
- * one ingest timeout (`until`), so that a batch still running when the probe was credited can re-hold what fails
- * again. A record that fails on its last receive goes to the dead-letter queue: its hold is released the same way,
+ * Holds are kept per `HOLD_BUCKET_MS` of the time the held records are visible again (`returnsAt`), so that records
+ * failing every few seconds (at 16.7k msg/s, one in a million does) release the older ones instead of keeping one
+ * hold alive forever. A hold is released by a probe stamped an ingest timeout after its `returnsAt`, and credited by
+ * the usual rule: every held record was visible before the probe entered, so it was taken before the probe (the
+ * backlog was small when the probe was processed) and its batch has finished; a record that failed again is held
+ * again, later. A released hold lingers one ingest timeout (`until`) for a batch still running when the probe was
+ * credited. A record that fails on its last receive goes to the dead-letter queue: its hold is released the same way,
  * and the data is the redrive's to bring back (README, "Guarantees under faults").
  */
 export interface Hold {
   /** Oldest entry time among the records held. */
   at: number;
-  /** When the latest failure was recorded (wall clock of the ingest). */
-  failedAt: number;
+  /** When the last of them is visible again (wall clock of the ingest). */
+  returnsAt: number;
   /** Set on release: the hold stops counting at this time. */
   until?: number;
 }
 
+/** Width of a hold's bucket of return times. */
+export const HOLD_BUCKET_MS = 10_000;
+
 export interface WatermarkStore {
   read(): Promise<WatermarkSnapshot>;
   /** Raises a partition's watermark to `probeAt`; never lowers it. With `release`, also releases the partition's
-   * hold when its last failure is at or before `release.failedBefore`, to stop counting at `release.until`. */
+   * holds whose records returned at or before `release.returnedBefore`, to stop counting at `release.until`. */
   credit(partition: string, probeAt: number, release?: HoldRelease): Promise<void>;
-  /** Records failed records of a partition: the hold's `at` only ever goes down and its `failedAt` up; a released
-   * hold is replaced. */
-  hold(partition: string, at: number, failedAt: number): Promise<void>;
-  /** Records which partitions are live (the dispatcher does, as shards open and close), as of `at` (epoch ms). */
+  /** Records failed records of a partition, in the hold of their `returnsAt` bucket: its `at` only ever goes down
+   * and its `returnsAt` up; a released hold of that bucket is replaced. */
+  hold(partition: string, at: number, returnsAt: number): Promise<void>;
+  /** Records which partitions are live (the dispatcher does, as shards open and close), as of `at` (epoch ms), and
+   * forgets holds that stopped counting. */
   setLive(partitions: string[], at?: number): Promise<void>;
 }
 
 export interface HoldRelease {
-  failedBefore: number;
+  returnedBefore: number;
   until: number;
 }
 
-/** A partition's watermark as the sweep may use it: capped by a hold that still counts at `now`. */
+/** The bucket of a hold's return time. */
+export const holdBucket = (returnsAt: number) => Math.floor(returnsAt / HOLD_BUCKET_MS);
+
+/** A partition's watermark as the sweep may use it: capped by the holds that still count at `now`. */
 export function effectiveMark(now: number, snapshot: WatermarkSnapshot, partition: string): number | undefined {
   const mark = snapshot.marks[partition];
-  const hold = snapshot.holds?.[partition];
-  if (mark === undefined || !hold || (hold.until !== undefined && hold.until <= now)) return mark;
-  return Math.min(mark, hold.at);
+  if (mark === undefined) return undefined;
+  let effective = mark;
+  for (const hold of snapshot.holds?.[partition] ?? []) {
+    if (hold.until === undefined || hold.until > now) effective = Math.min(effective, hold.at);
+  }
+  return effective;
 }
 
 /** Age of the slowest live partition's watermark (`now - watermark`), or undefined with no live partition. A live

@@ -1,12 +1,15 @@
-// The SQS ingest handler on the engines: every way a record can fail and come back after the visibility timeout —
-// a write that fails, a batch that throws, a batch that would outlive the function — answers Lambda with the
-// record failed and its partition held at the record's entry time (watermark.ts `Hold`).
+// The SQS ingest handler on the engines: every way a record can fail — a write that fails, a batch that throws, a
+// batch that would outlive the function — answers Lambda with the record failed, its partition held at the record's
+// entry time (watermark.ts `Hold`), and the record handed back in 5 s instead of the visibility timeout; a record
+// whose visibility cannot be changed is held until the visibility timeout.
+import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoWatermarkStore } from '../../lambdas/adapters/watermark-store.js';
 import { type IngestHandlerDeps, ingestDepsFromEnv, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
+import { createQueue } from '../../local/resources.js';
 import { createTestStack, type TestStack, testClients, uniqueName } from '../support/aws.js';
-import { lambdaContext, syntheticSqsRecord } from '../support/lambda-events.js';
+import { lambdaContext, receiveSqsEvent, syntheticSqsRecord } from '../support/lambda-events.js';
 
 const clients = testClients();
 let stack: TestStack;
@@ -36,7 +39,8 @@ async function invoke(change: (deps: IngestHandlerDeps) => void, remainingMs = 6
   };
   const response = (await sqsIngestHandler(() => deps)(event, lambdaContext(remainingMs))) as SQSBatchResponse;
   const holds = (await new DynamoWatermarkStore(clients.dynamodb, stack.tableName).read()).holds ?? {};
-  return { failed: response.batchItemFailures.map((f) => f.itemIdentifier).sort(), hold: holds[queueArn] };
+  // Synthetic receipt handles: the visibility change fails, so the records are held until the visibility timeout.
+  return { failed: response.batchItemFailures.map((f) => f.itemIdentifier).sort(), hold: holds[queueArn]?.at(-1) };
 }
 
 describe('SQS ingest holds what it fails', () => {
@@ -73,6 +77,39 @@ describe('SQS ingest holds what it fails', () => {
     }, 3_001);
     expect(failed).toEqual(['m1', 'm2']);
     expect(hold).toMatchObject({ at: T + 1_000 });
+  });
+
+  it('a failed record of a real queue comes back in 5 s, and its hold returns with it', async () => {
+    const queue = await createQueue(clients.sqs, uniqueName('holds-ingest'));
+    try {
+      await clients.sqs.send(new SendMessageCommand({ QueueUrl: queue.url, MessageBody: '{"deviceId":"h-3"}' }));
+      const event = await receiveSqsEvent(clients.sqs, queue.url, queue.arn);
+      const deps = ingestDepsFromEnv(env, clients);
+      deps.store.touch = async () => {
+        throw new Error('throttled (injected)');
+      };
+      deps.store.commit = deps.store.touch as never;
+      let now = 0;
+      deps.now = () => {
+        now = Date.now();
+        return now;
+      };
+      const response = (await sqsIngestHandler(() => deps)(event, lambdaContext())) as SQSBatchResponse;
+      expect(response.batchItemFailures).toHaveLength(1);
+      const holds = (await new DynamoWatermarkStore(clients.dynamodb, stack.tableName).read()).holds?.[queue.arn];
+      // One hold, returning in 5 s: the visibility change was accepted (else a second hold would wait out the
+      // queue's visibility timeout). Until then the record is in flight.
+      expect(holds).toEqual([{ at: Number(event.Records[0]!.attributes.SentTimestamp), returnsAt: now + 5_000 }]);
+      const { Attributes } = await clients.sqs.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: queue.url,
+          AttributeNames: ['ApproximateNumberOfMessagesNotVisible'],
+        }),
+      );
+      expect(Attributes?.ApproximateNumberOfMessagesNotVisible).toBe('1');
+    } finally {
+      await queue.delete();
+    }
   });
 
   it('nothing held when everything commits', async () => {

@@ -92,28 +92,41 @@ describe('DynamoWatermarkStore', () => {
     const { store: fresh } = await freshStore();
     await fresh.setLive([queueArn], 1);
     await fresh.credit(queueArn, 10_000);
-    // The first hold creates the map; a later failure of an older record lowers `at`, of a newer one keeps it.
+    // Records returning in one bucket share a hold: `at` only goes down, `returnsAt` only up.
     await fresh.hold(queueArn, 8_000, 11_000);
     await fresh.hold(queueArn, 7_000, 12_000);
     await fresh.hold(queueArn, 9_000, 13_000);
-    expect((await fresh.read()).holds).toEqual({ [queueArn]: { at: 7_000, failedAt: 13_000 } });
-    // Credits go on, but the cutoff stays at the held record.
-    await fresh.credit(queueArn, 20_000, { failedBefore: 12_999, until: 99_000 });
+    // A record returning later is held in a bucket of its own.
+    await fresh.hold(queueArn, 9_500, 25_000);
+    expect((await fresh.read()).holds).toEqual({
+      [queueArn]: [
+        { at: 7_000, returnsAt: 13_000 },
+        { at: 9_500, returnsAt: 25_000 },
+      ],
+    });
+    // Credits go on, but the cutoff stays at the oldest held record.
+    await fresh.credit(queueArn, 20_000, { returnedBefore: 12_999, until: 99_000 });
     expect(sweepCutoff(30_000, await fresh.read(), 1_000)).toBe(8_000);
-    // A probe that came after the last failure's redelivery releases it, to stop counting later.
-    await fresh.credit(queueArn, 21_000, { failedBefore: 13_000, until: 40_000 });
+    // A probe after the first bucket's records returned releases it (to stop counting later), not the second.
+    await fresh.credit(queueArn, 21_000, { returnedBefore: 13_000, until: 40_000 });
     const released = await fresh.read();
-    expect(released.holds).toEqual({ [queueArn]: { at: 7_000, failedAt: 13_000, until: 40_000 } });
+    expect(released.holds?.[queueArn]).toEqual([
+      { at: 7_000, returnsAt: 13_000, until: 40_000 },
+      { at: 9_500, returnsAt: 25_000 },
+    ]);
     expect(sweepCutoff(39_999, released, 1_000)).toBe(8_000);
-    expect(sweepCutoff(40_000, released, 1_000)).toBe(22_000);
-    // A failure while it lingers starts a new hold at that record.
+    expect(sweepCutoff(40_000, released, 1_000)).toBe(10_500);
+    // A failure in a released bucket starts a new hold there; the dispatcher forgets holds that stopped counting.
+    await fresh.credit(queueArn, 60_000, { returnedBefore: 30_000, until: 50_000 });
+    await fresh.setLive([queueArn], 50_000);
+    expect((await fresh.read()).holds).toEqual({});
     await fresh.hold(queueArn, 18_000, 30_000);
-    expect((await fresh.read()).holds).toEqual({ [queueArn]: { at: 18_000, failedAt: 30_000 } });
+    expect((await fresh.read()).holds).toEqual({ [queueArn]: [{ at: 18_000, returnsAt: 30_000 }] });
   });
 
   it('records a hold before any watermark, and keeps every concurrent failure', async () => {
     const { store: fresh } = await freshStore();
     await Promise.all(Array.from({ length: 10 }, (_, i) => fresh.hold(shard0, 5_000 + ((i * 3) % 10), 100 + i)));
-    expect((await fresh.read()).holds).toEqual({ [shard0]: { at: 5_000, failedAt: 109 } });
+    expect((await fresh.read()).holds).toEqual({ [shard0]: [{ at: 5_000, returnsAt: 109 }] });
   });
 });

@@ -1,6 +1,12 @@
 // An in-memory WatermarkStore: tests set the snapshot directly (to hold the cutoff back, to simulate lag) or drive
 // it through `credit` as the ingest would.
-import type { HoldRelease, WatermarkSnapshot, WatermarkStore } from '../../lambdas/core/watermark.js';
+import {
+  type Hold,
+  type HoldRelease,
+  holdBucket,
+  type WatermarkSnapshot,
+  type WatermarkStore,
+} from '../../lambdas/core/watermark.js';
 
 export class MemoryWatermarks implements WatermarkStore {
   snapshot: WatermarkSnapshot;
@@ -26,25 +32,43 @@ export class MemoryWatermarks implements WatermarkStore {
     const mark = this.snapshot.marks[partition];
     if (mark === undefined || probeAt > mark)
       this.snapshot = { ...this.snapshot, marks: { ...this.snapshot.marks, [partition]: probeAt } };
-    const hold = this.snapshot.holds?.[partition];
-    if (release && hold && hold.until === undefined && hold.failedAt <= release.failedBefore) {
-      this.snapshot = {
-        ...this.snapshot,
-        holds: { ...this.snapshot.holds, [partition]: { ...hold, until: release.until } },
-      };
-    }
+    if (!release) return;
+    this.setHolds(
+      partition,
+      this.holdsOf(partition).map((hold) =>
+        hold.until === undefined && hold.returnsAt <= release.returnedBefore ? { ...hold, until: release.until } : hold,
+      ),
+    );
   }
 
-  async hold(partition: string, at: number, failedAt: number): Promise<void> {
-    const hold = this.snapshot.holds?.[partition];
-    const next =
-      !hold || hold.until !== undefined || hold.at >= at
-        ? { at, failedAt }
-        : { at: hold.at, failedAt: Math.max(hold.failedAt, failedAt) };
-    this.snapshot = { ...this.snapshot, holds: { ...this.snapshot.holds, [partition]: next } };
+  async hold(partition: string, at: number, returnsAt: number): Promise<void> {
+    const bucket = holdBucket(returnsAt);
+    const holds = this.holdsOf(partition);
+    const i = holds.findIndex((hold) => holdBucket(hold.returnsAt) === bucket);
+    const same = holds[i];
+    const next: Hold =
+      !same || same.until !== undefined
+        ? { at, returnsAt }
+        : { at: Math.min(same.at, at), returnsAt: Math.max(same.returnsAt, returnsAt) };
+    this.setHolds(partition, i === -1 ? [...holds, next] : holds.map((hold, j) => (j === i ? next : hold)));
+  }
+
+  private holdsOf(partition: string): Hold[] {
+    return [...(this.snapshot.holds?.[partition] ?? [])];
+  }
+
+  private setHolds(partition: string, holds: Hold[]): void {
+    this.snapshot = { ...this.snapshot, holds: { ...this.snapshot.holds, [partition]: holds } };
   }
 
   async setLive(partitions: string[], at?: number): Promise<void> {
     this.snapshot = { ...this.snapshot, live: [...partitions], ...(at === undefined ? {} : { liveAt: at }) };
+    if (at === undefined) return;
+    for (const partition of Object.keys(this.snapshot.holds ?? {})) {
+      this.setHolds(
+        partition,
+        this.holdsOf(partition).filter((hold) => hold.until === undefined || hold.until > at),
+      );
+    }
   }
 }

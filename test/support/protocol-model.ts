@@ -50,8 +50,9 @@ export const MODEL_TYPES = {
 type TypeName = keyof typeof MODEL_TYPES;
 const SHARDS = 2;
 const REPUBLISH_AFTER_MS = 2_000;
-/** The queue's visibility timeout, the ingest's batch timeout, and receives before the dead-letter queue. */
-const VISIBILITY_MS = 3_000;
+/** The queue's visibility timeout (a failed record comes back after 5 s, then 20 s: progress.ts), the ingest's batch
+ * timeout, and receives before the dead-letter queue. */
+const VISIBILITY_MS = 20_000;
 const BATCH_TIMEOUT_MS = 500;
 const MAX_RECEIVES = 3;
 /** Policies an operator override may set. */
@@ -409,6 +410,7 @@ export async function runScenario(
       enteredAt: m.enteredAt,
       partition: source.partition,
       source: source.arn,
+      ...(m.receives !== undefined ? { receiptHandle: m.id, receiveCount: m.receives } : {}),
     }));
     const throttled = action.throttled.map((i) => deviceIds[i % deviceIds.length]!);
     const { store, hung } = storeFor({ ...action, throttled }, random);
@@ -440,7 +442,10 @@ export async function runScenario(
       result,
       {
         watermarks: progressWatermarks,
-        queue: { state: async () => ({ visible: source.visible(clock.t), visibilityTimeoutMs: VISIBILITY_MS }) },
+        queue: {
+          state: async () => ({ visible: source.visible(clock.t), visibilityTimeoutMs: VISIBILITY_MS }),
+          retryAfter: async (_partition, handles, delaySeconds) => source.retryAfter(clock.t, handles, delaySeconds),
+        },
         // Exact in this model, where one batch runs at a time: a probe counts only when nothing older is visible.
         probeMaxBacklog: 0,
         batchTimeoutMs: BATCH_TIMEOUT_MS,
@@ -736,6 +741,8 @@ interface SourceMessage {
   id: string;
   body: string;
   enteredAt: number;
+  /** SQS: how often it was received. */
+  receives?: number;
 }
 
 /** The ingest source as the handler sees it: what a receive returns, and what its partial response does. */
@@ -747,6 +754,8 @@ interface IngestSource {
   send(id: string, body: string, at: number): void;
   receive(now: number, action: Pick<IngestAction, 'picks' | 'redeliver'>): SourceMessage[];
   settle(batch: readonly SourceMessage[], failed: ReadonlySet<string>): void;
+  /** SQS: a failed message handed back sooner than the visibility timeout. */
+  retryAfter(now: number, ids: string[], delaySeconds: number): { failed: string[] };
   pending(): number;
   visible(now: number): number;
   /** Dead-lettered or skipped for good: the data the weaker guarantee is about. */
@@ -764,6 +773,7 @@ function ingestSource(kind: SourceKind): IngestSource {
       // Batch sizes vary; a shard keeps order and redelivers only through retries.
       receive: (_now, action) => shard.read(action.picks === 'all' ? Number.POSITIVE_INFINITY : action.picks.length),
       settle: (batch, failed) => shard.settle(batch, failed),
+      retryAfter: (_now, ids) => ({ failed: ids }),
       pending: () => shard.pending().length,
       visible: () => 0,
       dropped: () => new Set(shard.dropped.map((r) => r.id)),
@@ -788,6 +798,9 @@ function ingestSource(kind: SourceKind): IngestSource {
       queue.delete(new Set(done.map((m) => m.id)));
       deleted.push(...done);
     },
+    retryAfter: (now, ids, delaySeconds) => ({
+      failed: ids.filter((id) => !queue.changeVisibility(id, now, delaySeconds * 1000)),
+    }),
     pending: () => queue.pending().length,
     visible: (now) => queue.visible(now),
     dropped: () => new Set(queue.deadLetters.map((m) => m.id)),

@@ -65,6 +65,14 @@ export class SqsModel {
     );
   }
 
+  /** ChangeMessageVisibility: a message in flight becomes visible `delayMs` from `now`. */
+  changeVisibility(id: string, now: number, delayMs: number): boolean {
+    const message = this.messages.find((m) => m.id === id && m.visibleAt > now);
+    if (!message) return false;
+    message.visibleAt = now + delayMs;
+    return true;
+  }
+
   delete(ids: ReadonlySet<string>): void {
     this.messages = this.messages.filter((m) => !ids.has(m.id));
   }
