@@ -19,7 +19,7 @@ import { probeBody } from '../../lambdas/core/probe.js';
 import { dispatchDepsFromEnv, dispatchHandler } from '../../lambdas/dispatch.js';
 import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
 import { createDeviceTable, createQueue, type Queue } from '../../local/resources.js';
-import { drainQueue, testClients, uniqueName } from '../support/aws.js';
+import { drainQueue, SUITE, testClients, uniqueName, waitForStreamActive } from '../support/aws.js';
 import { lambdaContext, readKinesisEvent, receiveSqsEvent, syntheticSqsRecord } from '../support/lambda-events.js';
 
 const clients = testClients();
@@ -45,6 +45,8 @@ beforeAll(async () => {
     createQueue(clients.sqs, uniqueName('ingest')),
     kinesis.send(new CreateStreamCommand({ StreamName: streamName, ShardCount: 2 })),
   ]);
+  // Created in the background (CREATING for seconds on AWS): probes can be put once it is ACTIVE.
+  await waitForStreamActive(kinesis, streamName);
   const summary = await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
   streamArn = summary.StreamDescriptionSummary!.StreamARN!;
   env = {
@@ -194,10 +196,17 @@ describe('dispatch Lambda', () => {
         NewStartingHashKey: String(middle),
       }),
     );
-    let open: string[] = [];
-    for (let i = 0; i < 50 && open.length < 3; i++) {
-      const shards = (await kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? [];
-      open = shards.filter((s) => s.SequenceNumberRange?.EndingSequenceNumber === undefined).map((s) => s.ShardId!);
+    // The split runs in the background (UPDATING for seconds on AWS, whatever an emulator's own delay): wait for it
+    // by time, not by a count of calls. Once done, the parent is listed closed (an ending sequence number).
+    await waitForStreamActive(kinesis, streamName);
+    const openShards = async () =>
+      ((await kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards ?? [])
+        .filter((s) => s.SequenceNumberRange?.EndingSequenceNumber === undefined)
+        .map((s) => s.ShardId!);
+    let open = await openShards();
+    for (const until = Date.now() + SUITE.streamActiveSeconds * 1000; open.length < 3 && Date.now() < until; ) {
+      await new Promise((resolve) => setTimeout(resolve, 500)); // polling a resource, not timing a behaviour
+      open = await openShards();
     }
     expect(open).toHaveLength(3);
     expect(open).not.toContain(parent.ShardId);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
 import { LOCAL_CREDENTIALS } from '../../local/engines.js';
-import { createTestStack, drainQueue, type TestStack, testClients } from '../support/aws.js';
+import { createTestStack, drainQueue, SUITE, type TestStack, testClients } from '../support/aws.js';
 import { lambdaContext, syntheticKinesisRecord, syntheticSqsRecord } from '../support/lambda-events.js';
 
 const clients = testClients();
@@ -147,16 +147,18 @@ const badCase: fc.Arbitrary<Case> = fc.oneof(
 );
 
 describe('fuzzed input', () => {
-  it('sends every bad record to the rejects queue with its reason and commits every good one', async () => {
+  it('sends every bad record to the rejects queue with its reason and commits every good one', {
+    timeout: SUITE.largeTestTimeoutMs,
+  }, async () => {
     const cases = fc.sample(
       fc.oneof(
         { weight: 3, arbitrary: badCase },
         { weight: 1, arbitrary: fc.nat(1_000_000).map((n): Case => ({ body: `{"deviceId":"fuzz-${n}"}` })) },
       ),
-      { numRuns: 1_400, seed: 42 },
+      { numRuns: SUITE.fuzzRecords, seed: 42 },
     );
     const bad = cases.filter((c) => c.reason);
-    expect(bad.length).toBeGreaterThanOrEqual(1_000);
+    expect(bad.length).toBeGreaterThanOrEqual(SUITE.fuzzRecords * 0.7);
     const handler = sqsIngestHandler(() => ingestDepsFromEnv(env, clients));
     const now = Date.now();
     for (let i = 0; i < cases.length; i += 100) {

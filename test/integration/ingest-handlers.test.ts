@@ -12,7 +12,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
 import { createQueue, type Queue } from '../../local/resources.js';
-import { createTestStack, drainQueue, type TestStack, testClients, uniqueName } from '../support/aws.js';
+import {
+  createTestStack,
+  drainQueue,
+  type TestStack,
+  testClients,
+  uniqueName,
+  waitForStreamActive,
+} from '../support/aws.js';
 import { lambdaContext, readKinesisEvent, receiveSqsEvent } from '../support/lambda-events.js';
 
 const clients = testClients();
@@ -135,11 +142,8 @@ describe('Kinesis ingest handler', () => {
     const streamName = uniqueName('ingest-stream');
     await kinesis.send(new CreateStreamCommand({ StreamName: streamName, ShardCount: 1 }));
     try {
-      let description = await kinesis.send(new DescribeStreamCommand({ StreamName: streamName }));
-      for (let i = 0; i < 50 && description.StreamDescription?.StreamStatus !== 'ACTIVE'; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 100)); // polling a resource, not timing a behaviour
-        description = await kinesis.send(new DescribeStreamCommand({ StreamName: streamName }));
-      }
+      await waitForStreamActive(kinesis, streamName);
+      const description = await kinesis.send(new DescribeStreamCommand({ StreamName: streamName }));
       const { StreamARN, Shards } = description.StreamDescription!;
       const data = [
         JSON.stringify({ thingName: 'kin-1' }),
