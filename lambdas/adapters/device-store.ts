@@ -120,7 +120,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     const x = new Expression();
     const sets = [
       `${x.name(A.lastSeen)} = ${x.value(request.lastSeen)}`,
-      `${x.name(A.expiresAt)} = ${x.value(request.expiresAt)}`,
+      `${x.name(A.expiresAt)} = ${x.value(ttlSeconds(request.expiresAt))}`,
     ];
     const conditions = [
       `${x.name(A.status)} = ${x.value(STATUS.online)}`,
@@ -180,7 +180,9 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
       if (value === undefined) removes.push(x.name(attribute));
       else sets.push(`${x.name(attribute)} = ${x.value(value)}`);
     }
-    if (request.expiresAt !== undefined) sets.push(`${x.name(A.expiresAt)} = ${x.value(request.expiresAt)}`);
+    if (request.expiresAt !== undefined) {
+      sets.push(`${x.name(A.expiresAt)} = ${x.value(ttlSeconds(request.expiresAt))}`);
+    }
     if (request.append.length > 0) {
       const outbox = x.name(A.outbox);
       const outboxAt = x.name(A.outboxAt);
@@ -316,7 +318,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     for (const [attribute, value] of [
       [A.deadline, request.deadline],
       [A.skipHorizon, request.skipHorizon],
-      [A.expiresAt, request.expiresAt],
+      [A.expiresAt, request.expiresAt === undefined ? undefined : ttlSeconds(request.expiresAt)],
     ] as const) {
       if (value !== undefined) sets.push(`${x.name(attribute)} = ${x.value(value)}`);
     }
@@ -352,7 +354,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     // The outbox stays: events committed before the decommission are history and still go out (I4).
     const update =
       `SET ${x.name(A.status)} = ${x.value(STATUS.retired)}, ${x.name(A.lastSeen)} = ${x.value(request.lastSeen)}, ` +
-      `${x.name(A.expiresAt)} = ${x.value(request.expiresAt)} REMOVE ${removes.join(', ')}`;
+      `${x.name(A.expiresAt)} = ${x.value(ttlSeconds(request.expiresAt))} REMOVE ${removes.join(', ')}`;
     const condition = [
       `${x.name(A.seq)} = ${x.value(expect.seq)}`,
       `${x.name(A.status)} = ${x.value(expect.status)}`,
@@ -678,6 +680,12 @@ function typePolicyEquals(x: Expression, request: Pick<TouchRequest, 'typePolicy
   );
   // DynamoDB refuses redundant parentheses, so one term goes bare.
   return terms.length === 1 ? terms[0]! : `(${terms.join(' OR ')})`;
+}
+
+/** DynamoDB TTL reads epoch seconds (a value in ms lies thousands of years ahead, and the item is never deleted);
+ * the core speaks ms everywhere else. */
+function ttlSeconds(epochMs: number): number {
+  return Math.ceil(epochMs / 1000);
 }
 
 function policyEquals(x: Expression, policy: Policy): string {

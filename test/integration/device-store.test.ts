@@ -56,6 +56,15 @@ function register(deviceId: string, t: number): CommitRequest {
 }
 
 describe('DynamoDeviceStore', () => {
+  it('writes the housekeeping expiry in epoch seconds, which is what DynamoDB TTL reads', async () => {
+    const at = 1_800_000_000_123;
+    await store.commit({ ...register('ttl-1', at - 1_000), expiresAt: at });
+    await store.touch({ deviceId: 'ttl-1', lastSeen: at, expiresAt: at + 60_000, typePolicy: policy });
+    const doc = DynamoDBDocumentClient.from(clients.dynamodb);
+    const { Item } = await doc.send(new GetCommand({ TableName: tableName, Key: { [KEY]: 'ttl-1' } }));
+    expect(Item?.[A.expiresAt]).toBe(1_800_000_061);
+  });
+
   it('touch on an unknown device fails its condition and reports no item', async () => {
     const out = await store.touch({ deviceId: 'nobody', lastSeen: 1, expiresAt: 2, typePolicy: policy });
     expect(out).toMatchObject({ applied: false, current: undefined });
