@@ -74,6 +74,10 @@ export interface SqsIngestOptions {
   readonly maxBatchingWindow?: Duration;
   /** Maximum concurrent ingest invocations for this queue: bounds the write rate on the table. @default 50 */
   readonly maxConcurrency?: number;
+  /** Messages per second devices send to the queue at their usual peak: a watermark probe is credited while at most
+   * half a second of it is visible (`probeMaxBacklog` overrides). @default none: the threshold stays at 10, which
+   * freezes detection at fleet rates (README, "SQS probe credit at the design point") */
+  readonly messageRate?: number;
 }
 
 export interface KinesisIngestOptions {
@@ -117,8 +121,8 @@ export interface OfflineDetectorProps {
   readonly deviceTimestampSkew?: Duration;
   /** Publish device.online for a device's very first message. @default true */
   readonly announceNewDevices?: boolean;
-  /** SQS ingest: a watermark probe is credited only when the queue's visible backlog is at most this. Raise it to
-   * the visible backlog a healthy pipeline shows at your rate (watch `ProbesNotCredited`). @default 10 */
+  /** SQS ingest: a watermark probe is credited only when the queue's visible backlog is at most this (watch
+   * `ProbesNotCredited`). @default half a second of `sqsIngest.messageRate`, at least 10 */
   readonly probeMaxBacklog?: number;
   /** Shards of the deadline index; ≥ 2 × peak index writes/s ÷ 1000. @default 64 */
   readonly shardCount?: number;
@@ -401,7 +405,8 @@ export class OfflineDetector extends Construct {
       POWERTOOLS_SERVICE_NAME: SERVICE.ingest,
       [ENV.deviceTsSkewMs]: String((props.deviceTimestampSkew ?? Duration.millis(0)).toMilliseconds()),
       [ENV.announceNewDevices]: String(props.announceNewDevices ?? true),
-      [ENV.probeMaxBacklog]: String(props.probeMaxBacklog ?? 10),
+      ...(props.probeMaxBacklog !== undefined ? { [ENV.probeMaxBacklog]: String(props.probeMaxBacklog) } : {}),
+      ...(sqsIngest?.messageRate !== undefined ? { [ENV.ingestMessageRate]: String(sqsIngest.messageRate) } : {}),
       [ENV.rejectsQueueUrl]: this.rejectsQueue.queueUrl,
       [ENV.ingestQueueUrls]: ingestQueueUrls,
       ...(props.fieldMap ? { [ENV.fieldMap]: JSON.stringify(props.fieldMap) } : {}),

@@ -8,7 +8,7 @@ import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { describe, expect, it } from 'vitest';
-import { ENV, METRICS_NAMESPACE } from '../../lambdas/core/config.js';
+import { ENV, loadIngestConfig, METRICS_NAMESPACE } from '../../lambdas/core/config.js';
 import {
   DEADLINE_INDEX,
   DEFAULT_SHARD_COUNT,
@@ -670,6 +670,18 @@ describe('OfflineDetector (embedded)', () => {
     expect(functionEnv(template, logicalId(stack, d.ingestSqsFunction!))).not.toHaveProperty(
       ENV.kinesisParallelizationFactor,
     );
+  });
+
+  it('derives the SQS probe threshold from the expected message rate, unless one is given', () => {
+    const envOf = (props: Parameters<typeof construct>[0]) => {
+      const { detector: d, stack, template } = construct(props);
+      return functionEnv(template, logicalId(stack, d.ingestSqsFunction!));
+    };
+    const rated = envOf({ sqsIngest: { messageRate: 16_667 } });
+    expect(rated[ENV.ingestMessageRate]).toBe('16667');
+    expect(rated).not.toHaveProperty(ENV.probeMaxBacklog);
+    expect(loadIngestConfig({ TABLE_NAME: 't', ...(rated as Record<string, string>) }).probeMaxBacklog).toBe(8_334);
+    expect(envOf({ sqsIngest: { messageRate: 16_667 }, probeMaxBacklog: 500 })[ENV.probeMaxBacklog]).toBe('500');
   });
 
   it('passes flap damping into DEVICE_TYPES of every function that reads it', () => {
