@@ -183,7 +183,7 @@ async function driveFleet(
 ): Promise<RunReport> {
   const { scenario, durationMs, source, console: out, signal, tickMs, toleranceMs, slackMs, tailMs } = options;
   const { clients } = stack;
-  const startedAt = Date.now();
+  let startedAt = Date.now();
   const truth = new Truth({
     policies: scenario.deviceTypes,
     tickMs,
@@ -244,6 +244,76 @@ async function driveFleet(
     }
   };
 
+  // The user's consumer: one queue per topic, raw delivery, deleted once judged. Once the fleet has stopped, it
+  // drains its queue: a receive that started after `drainFrom` and found nothing has seen every event published
+  // before then (the engine delivers to the queue within the publish call). A receive is never aborted midway: the
+  // messages it took would stay invisible, and the judge would miss them.
+  let drainFrom: number | undefined;
+  const consume = async (queueUrl: string) => {
+    while (!signal.aborted) {
+      const receivedAt = Date.now();
+      const received = await clients.sqs
+        .send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }))
+        .catch(() => ({ Messages: [] }));
+      const messages = received.Messages ?? [];
+      if (messages.length === 0 && drainFrom !== undefined && receivedAt >= drainFrom) return;
+      for (const message of messages) {
+        const event = JSON.parse(message.Body!) as DeviceEvent;
+        eventsWindow++;
+        truth.event(event);
+        out.transition(event, Date.now() - startedAt, startedAt);
+      }
+      if (messages.length > 0) {
+        await clients.sqs
+          .send(
+            new DeleteMessageBatchCommand({
+              QueueUrl: queueUrl,
+              Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! })),
+            }),
+          )
+          .catch(() => undefined);
+      }
+    }
+  };
+  const consumers = [consume(stack.onlineEvents.url), consume(stack.offlineEvents.url)];
+
+  const watermarks = new DynamoWatermarkStore(clients.dynamodb, stack.tableName);
+  // Warm-up, before the run's clock starts: every device registers (its first message costs a failed touch, a
+  // commit and an announcement) and keeps sending on its heartbeat until the ingest has taken that burst in and a
+  // watermark past it is credited. The scenario's events then meet a running pipeline, as a deployed fleet's
+  // would: on a busy machine a cold start alone held every cutoff back for ten seconds, longer than the quick
+  // scenario's mass disconnect, which no sweep could then judge.
+  const warmUp = async (): Promise<boolean> => {
+    const began = Date.now();
+    const next = new Map(fleet.devices.map((device) => [device, began]));
+    let registeredAt: number | undefined;
+    while (!signal.aborted && Date.now() - began < WARM_UP_MAX_MS) {
+      const now = Date.now();
+      const due = fleet.devices.filter((device) => next.get(device)! <= now);
+      for (const device of due) next.set(device, now + device.policy.heartbeatMs);
+      const size = source === 'sqs' ? 10 : 500;
+      const batches: DueMessage[][] = [];
+      for (let i = 0; i < due.length; i += size)
+        batches.push(due.slice(i, i + size).map((device) => ({ device, at: 0 })));
+      await mapLimit(batches, 16, send);
+      registeredAt ??= Date.now();
+      const snapshot = await watermarks.read().catch(() => undefined);
+      const marks = snapshot?.live.map((p) => snapshot.marks[p]) ?? [];
+      if (marks.length > 0 && marks.every((m) => m !== undefined && m >= registeredAt!)) return true;
+      await sleep(100, undefined, { signal }).catch(() => undefined);
+    }
+    return false;
+  };
+  const warmUpStarted = Date.now();
+  const warm = await warmUp();
+  startedAt = Date.now();
+  truth.startClock(startedAt);
+  out.line(
+    warm
+      ? `  warm-up: ${fleet.devices.length.toLocaleString('en-US')} devices registered, a watermark past them credited after ${((startedAt - warmUpStarted) / 1000).toFixed(1)} s; the run starts`
+      : `  warm-up: no watermark past the registrations after ${WARM_UP_MAX_MS / 1000} s; the run starts anyway`,
+  );
+
   // The fleet: every 100 ms, what is due is sent (an SQS batch holds 10; a Kinesis PutRecords up to 500).
   const sender = (async () => {
     const endAt = durationMs + tailMs;
@@ -283,41 +353,7 @@ async function driveFleet(
     });
   }
 
-  // The user's consumer: one queue per topic, raw delivery, deleted once judged. Once the fleet has stopped, it
-  // drains its queue: a receive that started after `drainFrom` and found nothing has seen every event published
-  // before then (the engine delivers to the queue within the publish call). A receive is never aborted midway: the
-  // messages it took would stay invisible, and the judge would miss them.
-  let drainFrom: number | undefined;
-  const consume = async (queueUrl: string) => {
-    while (!signal.aborted) {
-      const receivedAt = Date.now();
-      const received = await clients.sqs
-        .send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }))
-        .catch(() => ({ Messages: [] }));
-      const messages = received.Messages ?? [];
-      if (messages.length === 0 && drainFrom !== undefined && receivedAt >= drainFrom) return;
-      for (const message of messages) {
-        const event = JSON.parse(message.Body!) as DeviceEvent;
-        eventsWindow++;
-        truth.event(event);
-        out.transition(event, Date.now() - startedAt, startedAt);
-      }
-      if (messages.length > 0) {
-        await clients.sqs
-          .send(
-            new DeleteMessageBatchCommand({
-              QueueUrl: queueUrl,
-              Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! })),
-            }),
-          )
-          .catch(() => undefined);
-      }
-    }
-  };
-  const consumers = [consume(stack.onlineEvents.url), consume(stack.offlineEvents.url)];
-
   // Once a second: watermark and sweep lag as the sweep would compute them, and the status line.
-  const watermarks = new DynamoWatermarkStore(clients.dynamodb, stack.tableName);
   const series: SeriesPoint[] = [];
   const sampler = (async () => {
     while (!stopped.aborted) {
@@ -414,4 +450,6 @@ async function driveFleet(
 }
 
 const round = (x: number) => Number(x.toFixed(3));
+/** Longest warm-up before the run starts anyway. */
+const WARM_UP_MAX_MS = 60_000;
 const fmt = (ms: number) => `${Math.floor(ms / 60_000)}:${String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0')}`;

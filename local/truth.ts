@@ -118,6 +118,11 @@ export class Truth {
     this.minGapMs = Math.min(...policies.map((p) => p.timeoutMs));
   }
 
+  /** The run's clock starts (after a warm-up): events are bucketed by minute from here. */
+  startClock(at: number): void {
+    this.settings.startedAt = at;
+  }
+
   /** When the design's bound says a silence from `from` should have been reported: timeout + precision, one tick,
    * the watermark tolerance and the slack; past a stall of our own ingest that overlaps it, once ingestion caught
    * up plus one tick and the slack. Only for reporting lateness: a miss is judged by the sweeps. */
@@ -193,7 +198,7 @@ export class Truth {
       return;
     }
     this.eventIds.add(event.eventId);
-    const minute = Math.floor((event.detectedAt - this.settings.startedAt) / 60_000);
+    const minute = Math.max(0, Math.floor((event.detectedAt - this.settings.startedAt) / 60_000));
     const bucket = this.transitions.get(minute) ?? { offline: 0, online: 0 };
     this.transitions.set(minute, bucket);
     const device = this.devices.get(event.deviceId);

@@ -25,7 +25,8 @@ it('simulates 20 virtual minutes of 300 devices with no false or missed offline'
       '--report-dir',
       reportDir,
     ],
-    { encoding: 'utf8', timeout: 85_000 },
+    // Twice what it takes on an idle 2-CPU machine: the suite must also pass on a busy one.
+    { encoding: 'utf8', timeout: 170_000 },
   );
   expect(run.status, run.stderr).toBe(0);
   const summary = JSON.parse(run.stdout.trim().split('\n').at(-1)!);
@@ -37,4 +38,4 @@ it('simulates 20 virtual minutes of 300 devices with no false or missed offline'
   expect(summary.latenessByType.tracker.p99).toBeLessThanOrEqual(10_000 + 5_000);
   expect(existsSync(summary.reportPath)).toBe(true);
   for (const pid of summary.enginePids) expect(() => process.kill(pid, 0)).toThrow();
-}, 90_000);
+}, 180_000);

@@ -59,23 +59,15 @@ it('runs the quick scenario with no false or missed offline, writes the report, 
   // The disconnect made detections due (completed sweeps passed the silent devices' deadlines).
   expect(summary.requiredDetections).toBeGreaterThan(10);
   expect(summary.sweepsCompleted).toBeGreaterThan(0);
-  // No fault is injected (the stall only holds the cutoff): every duplicate received was published twice, and by
-  // the one race known (issue 10 #11: a device back between the sweep's commit and its clear has its offline event
-  // published by the sweep and by the ingest, until the outbox hands over in core). Anything else is a regression:
-  // a re-publish of an outbox still being published, a consumer or engine redelivery.
-  const published = Object.values(summary.duplicatesBy as Record<string, number>).reduce((a, n) => a + n, 0);
-  expect({ duplicates: summary.duplicateEvents, by: summary.duplicatesBy }).toEqual({
-    duplicates: published,
-    by: Object.fromEntries(
-      Object.entries(summary.duplicatesBy).filter(([k]) => k === 'sweep+ingest' || k === 'ingest+sweep'),
-    ),
-  });
-  expect(summary.offlineEvents).toBeGreaterThanOrEqual(summary.requiredDetections);
+  // No fault is injected (the stall only holds the cutoff, a busy machine only slows things down): every event is
+  // published and received once. A duplicate names its publishers (issue 10 #11 was "sweep+ingest": a device back
+  // between the sweep's commit and its clear; now one publisher per outbox).
+  expect({ duplicates: summary.duplicateEvents, by: summary.duplicatesBy }).toEqual({ duplicates: 0, by: {} });
   expect(existsSync(summary.reportPath)).toBe(true);
   expect(readFileSync(summary.reportPath, 'utf8')).toContain('<svg');
   expect(summary.enginePids.length).toBeGreaterThan(0);
   for (const pid of summary.enginePids) expect(alive(pid)).toBe(false);
-}, 90_000);
+}, 180_000);
 
 it('stops cleanly on SIGINT: exit code 130, DynamoDB Local gone', async () => {
   const run = cli(['start', '--scenario', 'quick', '--duration', '60s']);
