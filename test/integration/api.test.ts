@@ -346,7 +346,8 @@ describe('operator actions racing a warm coalescing cache, on DynamoDB Local (is
       );
       return Number(out.Item?.[A.expiresAt]?.N);
     };
-    const keep = until + SENSOR.timeoutMs + SENSOR.precisionMs;
+    // DynamoDB TTL reads epoch seconds.
+    const keep = Math.ceil((until + SENSOR.timeoutMs + SENSOR.precisionMs) / 1000);
     expect(await expiresAt()).toBe(keep);
     await f.send(['muted'], T0 + 20 * MIN, 'sensor'); // a container that does not know of the mute
     expect(await expiresAt()).toBe(keep);
