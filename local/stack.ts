@@ -169,6 +169,10 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
       [ENV.sweepTickSeconds]: String(options.tickSeconds),
       [ENV.watermarkToleranceMs]: String(options.toleranceMs),
       [ENV.probeMaxBacklog]: String(options.probeMaxBacklog),
+      // A batch answers within what the tolerance leaves after a tick (at least 1 s): a watermark credited while a
+      // batch is still running may pass its records only by the tolerance, and these scenarios' tolerances are
+      // seconds, not the 30 s of a deployment.
+      [ENV.ingestTimeoutMs]: String(Math.max(1_000, options.toleranceMs - options.tickSeconds * 1000)),
       [ENV.ingestQueueUrls]: ingestQueue?.url ?? '',
       [ENV.ingestStreamArns]: stream?.arn ?? '',
     };
