@@ -451,5 +451,5 @@ async function driveFleet(
 
 const round = (x: number) => Number(x.toFixed(3));
 /** Longest warm-up before the run starts anyway. */
-const WARM_UP_MAX_MS = 60_000;
+const WARM_UP_MAX_MS = 120_000;
 const fmt = (ms: number) => `${Math.floor(ms / 60_000)}:${String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0')}`;
