@@ -178,6 +178,9 @@ const TABLE_ACTIONS = {
   api: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
 } as const;
 
+/** The SQS ingest's batch budget (INGEST_TIMEOUT_MS's default): the construct leaves it at that. */
+const INGEST_BATCH_BUDGET_MS = 10_000;
+
 /** Lets CommonJS dependencies that call `require` (some AWS packages do) run inside the ESM bundle. */
 export const ESM_BANNER = "import { createRequire } from 'module'; const require = createRequire(import.meta.url);";
 
@@ -240,6 +243,20 @@ export class OfflineDetector extends Construct {
       throw new Error('OfflineDetector needs an ingest source: sqsIngest, kinesisIngest or both');
     }
     const deviceTypesJson = this.deviceTypesJson(props, tolerance);
+    if (props.sqsIngest !== false) {
+      // An SQS probe is credited while records received before it may still be in a batch: the tolerance must cover
+      // the batching window and the batch budget (INGEST_TIMEOUT_MS), or a record can be passed while unwritten.
+      const window = props.sqsIngest?.maxBatchingWindow ?? Duration.seconds(1);
+      const needMs = 500 + window.toMilliseconds() + INGEST_BATCH_BUDGET_MS;
+      if (tolerance.toMilliseconds() < needMs) {
+        Annotations.of(this).addWarningV2(
+          'offline-detector:tolerance:sqs',
+          `watermark tolerance ${tolerance.toMilliseconds()} ms is below what the SQS ingest needs (${needMs} ms: ` +
+            '0.5 s + batching window + the 10 s batch budget): a record still in a batch when a probe is credited ' +
+            'may be passed while unwritten.',
+        );
+      }
+    }
     const housekeepingTtlDays = (props.housekeepingTtl ?? Duration.days(30)).toDays();
     const kinesisParallelizationFactor = props.kinesisIngest
       ? (props.kinesisIngest.parallelizationFactor ?? 1)

@@ -672,6 +672,16 @@ describe('OfflineDetector (embedded)', () => {
     );
   });
 
+  it('warns at synth when the tolerance does not cover the SQS batching window and batch budget', () => {
+    const warned = (props: Parameters<typeof construct>[0]) =>
+      Annotations.fromStack(construct(props).stack)
+        .findWarning('*', Match.stringLikeRegexp('below what the SQS ingest needs'))
+        .map((w) => w.entry.data);
+    expect(warned({ watermarkTolerance: Duration.seconds(11) })).toHaveLength(1);
+    expect(warned({ watermarkTolerance: Duration.seconds(12) })).toHaveLength(0);
+    expect(warned({})).toHaveLength(0);
+  });
+
   it('derives the SQS probe threshold from the expected message rate, unless one is given', () => {
     const envOf = (props: Parameters<typeof construct>[0]) => {
       const { detector: d, stack, template } = construct(props);
