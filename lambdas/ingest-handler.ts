@@ -52,7 +52,8 @@ export function ingestDepsFromEnv(env: Env, clients: AwsClients = awsClients()):
   };
 }
 
-/** Without a rejects queue a rejection cannot be kept, so its record fails and stays in the source for a person. */
+/** Without a rejects queue a rejection cannot be kept: an SQS record fails and stays in the source for a person; a
+ * Kinesis record is logged instead, so its shard does not stop. */
 const missingRejectsQueue: RejectSink = {
   send: async (rejections) => {
     logger.error(`${ENV.rejectsQueueUrl} is not set: rejected records stay in the source`);
@@ -107,6 +108,19 @@ function report(result: IngestResult) {
     single.addMetric('MessagesRejected', MetricUnit.Count, n);
   }
   if (stats.rejectedTotal > 0) logger.warn('records rejected', { rejected: stats.rejected });
+  const undelivered = result.undeliveredRejections ?? [];
+  count('RejectsNotDelivered', undelivered.length);
+  for (const { reason, detail, source, recordId, body, encoding } of undelivered) {
+    // The rejects destination refused them: the log is where they are kept (a bounded excerpt, as the queue would).
+    logger.error('rejected record not delivered to the rejects queue', {
+      reason,
+      detail,
+      source,
+      recordId,
+      encoding,
+      excerpt: body.slice(0, 1024),
+    });
+  }
   if (result.failedRecordIds.size > 0) {
     logger.error('records not committed, returned for retry', { failed: result.failedRecordIds.size });
   }

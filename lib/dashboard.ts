@@ -167,6 +167,14 @@ export class OfflineDetectorDashboard extends Construct {
         'Events keep failing to publish to SNS. Nothing is lost (the outbox re-publishes), but subscribers are ' +
         'behind. Check the topics, their key and SNS throttling.',
     });
+    this.alarm('RejectsNotDelivered', {
+      metric: app('ingest', 'RejectsNotDelivered'),
+      threshold: 1,
+      evaluationPeriods: 1,
+      alarmDescription:
+        'The Kinesis ingest could not deliver rejected records to the rejects queue: they are in its log ' +
+        '(reason, record id, excerpt), and the shard went on. Check the rejects queue and its permissions.',
+    });
     this.alarm('HoldFailures', {
       metric: app('ingest', 'HoldFailures'),
       threshold: 1,

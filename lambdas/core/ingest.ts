@@ -80,6 +80,8 @@ export interface IngestResult {
   failedRecordIds: Set<string>;
   probes: CreditableProbe[];
   stats: IngestStats;
+  /** Ordered sources only: rejections the rejects destination refused, for the handler to log (see below). */
+  undeliveredRejections?: RejectedRecord[];
 }
 
 interface DeviceUpdate {
@@ -168,8 +170,11 @@ export async function ingestBatch(
     stats.rejected[rejection.reason] = (stats.rejected[rejection.reason] ?? 0) + 1;
   }
   stats.rejectedTotal = rejections.length;
-  // A rejection that could not be delivered is retried with its record rather than lost.
-  for (const rejection of rejectResult.failed) failed.add(rejection.recordId);
+  // A rejection that could not be delivered: from SQS its record is retried (and at worst dead-lettered, kept).
+  // A Kinesis shard retried for it would stop, and with it the watermark of every device behind it: the record goes
+  // on, and the rejection is logged, excerpt included, and counted (RejectsNotDelivered) instead.
+  const undeliveredRejections = options.ordered ? rejectResult.failed : [];
+  if (!options.ordered) for (const rejection of rejectResult.failed) failed.add(rejection.recordId);
 
   const transitions: DeviceState[] = [];
   [...updates.values()].forEach((update, i) => {
@@ -217,7 +222,12 @@ export async function ingestBatch(
   const creditable = probes
     .filter((probe) => firstFailure === -1 || (firstFailure >= 0 && probe.index < firstFailure))
     .map(({ index: _index, ...probe }) => probe);
-  return { failedRecordIds: failed, probes: creditable, stats };
+  return {
+    failedRecordIds: failed,
+    probes: creditable,
+    stats,
+    ...(undeliveredRejections.length > 0 ? { undeliveredRejections } : {}),
+  };
 }
 
 async function applyUpdate(update: DeviceUpdate, deps: IngestDeps): Promise<UpdateOutcome> {

@@ -148,11 +148,20 @@ describe('ingestBatch', () => {
     expect(store.items.has('ok')).toBe(true);
   });
 
-  it('fails a record whose rejection could not be delivered', async () => {
+  it('fails a record whose rejection could not be delivered, from SQS', async () => {
     const { deps } = memoryDeps({ rejects: { send: async (r) => ({ failed: r }) } });
     const batch = [record('garbage', 1), record({ deviceId: 'ok' }, 1)];
     const result = await ingestBatch(batch, deps, unordered);
     expect([...result.failedRecordIds]).toEqual([batch[0]!.id]);
+    expect(result.undeliveredRejections).toBeUndefined();
+  });
+
+  it('never stops a Kinesis shard for a rejection it could not deliver: it hands it to the handler to log', async () => {
+    const { deps } = memoryDeps({ rejects: { send: async (r) => ({ failed: r }) } });
+    const batch = [record('garbage', 1), record({ deviceId: 'ok' }, 2)];
+    const result = await ingestBatch(batch, deps, { ordered: true });
+    expect([...result.failedRecordIds]).toEqual([]);
+    expect(result.undeliveredRejections?.map((r) => [r.recordId, r.reason])).toEqual([[batch[0]!.id, 'NOT_JSON']]);
   });
 
   it('fails exactly the records of a device whose write fails', async () => {
