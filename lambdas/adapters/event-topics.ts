@@ -2,6 +2,7 @@
 // subscribers can filter on. device.flapping goes to the offline topic: it tells whoever is paged on offline events
 // that this device's events are held until it settles.
 import { PublishBatchCommand, type PublishBatchRequestEntry, type SNSClient } from '@aws-sdk/client-sns';
+import { mapLimit } from '../core/concurrency.js';
 import type { DeviceEvent, EventType } from '../core/device.js';
 import type { EventPublisher } from '../core/ports.js';
 import { chunks } from './chunks.js';
@@ -11,6 +12,9 @@ const TOPIC: Record<EventType, 'online' | 'offline'> = {
   'device.offline': 'offline',
   'device.flapping': 'offline',
 };
+
+/** PublishBatch calls one publish runs at once. */
+const PUBLISH_CONCURRENCY = 8;
 
 export class EventTopics implements EventPublisher {
   constructor(
@@ -29,20 +33,20 @@ export class EventTopics implements EventPublisher {
       }
       byTopic.set(arn, [...(byTopic.get(arn) ?? []), event]);
     }
-    await Promise.all(
-      [...byTopic].flatMap(([arn, topicEvents]) =>
-        chunks(topicEvents, 10).map(async (chunk) => {
-          try {
-            const out = await this.sns.send(
-              new PublishBatchCommand({ TopicArn: arn, PublishBatchRequestEntries: chunk.map(toEntry) }),
-            );
-            for (const entry of out.Failed ?? []) failed.push(chunk[Number(entry.Id)]!);
-          } catch {
-            failed.push(...chunk);
-          }
-        }),
-      ),
+    const batches = [...byTopic].flatMap(([arn, topicEvents]) =>
+      chunks(topicEvents, 10).map((chunk) => ({ arn, chunk })),
     );
+    // Bounded: a relay of thousands of devices is not thousands of PublishBatch calls at once.
+    await mapLimit(batches, PUBLISH_CONCURRENCY, async ({ arn, chunk }) => {
+      try {
+        const out = await this.sns.send(
+          new PublishBatchCommand({ TopicArn: arn, PublishBatchRequestEntries: chunk.map(toEntry) }),
+        );
+        for (const entry of out.Failed ?? []) failed.push(chunk[Number(entry.Id)]!);
+      } catch {
+        failed.push(...chunk);
+      }
+    });
     return { failed };
   }
 }

@@ -11,3 +11,17 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, task: (
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
 }
+
+/** `mapLimit` that never rejects: each result settled, as `Promise.allSettled` would give it. */
+export function mapSettled<T, R>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<R>,
+): Promise<PromiseSettledResult<R>[]> {
+  return mapLimit(items, limit, (item) =>
+    task(item).then(
+      (value): PromiseSettledResult<R> => ({ status: 'fulfilled', value }),
+      (reason: unknown): PromiseSettledResult<R> => ({ status: 'rejected', reason }),
+    ),
+  );
+}

@@ -16,6 +16,7 @@ export const ENV = {
   deviceTsSkewMs: 'DEVICE_TS_SKEW_MS',
   maxFutureMs: 'MAX_FUTURE_MS',
   maxPayloadBytes: 'MAX_PAYLOAD_BYTES',
+  maxArrayElements: 'MAX_ARRAY_ELEMENTS',
   announceNewDevices: 'ANNOUNCE_NEW_DEVICES',
   housekeepingTtlDays: 'HOUSEKEEPING_TTL_DAYS',
   cacheSize: 'COALESCE_CACHE_SIZE',
@@ -60,6 +61,8 @@ export interface IngestConfig {
   /** A device timestamp more than this far after the entry time is rejected as invalid. */
   maxFutureMs: number;
   maxPayloadBytes: number;
+  /** Messages one aggregated record may hold. */
+  maxArrayElements: number;
   /** Whether a device's very first message publishes a device.online event. */
   announceNewDevices: boolean;
   housekeepingTtlMs: number;
@@ -212,6 +215,7 @@ export function loadIngestConfig(env: Env): IngestConfig {
     deviceTsSkewMs: intSetting(env, ENV.deviceTsSkewMs, 0),
     maxFutureMs: intSetting(env, ENV.maxFutureMs, 24 * 3600_000),
     maxPayloadBytes: intSetting(env, ENV.maxPayloadBytes, 64 * 1024, 1),
+    maxArrayElements: intSetting(env, ENV.maxArrayElements, 500, 1, 100_000),
     announceNewDevices: boolSetting(env, ENV.announceNewDevices, true),
     housekeepingTtlMs: loadHousekeepingTtlMs(env),
     cacheSize: intSetting(env, ENV.cacheSize, 100_000),

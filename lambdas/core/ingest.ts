@@ -127,6 +127,7 @@ export async function ingestBatch(
     const parsed: Parsed[] = parsePayload(record.body, {
       fieldMap: config.fieldMap,
       maxPayloadBytes: config.maxPayloadBytes,
+      maxArrayElements: config.maxArrayElements,
       knownDeviceTypes,
       enteredAt: record.enteredAt,
       maxFutureMs: config.maxFutureMs,

@@ -9,6 +9,7 @@ export const REJECT_REASONS = [
   'NOT_JSON',
   'NOT_AN_OBJECT',
   'EMPTY_ARRAY',
+  'TOO_MANY_ELEMENTS',
   'MISSING_DEVICE_ID',
   'INVALID_DEVICE_ID',
   'INVALID_DEVICE_TYPE',
@@ -40,6 +41,8 @@ export type Parsed = DeviceMessage | Rejection;
 export interface ParseOptions {
   fieldMap: FieldMap;
   maxPayloadBytes: number;
+  /** An array payload with more elements is rejected whole: one record must not fan out into thousands of writes. */
+  maxArrayElements: number;
   knownDeviceTypes: ReadonlySet<string>;
   /** Pipeline entry time of the payload (epoch ms): device timestamps far after it are rejected. */
   enteredAt: number;
@@ -75,6 +78,9 @@ export function parsePayload(raw: string | Uint8Array, options: ParseOptions): P
   if (Array.isArray(json)) {
     // Aggregated record: each element stands on its own, so one bad element rejects only itself.
     if (json.length === 0) return [reject('EMPTY_ARRAY', 'an array payload must hold at least one message', text)];
+    if (json.length > options.maxArrayElements) {
+      return [reject('TOO_MANY_ELEMENTS', `${json.length} elements > ${options.maxArrayElements}`, text)];
+    }
     return json.map((element) => parseObject(element, JSON.stringify(element) ?? String(element), options));
   }
   return [parseObject(json, text, options)];

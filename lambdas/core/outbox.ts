@@ -14,12 +14,16 @@
 // item lists its pending spills as a range of numbers. Publishing takes the spills, oldest first, then the outbox;
 // clearing deletes the published spill items before unlisting them, so a listed spill either exists or was
 // published (a relay skips one that is gone).
+import { mapLimit, mapSettled } from './concurrency.js';
 import type { DeviceEvent, DeviceState } from './device.js';
 import type { Billed, CommitOutcome, CommitRequest, DeviceStore, EventPublisher } from './ports.js';
 
 /** Events the device item's outbox holds at most: with them the item stays around 1.5 KB (2 write units per
  * heartbeat) however long publishing fails. */
 export const OUTBOX_ITEM_MAX = 4;
+
+/** Clears and reads one relay runs at once. */
+const RELAY_CONCURRENCY = 16;
 
 /** Spill items `DeviceStore.get` reads at once (one BatchGetItem of small items); a relay with more pending takes
  * them batch by batch. */
@@ -164,10 +168,11 @@ export async function relayOutboxes(
       const through = published === -1 ? relay.spills.length : published;
       return through > 0 ? [{ relay, through }] : [];
     });
+    // Bounded like the table writes: a batch of thousands of devices is not thousands of clears at once.
     const [cleared, partials] = await Promise.all([
-      Promise.allSettled(done.map((relay) => store.clearOutbox(relay.deviceId, relay.upTo, spillRange(relay)))),
-      Promise.allSettled(
-        partial.map(({ relay, through }) => store.clearOutbox(relay.deviceId, relay.upTo, spillRange(relay, through))),
+      mapSettled(done, RELAY_CONCURRENCY, (relay) => store.clearOutbox(relay.deviceId, relay.upTo, spillRange(relay))),
+      mapSettled(partial, RELAY_CONCURRENCY, ({ relay, through }) =>
+        store.clearOutbox(relay.deviceId, relay.upTo, spillRange(relay, through)),
       ),
     ]);
     // A clear that throws only means the events are published once more by the next re-publish: never lost.
@@ -178,7 +183,9 @@ export async function relayOutboxes(
       const outcome = cleared[i]!;
       return outcome.status === 'fulfilled' && !outcome.value;
     });
-    const reread = await Promise.all(again.map((relay) => store.get(relay.deviceId).catch(() => undefined)));
+    const reread = await mapLimit(again, RELAY_CONCURRENCY, (relay) =>
+      store.get(relay.deviceId).catch(() => undefined),
+    );
     pending = again.flatMap((relay, i) => {
       const current = reread[i];
       const next = current && relayOf(current, relay.upTo);

@@ -6,6 +6,7 @@ const T0 = Date.UTC(2026, 10, 23, 12);
 const options: ParseOptions = {
   fieldMap: DEFAULT_FIELD_MAP,
   maxPayloadBytes: 1024,
+  maxArrayElements: 3,
   knownDeviceTypes: new Set(['meter', 'tracker']),
   enteredAt: T0,
   maxFutureMs: 3600_000,
@@ -51,6 +52,15 @@ describe('parsePayload', () => {
       'message',
     ]);
     expect(parsed[1]).toMatchObject({ body: '{"deviceId":""}' });
+  });
+
+  it('rejects an array of more messages than allowed whole, so one record cannot fan out into thousands', () => {
+    expect(parsePayload('[{"deviceId":"a"},{"deviceId":"b"},{"deviceId":"c"}]', options)).toHaveLength(3);
+    expect(one('[{"deviceId":"a"},{"deviceId":"b"},{"deviceId":"c"},{"deviceId":"d"}]')).toMatchObject({
+      kind: 'reject',
+      reason: 'TOO_MANY_ELEMENTS',
+      detail: '4 elements > 3',
+    });
   });
 
   it('takes a payload with a "probe" field for what it is: a device payload (probes are told by signature)', () => {
