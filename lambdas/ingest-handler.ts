@@ -98,6 +98,7 @@ function report(result: IngestResult) {
   count('StaleMessages', stats.stale);
   count('WriteFailures', stats.failedWrites);
   count('OnlineTransitions', stats.onlineTransitions);
+  count('NewDevices', stats.newDevices);
   count('FlapStarted', stats.flapStarted);
   count('WriteUnits', stats.writeUnits);
   count('EventsPublished', stats.published);

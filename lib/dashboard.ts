@@ -20,6 +20,11 @@ export interface AlarmOptions {
   readonly maxSweepLag?: Duration;
   /** Watermark age that means some ingest partition stopped crediting probes. @default 2 minutes */
   readonly maxWatermarkAge?: Duration;
+  /** New device ids per minute above which someone may be flooding the ingest with made-up ids (each costs writes,
+   * two events and storage until the housekeeping TTL). @default 1000 */
+  readonly newDevicesPerMinute?: number;
+  /** Rejected records per minute that mean a producer sends what the detector cannot use. @default 100 */
+  readonly rejectedPerMinute?: number;
 }
 
 export interface OfflineDetectorDashboardProps {
@@ -157,6 +162,23 @@ export class OfflineDetectorDashboard extends Construct {
       alarmDescription:
         'More devices went offline in a minute than the storm threshold: a network or upstream outage, or a ' +
         'mass disconnect. The detector is doing its job; the fleet needs attention.',
+    });
+    this.alarm('NewDevices', {
+      metric: app('ingest', 'NewDevices'),
+      threshold: opts.newDevicesPerMinute ?? 1000,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      alarmDescription:
+        'More new device ids than expected: a deployment of new devices, or a producer sending made-up ids (each ' +
+        'costs writes, an online and an offline event, and storage until the housekeeping TTL).',
+    });
+    this.alarm('MessagesRejected', {
+      metric: app('ingest', 'MessagesRejected'),
+      threshold: opts.rejectedPerMinute ?? 100,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      alarmDescription:
+        'Producers send records the detector cannot use (see the reason dimension and the rejects queue).',
     });
     this.alarm('PublishFailures', {
       metric: app('sweep', 'PublishFailures'),

@@ -352,6 +352,10 @@ describe('OfflineDetectorStack (defaults)', () => {
       'TableThrottles',
       'OfflineStorm',
       'PublishFailures',
+      'NewDevices',
+      'MessagesRejected',
+      'RejectsNotDelivered',
+      'HoldFailures',
       'IngestSqsFunctionErrors',
       'DispatchFunctionErrors',
       'SweepFunctionErrors',
@@ -366,6 +370,12 @@ describe('OfflineDetectorStack (defaults)', () => {
     const storm = named('OfflineStorm')[0]![1].Properties;
     expect(storm).toMatchObject({ Namespace: METRICS_NAMESPACE, MetricName: 'OfflineTransitions', Threshold: 1000 });
     expect(storm.Dimensions).toEqual([{ Name: 'service', Value: 'sweep' }]);
+    // Device-id flooding and rejected input are alarmed on (issue 14).
+    expect(named('NewDevices')[0]![1].Properties).toMatchObject({ MetricName: 'NewDevices', Threshold: 1000 });
+    expect(named('MessagesRejected')[0]![1].Properties).toMatchObject({
+      MetricName: 'MessagesRejected',
+      Threshold: 100,
+    });
     // Throttles sum the table and both indexes.
     const throttles = JSON.stringify(named('TableThrottles')[0]![1].Properties);
     for (const index of [DEADLINE_INDEX.name, OUTBOX_INDEX.name]) expect(throttles).toContain(index);
