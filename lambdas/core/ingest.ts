@@ -121,7 +121,10 @@ export async function ingestBatch(
     const probeAt = probeKey && readProbe(record.body, source, probeKey);
     if (probeAt !== undefined) {
       // Credit the partition the probe was read from: a shard split can race the dispatcher and land it in a child.
-      probes.push({ probeAt, partition: record.partition, recordId: record.id, index });
+      // In a shard, order proves only what arrived before the probe did: never credit past its own arrival. (An SQS
+      // probe is stamped with when it turns visible, after its delay; the backlog rule covers it.)
+      const credit = options.ordered ? Math.min(probeAt, record.enteredAt) : probeAt;
+      probes.push({ probeAt: credit, partition: record.partition, recordId: record.id, index });
       return;
     }
     const parsed: Parsed[] = parsePayload(record.body, {

@@ -241,7 +241,8 @@ export type Mutant =
   | 'no-hold'
   /** A device payload with a numeric "probe" field is taken for a probe (the classifier before signatures). */
   | 'probe-field-is-probe'
-  /** Probes are not secret: a producer signs with the deployment's key. */
+  /** Probes are not secret (a producer signs with the deployment's key) and a shard credits a probe's stamp, not its
+   * arrival: the first version. */
   | 'forgeable-probes';
 
 export interface ScenarioStats {
@@ -567,8 +568,9 @@ export async function runScenario(
     }
   };
 
-  const probe = (at: number, key: Uint8Array) => {
-    source.send(`${prefix}p${++messages}`, probeBody(key, at, source.partition, source.arn), at);
+  /** A probe stamped `at`, entering the source at `enteredAt` (the dispatcher's enter when stamped). */
+  const probe = (at: number, key: Uint8Array, enteredAt = at) => {
+    source.send(`${prefix}p${++messages}`, probeBody(key, at, source.partition, source.arn), enteredAt);
   };
 
   for (const action of scenario.actions) {
@@ -595,8 +597,11 @@ export async function runScenario(
         probe(clock.t, KEY);
         break;
       case 'forge':
-        // A producer's probe, stamped ahead and signed with a key of its own (the mutant: with the real one).
-        probe(clock.t + action.aheadMs, options.mutant === 'forgeable-probes' ? KEY : FORGER_KEY);
+        // A producer's probe, stamped ahead and signed with a key of its own. The mutant is the first version: the
+        // producer can sign (the real key), and a shard credits the stamp rather than the probe's arrival (here, an
+        // arrival as late as the stamp).
+        if (options.mutant === 'forgeable-probes') probe(clock.t + action.aheadMs, KEY);
+        else probe(clock.t + action.aheadMs, FORGER_KEY, clock.t);
         break;
       case 'advance':
         clock.t += action.ms;

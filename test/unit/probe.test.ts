@@ -60,6 +60,14 @@ describe('ingest with probes', () => {
     expect((await store.get('sensor-1'))?.lastSeen).toBe(T + 1);
   });
 
+  it('on a Kinesis shard, never claims more than what arrived before the probe did (issue 14)', async () => {
+    const { deps } = memoryDeps({ probeKey: keyStore });
+    const stream = 'arn:aws:kinesis:us-east-1:000000000000:stream/ingest';
+    const ahead = { ...record(probeBody(KEY, T + 3_600_000, `${stream}/shard-0`, stream), T, `${stream}/shard-0`) };
+    const result = await ingestBatch([{ ...ahead, source: stream }], deps, { ordered: true });
+    expect(result.probes.map((p) => p.probeAt)).toEqual([T]);
+  });
+
   it('recognises no probe at all before the dispatcher has created the key', async () => {
     const { deps } = memoryDeps({ probeKey: { get: async () => undefined } });
     const result = await ingestBatch([record(probeBody(KEY, T, QUEUE, QUEUE), T, QUEUE)], deps, { ordered: false });
