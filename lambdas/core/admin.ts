@@ -230,10 +230,16 @@ function encodeCursor(key: string, deviceType: string | undefined): string {
   return Buffer.from(JSON.stringify({ k: key, ...(deviceType ? { t: deviceType } : {}) })).toString('base64url');
 }
 
+/** `offlineIndexKeys`' sort key: a zero-padded `since`, '#', a device id. */
+const OFFLINE_KEY_PATTERN = /^\d{15}#[A-Za-z0-9._:@/-]{1,128}$/;
+
 function decodeCursor(cursor: string, deviceType: string | undefined): string {
   try {
     const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { k?: unknown; t?: unknown };
-    if (typeof parsed.k === 'string' && parsed.k.length > 0 && (parsed.t ?? undefined) === deviceType) return parsed.k;
+    // Only the shape of a real offline-index key: anything else (an over-long key DynamoDB would refuse with a 5xx
+    // of ours) is the caller's bad cursor.
+    const ok = typeof parsed.k === 'string' && OFFLINE_KEY_PATTERN.test(parsed.k);
+    if (ok && (parsed.t ?? undefined) === deviceType) return parsed.k as string;
   } catch {
     // fall through
   }

@@ -250,6 +250,19 @@ describe('operator API on DynamoDB Local', () => {
       ['GET', '/devices', { query: { status: 'offline', limit: '0' } }, 400, 'bad-query'],
       ['GET', '/devices', { query: { status: 'offline', deviceType: 'toaster' } }, 400, 'unknown-device-type'],
       ['GET', '/devices', { query: { status: 'offline', cursor: 'garbage' } }, 400, 'bad-cursor'],
+      // Well-formed, but no key this listing returns: a 2 KB key DynamoDB would refuse (a 502 before).
+      [
+        'GET',
+        '/devices',
+        {
+          query: {
+            status: 'offline',
+            cursor: Buffer.from(JSON.stringify({ k: 'x'.repeat(2048) })).toString('base64url'),
+          },
+        },
+        400,
+        'bad-cursor',
+      ],
       ['GET', '/devices', { query: { status: 'offline', sort: 'asc' } }, 400, 'bad-query'],
       ['GET', '/devices/d1/history', {}, 404, 'no-route'],
       ['GET', '/', {}, 404, 'no-route'],
