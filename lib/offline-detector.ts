@@ -608,6 +608,7 @@ export class OfflineDetector extends Construct {
       });
     }
 
+    this.onlyDetectorPublishes(props);
     this.acknowledgeNagFindings();
 
     this.dashboard = new OfflineDetectorDashboard(this, 'Dashboard', {
@@ -668,7 +669,30 @@ export class OfflineDetector extends Construct {
   }
 
   private newTopic(id: string, displayName: string): sns.Topic {
-    return new sns.Topic(this, id, { displayName, masterKey: this.topicKey, enforceSSL: true });
+    return new sns.Topic(this, id, { displayName, masterKey: this.topicKey, enforceSSL: true, signatureVersion: '2' });
+  }
+
+  /** The event topics page people: on those the construct created, only the detector's own functions may publish,
+   * whatever an account principal's `sns:Publish` allows (a fake device.offline must not reach the pager). */
+  private onlyDetectorPublishes(props: OfflineDetectorProps): void {
+    const publishers = [this.ingestSqsFunction, this.ingestKinesisFunction, this.sweepFunction].flatMap((fn) =>
+      fn?.role ? [fn.role.roleArn] : [],
+    );
+    const created = [
+      props.onlineTopic ? undefined : this.onlineTopic,
+      props.offlineTopic ? undefined : this.offlineTopic,
+    ];
+    for (const topic of created) {
+      topic?.addToResourcePolicy(
+        new iam.PolicyStatement({
+          effect: iam.Effect.DENY,
+          principals: [new iam.AnyPrincipal()],
+          actions: ['sns:Publish'],
+          resources: [topic.topicArn],
+          conditions: { ArnNotEquals: { 'aws:PrincipalArn': publishers } },
+        }),
+      );
+    }
   }
 
   private grantIngest(fn: nodejs.NodejsFunction): void {

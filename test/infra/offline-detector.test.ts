@@ -176,6 +176,29 @@ describe('OfflineDetectorStack (defaults)', () => {
     });
   });
 
+  it('lets only the ingest and sweep functions publish to the event topics, with signature version 2 (issue 14)', () => {
+    const roleArn = (fn: { role?: unknown }) => ({
+      'Fn::GetAtt': [stack.getLogicalId((fn.role as { node: { defaultChild: never } }).node.defaultChild), 'Arn'],
+    });
+    for (const topic of [d.onlineTopic, d.offlineTopic]) {
+      const id = logicalId(stack, topic as sns.Topic);
+      expect(resources(template, 'AWS::SNS::Topic')[id]!.Properties.SignatureVersion).toBe('2');
+      const policy = Object.values(resources(template, 'AWS::SNS::TopicPolicy')).find((p) =>
+        JSON.stringify(p.Properties.Topics).includes(id),
+      );
+      expect(policy).toBeDefined();
+      expect((policy!.Properties.PolicyDocument as { Statement: unknown[] }).Statement).toContainEqual(
+        expect.objectContaining({
+          Effect: 'Deny',
+          Action: 'sns:Publish',
+          Condition: {
+            ArnNotEquals: { 'aws:PrincipalArn': [roleArn(d.ingestSqsFunction!), roleArn(d.sweepFunction)] },
+          },
+        }),
+      );
+    }
+  });
+
   it('bundles every function as nodejs22.x on arm64 with a log group of bounded retention', () => {
     const fns = Object.values(resources(template, 'AWS::Lambda::Function'));
     expect(fns).toHaveLength(4);
