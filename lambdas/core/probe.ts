@@ -27,11 +27,14 @@ export function probeBody(key: Uint8Array, probeAt: number, partition: string, s
   return JSON.stringify({ probe: probeAt, partition, sig: signProbe(key, probeAt, source) });
 }
 
-/** Cheap test before the key is even looked up: only a body shaped like `probeBody` can be a probe. */
+const PREFIX_BYTES = Buffer.from(PREFIX);
+
+/** Cheap test before the key is even looked up, run on every record: only a body shaped like `probeBody` can be a
+ * probe, and bytes are compared without decoding them. */
 export function mayBeProbe(body: string | Uint8Array): boolean {
   if (body.length > MAX_PROBE_BYTES) return false;
-  const text = typeof body === 'string' ? body : Buffer.from(body).toString('utf8');
-  return text.startsWith(PREFIX);
+  if (typeof body === 'string') return body.startsWith(PREFIX);
+  return body.length >= PREFIX_BYTES.length && PREFIX_BYTES.every((byte, i) => body[i] === byte);
 }
 
 /** The stamp of a genuine probe read from `source`, or undefined: then the record is a device payload like any other. */

@@ -1,8 +1,9 @@
 // DynamoDB's item size and write billing rules, for tests that check what a write costs without an engine (the
 // memory store) or that check an engine's item against a bound.
 //   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html
-import type { DeviceState } from '../../lambdas/core/device.js';
+
 import { A, KEY } from '../../lambdas/core/table-schema.js';
+import type { StoredDevice } from './memory-store.js';
 
 /** Bytes of an item as DynamoDB sizes it: attribute names plus values; a string is its UTF-8 bytes, a number about
  * one byte per two significant digits plus one, a list or map 3 bytes plus 1 per element plus the elements. */
@@ -31,15 +32,8 @@ export function writeUnits(beforeBytes: number, afterBytes = 0): number {
   return Math.max(1, Math.ceil(Math.max(beforeBytes, afterBytes) / 1024));
 }
 
-/** A device as the memory store keeps it. */
-type StoredItem = DeviceState & {
-  expiresAt?: number;
-  outboxShard?: string;
-  outboxAt?: number;
-  outboxSeq?: number;
-  offlineShard?: string;
-  offlineKey?: string;
-};
+/** A device as the memory store keeps it (a type-only import: no cycle at run time). */
+type StoredItem = StoredDevice;
 
 /** The device item as the DynamoDB adapter stores it, for its size. */
 export function toItem(item: StoredItem): Record<string, unknown> {
