@@ -1,6 +1,6 @@
 // The ingest use case: a batch of raw records in, device state written, transitions committed and published,
 // rejects sent away, and the exact set of records that must be retried out. No AWS here: ports only.
-import { mapLimit } from './concurrency.js';
+import { mapLimit, mapSettled } from './concurrency.js';
 import type { IngestConfig } from './config.js';
 import { type DeviceState, keptForMuteUntil, policyOf } from './device.js';
 import type { DeviceCache } from './device-cache.js';
@@ -8,7 +8,15 @@ import { deadlineOf, flapFieldsOf, recordTransition, startedFlapping, transition
 import { type Parsed, parsePayload, type RejectReason } from './message.js';
 import { relayOutboxes } from './outbox.js';
 import { offlineAt, type Policy, samePolicy, typePolicies } from './policy.js';
-import type { CommitRequest, DeviceStore, EventPublisher, RejectedRecord, RejectSink, TouchRequest } from './ports.js';
+import type {
+  CommitRequest,
+  DeviceStore,
+  EventPublisher,
+  RejectedRecord,
+  RejectSink,
+  SightingLog,
+  TouchRequest,
+} from './ports.js';
 import { type EntryClaim, mayBeProbe, type ProbeKeyStore, readEntry, readProbe } from './probe.js';
 import { shardOf } from './shard.js';
 import { STATUS } from './table-schema.js';
@@ -42,7 +50,12 @@ export interface IngestDeps {
   now: () => number;
   /** The key that tells the dispatcher's probes from everything else; without it no record is a probe. */
   probeKey?: Pick<ProbeKeyStore, 'get'>;
+  /** The batched engine: the batch's sightings go to the shards' logs instead of the device items (batched.ts). */
+  sightings?: Pick<SightingLog, 'append'>;
 }
+
+/** What writing device updates needs. */
+export type WriteDeps = Pick<IngestDeps, 'config' | 'store' | 'publisher' | 'cache' | 'now'>;
 
 /** A probe that may raise its partition's watermark: every record before it (or, in an unordered source, every
  * record of the batch) was committed. */
@@ -84,7 +97,7 @@ export interface IngestResult {
   undeliveredRejections?: RejectedRecord[];
 }
 
-interface DeviceUpdate {
+export interface DeviceUpdate {
   deviceId: string;
   lastSeen: number;
   deviceType?: string;
@@ -97,6 +110,8 @@ type UpdateOutcome =
   | { kind: 'failed'; error: unknown; units: number };
 
 const MAX_ATTEMPTS = 5;
+/** Shards one batch appends to at once. */
+const APPEND_CONCURRENCY = 16;
 
 export async function ingestBatch(
   records: readonly IngestRecord[],
@@ -165,10 +180,13 @@ export async function ingestBatch(
   stats.probes = probes.length;
   stats.updates = updates.size;
 
-  const [rejectResult, outcomes] = await Promise.all([
+  const [rejectResult, written] = await Promise.all([
     rejections.length > 0 ? deps.rejects.send(rejections) : { failed: [] },
-    mapLimit([...updates.values()], config.writeConcurrency, (update) => applyUpdate(update, deps)),
+    deps.sightings
+      ? appendSightings([...updates.values()], deps.sightings, deps.config.shardCount, stats)
+      : writeUpdates([...updates.values()], deps, stats),
   ]);
+  for (const id of written.failedRecordIds) failed.add(id);
 
   for (const rejection of rejections) {
     stats.rejected[rejection.reason] = (stats.rejected[rejection.reason] ?? 0) + 1;
@@ -180,8 +198,36 @@ export async function ingestBatch(
   const undeliveredRejections = options.ordered ? rejectResult.failed : [];
   if (!options.ordered) for (const rejection of rejectResult.failed) failed.add(rejection.recordId);
 
+  const firstFailure = options.ordered
+    ? records.findIndex((record) => failed.has(record.id))
+    : failed.size > 0
+      ? -2
+      : -1;
+  const creditable = probes
+    .filter((probe) => firstFailure === -1 || (firstFailure >= 0 && probe.index < firstFailure))
+    .map(({ index: _index, ...probe }) => probe);
+  return {
+    failedRecordIds: failed,
+    probes: creditable,
+    stats,
+    ...(undeliveredRejections.length > 0 ? { undeliveredRejections } : {}),
+  };
+}
+
+/** The per-device engine's write path: each device's update written to its item (the happy-path touch, or a
+ * transition), then the transitions published through their outboxes. Also the batched engine's sweep, for the few
+ * devices its shard state cannot settle in memory (batched.ts). */
+export async function writeUpdates(
+  updates: readonly DeviceUpdate[],
+  deps: WriteDeps,
+  stats: IngestStats,
+): Promise<{ failedRecordIds: Set<string>; errors: unknown[] }> {
+  const { config } = deps;
+  const failed = new Set<string>();
+  const errors: unknown[] = [];
+  const outcomes = await mapLimit(updates, config.writeConcurrency, (update) => applyUpdate(update, deps));
   const transitions: DeviceState[] = [];
-  [...updates.values()].forEach((update, i) => {
+  updates.forEach((update, i) => {
     const outcome = outcomes[i]!;
     stats.writeUnits += outcome.units;
     switch (outcome.kind) {
@@ -205,36 +251,58 @@ export async function ingestBatch(
         break;
       case 'failed':
         stats.failedWrites++;
+        errors.push(outcome.error);
         for (const id of update.recordIds) failed.add(id);
         break;
     }
   });
-
   if (transitions.length > 0) {
     const relay = await relayOutboxes(transitions, deps.store, deps.publisher, {
       handover: { now: deps.now(), liveForMs: config.outboxRepublishAfterMs },
     });
-    stats.published = relay.published;
-    stats.publishFailures = relay.failed;
+    stats.published += relay.published;
+    stats.publishFailures += relay.failed;
   }
-
-  const firstFailure = options.ordered
-    ? records.findIndex((record) => failed.has(record.id))
-    : failed.size > 0
-      ? -2
-      : -1;
-  const creditable = probes
-    .filter((probe) => firstFailure === -1 || (firstFailure >= 0 && probe.index < firstFailure))
-    .map(({ index: _index, ...probe }) => probe);
-  return {
-    failedRecordIds: failed,
-    probes: creditable,
-    stats,
-    ...(undeliveredRejections.length > 0 ? { undeliveredRejections } : {}),
-  };
+  return { failedRecordIds: failed, errors };
 }
 
-async function applyUpdate(update: DeviceUpdate, deps: IngestDeps): Promise<UpdateOutcome> {
+/** The batched engine's write path: one sighting record per shard for the whole batch, no device item written. A
+ * shard whose record could not be appended fails every record that named one of its devices. */
+async function appendSightings(
+  updates: readonly DeviceUpdate[],
+  log: Pick<SightingLog, 'append'>,
+  shardCount: number,
+  stats: IngestStats,
+): Promise<{ failedRecordIds: Set<string> }> {
+  const byShard = new Map<string, DeviceUpdate[]>();
+  for (const update of updates) {
+    const shard = shardOf(update.deviceId, shardCount);
+    byShard.set(shard, [...(byShard.get(shard) ?? []), update]);
+  }
+  const failed = new Set<string>();
+  const appended = await mapSettled([...byShard], APPEND_CONCURRENCY, ([shard, batch]) =>
+    log.append(shard, {
+      sightings: batch.map(({ deviceId, lastSeen, deviceType }) => ({
+        deviceId,
+        lastSeen,
+        ...(deviceType ? { deviceType } : {}),
+      })),
+    }),
+  );
+  appended.forEach((result, i) => {
+    const batch = byShard.get([...byShard.keys()][i]!)!;
+    if (result.status === 'fulfilled') {
+      stats.written += batch.length;
+      stats.writeUnits += result.value.units ?? 0;
+    } else {
+      stats.failedWrites += batch.length;
+      for (const update of batch) for (const id of update.recordIds) failed.add(id);
+    }
+  });
+  return { failedRecordIds: failed };
+}
+
+async function applyUpdate(update: DeviceUpdate, deps: WriteDeps): Promise<UpdateOutcome> {
   const { config, cache } = deps;
   const cached = cache.get(update.deviceId);
   const knownType = update.deviceType ?? cached?.deviceType;
@@ -344,7 +412,7 @@ function deadlineToMove(cached: NonNullable<ReturnType<DeviceCache['get']>>, las
 function planCommit(
   current: DeviceState | undefined,
   update: DeviceUpdate,
-  deps: IngestDeps,
+  deps: WriteDeps,
 ): { request: CommitRequest } | undefined {
   const { config } = deps;
   const t = update.lastSeen;
@@ -412,7 +480,7 @@ function planCommit(
 
 /** Raises a just-written device's expiry to `keep` (a mute's need), changing nothing else: conditional on the item
  * being as written. */
-function keepForMute(written: DeviceState, keep: number, deps: IngestDeps): CommitRequest {
+function keepForMute(written: DeviceState, keep: number, deps: WriteDeps): CommitRequest {
   const { deviceId, outbox: _outbox, override: _override, skipHorizon: _skipHorizon, ...state } = written;
   return {
     deviceId,

@@ -198,3 +198,50 @@ export interface AdminStore {
    * call, not one to poll. */
   counts(deviceTypes: string[]): Promise<Record<string, TypeCounts>>;
 }
+
+/** The batched engine (batched.ts): what the ingest saw of a device in one batch. */
+export interface Sighting {
+  deviceId: string;
+  lastSeen: number;
+  deviceType?: string;
+}
+
+/** What one read of a shard's log returned: sightings, and the devices an operator changed (whose items the sweep
+ * re-reads while their note is in the read window). */
+export interface LogRead {
+  sightings: Sighting[];
+  notes: string[];
+}
+
+/** A shard's log of sightings and operator notes (batched engine). Records are stamped by the writer's clock when
+ * appended and kept for a retention far longer than any read window. */
+export interface SightingLog {
+  append(shard: string, record: { sightings?: Sighting[]; notes?: string[] }): Promise<Billed>;
+  /** Every record stamped after `after`, strongly consistent. */
+  read(shard: string, after: number): Promise<LogRead & Billed>;
+}
+
+/** A shard's persisted state (batched engine): a version, a checkpoint of every entry, and the journals of the
+ * changes committed since. */
+export interface StoredShard<E> {
+  version: number;
+  /** Sightings stamped after this were not merged into the checkpoint: a cold start reads the log from here. */
+  position: number;
+  /** The checkpoint's entries with every journal since applied, in order. */
+  entries: Map<string, E>;
+  /** How many journals follow the checkpoint. */
+  journals: number;
+}
+
+export interface ShardStateStore<E> {
+  /** The version of the shard's state, or 0 when it has none yet (one small strongly consistent read). */
+  version(shard: string): Promise<number>;
+  load(shard: string): Promise<StoredShard<E> | undefined>;
+  /** Applies only while the shard is still at `expectVersion`: either a journal of the entries changed (undefined:
+   * removed), or a checkpoint of them all taken at `position`. False when another job saved first. */
+  save(
+    shard: string,
+    expectVersion: number,
+    change: { journal: Map<string, E | undefined> } | { checkpoint: Map<string, E>; position: number },
+  ): Promise<boolean>;
+}

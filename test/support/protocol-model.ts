@@ -20,6 +20,12 @@
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { type AdminDeps, forget, mute, setPolicy, unmute } from '../../lambdas/core/admin.js';
+import {
+  type BatchedSettings,
+  notingAdminStore,
+  type StateCache,
+  sweepBatchedShard,
+} from '../../lambdas/core/batched.js';
 import { type IngestConfig, loadIngestConfig } from '../../lambdas/core/config.js';
 import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
@@ -32,13 +38,14 @@ import {
   ingestBatch,
 } from '../../lambdas/core/ingest.js';
 import type { Policy } from '../../lambdas/core/policy.js';
-import type { AdminStore, CommitRequest, DeviceStore, EventPublisher } from '../../lambdas/core/ports.js';
+import type { AdminStore, CommitRequest, DeviceStore, EventPublisher, SightingLog } from '../../lambdas/core/ports.js';
 import { probeBody } from '../../lambdas/core/probe.js';
 import { recordProgress } from '../../lambdas/core/progress.js';
 import { type SweepDeps, type SweepJob, sweepShard } from '../../lambdas/core/sweep.js';
 import { sweepCutoff, type WatermarkSnapshot, type WatermarkStore } from '../../lambdas/core/watermark.js';
 import { random as seededRandom } from '../../local/random.js';
 import { KinesisShardModel } from './kinesis-model.js';
+import { MemoryShardStates, MemorySightingLog } from './memory-batched.js';
 import { MemoryWatermarks } from './memory-watermarks.js';
 import { SqsModel } from './sqs-model.js';
 import { MemoryJobQueue } from './sweep-harness.js';
@@ -118,6 +125,7 @@ type Action =
   | OperatorAction;
 
 export type SourceKind = 'sqs' | 'kinesis';
+export type Engine = 'per-device' | 'batched';
 
 export interface Scenario {
   /** Where devices send: an SQS queue, or one Kinesis shard. */
@@ -256,6 +264,9 @@ export interface ScenarioStats {
   held: number;
   credited: number;
   deadLettered: number;
+  /** Batched engine: sightings merged in memory, devices settled through their items, sweeps on a warm state, saves
+   * that lost to a concurrent job of the shard. */
+  batched?: { merged: number; slow: number; warm: number; conflicts: number; checkpoints: number };
 }
 
 interface Sent {
@@ -267,7 +278,14 @@ interface Sent {
 export async function runScenario(
   scenario: Scenario,
   base: DeviceStore & AdminStore,
-  options: { prefix?: string; mutant?: Mutant; stats?: ScenarioStats; flap?: boolean } = {},
+  options: {
+    prefix?: string;
+    mutant?: Mutant;
+    stats?: ScenarioStats;
+    flap?: boolean;
+    /** The batched engine: the ingest appends sightings to shard logs, the sweep keeps each shard's state. */
+    engine?: Engine;
+  } = {},
 ): Promise<void> {
   const prefix = options.prefix ?? '';
   const stats = options.stats;
@@ -312,6 +330,16 @@ export async function runScenario(
   let muteEnd = T0;
   const violations: string[] = [];
   let messages = 0;
+  const batched = options.engine === 'batched';
+  const sightingLog = new MemorySightingLog(() => clock.t);
+  const shardStates = new MemoryShardStates();
+  /** Two sweep containers, each with its warm shard states. */
+  const stateCaches: StateCache[] = [new Map(), new Map()];
+  const batchedSettings: BatchedSettings = {
+    lookbackMs: BATCH_TIMEOUT_MS,
+    checkpointEveryMs: 30_000,
+    refreshAfterMs: config.housekeepingTtlMs / 2,
+  };
 
   const publisher = (faults: Faults): EventPublisher => {
     let calls = 0;
@@ -398,7 +426,17 @@ export async function runScenario(
         return base.queryOutbox(shard, before, limit, cursor);
       },
     };
-    return { store, hung };
+    const log: SightingLog = {
+      append: async (shard, record) => {
+        await step(record.sightings?.find((s) => faults.throttled?.includes(s.deviceId))?.deviceId);
+        return sightingLog.append(shard, record);
+      },
+      read: async (shard, after) => {
+        await step();
+        return sightingLog.read(shard, after);
+      },
+    };
+    return { store, log, hung };
   };
 
   /** One invocation of the SQS ingest handler: a receive, the batch, holds and credits, the partial response. */
@@ -414,10 +452,11 @@ export async function runScenario(
       ...(m.receives !== undefined ? { receiptHandle: m.id, receiveCount: m.receives } : {}),
     }));
     const throttled = action.throttled.map((i) => deviceIds[i % deviceIds.length]!);
-    const { store, hung } = storeFor({ ...action, throttled }, random);
+    const { store, log: faultyLog, hung } = storeFor({ ...action, throttled }, random);
     const deps: IngestDeps = {
       config,
       store,
+      ...(batched ? { sightings: faultyLog } : {}),
       publisher: publisher(action),
       rejects: { send: async () => ({ failed: [] }) },
       cache: caches[action.container % caches.length]!,
@@ -494,6 +533,9 @@ export async function runScenario(
     let startedAt: number | undefined;
     let snapshot: WatermarkSnapshot | undefined;
     const offline: CommitRequest[] = [];
+    const faulty = storeFor(action.crash === 'timeout' ? { ...action, crash: 'none' } : action, random, (request) =>
+      offline.push(request),
+    );
     const deps: SweepDeps = {
       settings: {
         toleranceMs: 0,
@@ -504,9 +546,7 @@ export async function runScenario(
         flapDamping: flapDampingByType(config.deviceTypes),
       },
       // A sweep that times out is a job retried later, which the crashes already cover.
-      store: storeFor(action.crash === 'timeout' ? { ...action, crash: 'none' } : action, random, (request) =>
-        offline.push(request),
-      ).store,
+      store: faulty.store,
       publisher: publisher(action),
       watermarks: {
         read: async () => {
@@ -523,9 +563,27 @@ export async function runScenario(
     };
     clock.step = action.stepMs ?? 0;
     try {
-      const result = await sweepShard(job, deps);
+      const batchedResult = batched
+        ? await sweepBatchedShard(job, {
+            ...deps,
+            table: deps.store,
+            log: faulty.log,
+            states: shardStates,
+            ingest: config,
+            batched: batchedSettings,
+            cache: stateCaches[(action.budgetMs ?? 0) % stateCaches.length],
+          })
+        : undefined;
+      const result = batchedResult ?? (await sweepShard(job, deps));
       for (const error of result.errors) if (!(error instanceof Crashed)) throw error;
       if (stats && result.continued) stats.continuations++;
+      if (stats?.batched && batchedResult) {
+        stats.batched.merged += batchedResult.merged;
+        stats.batched.slow += batchedResult.slow;
+        if (batchedResult.warm) stats.batched.warm++;
+        if (batchedResult.saved === 'conflict') stats.batched.conflicts++;
+        if (batchedResult.saved === 'checkpoint') stats.batched.checkpoints++;
+      }
       if (stats) stats.crashes += result.errors.length;
     } catch (error) {
       if (!(error instanceof Crashed)) throw error;
@@ -539,7 +597,7 @@ export async function runScenario(
   };
 
   const adminDeps = (): AdminDeps => ({
-    store: base,
+    store: batched ? notingAdminStore(base, sightingLog, SHARDS) : base,
     deviceTypes: config.deviceTypes,
     housekeepingTtlMs: config.housekeepingTtlMs,
     now: () => clock.t,
