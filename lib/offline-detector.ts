@@ -1,4 +1,4 @@
-// The OfflineDetector construct. Its structure follows the flow of DESIGN.md §2: ingest sources → ingest Lambdas →
+// The OfflineDetector construct. Its structure follows the flow of docs/design.md §2: ingest sources → ingest Lambdas →
 // devices table → (scheduler → dispatch → sweep queue → sweep Lambda) → event topics, then the dashboard and alarms.
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,7 +93,7 @@ export interface KinesisIngestOptions {
   readonly maxBatchingWindow?: Duration;
   /** Concurrent batches per shard. Must be 1; anything else is refused at synth (and by the Kinesis ingest at
    * start, from KINESIS_PARALLELIZATION_FACTOR): watermark probes rely on per-shard order, which a factor above 1
-   * keeps only per partition key (DESIGN.md §5.3). Scale with shards instead. @default 1 */
+   * keeps only per partition key (docs/design.md §6.2). Scale with shards instead. @default 1 */
   readonly parallelizationFactor?: number;
   /** Records older than this go to the on-failure queue instead of being retried. @default 12 hours */
   readonly maxRecordAge?: Duration;
@@ -273,7 +273,7 @@ export class OfflineDetector extends Construct {
       const warmThroughput = props.warmThroughput?.indexes?.[index];
       return warmThroughput ? { warmThroughput } : {};
     };
-    // ── Devices table (DESIGN.md §3). SSE with the AWS managed key by default: encrypted at rest with key use
+    // ── Devices table (docs/design.md §3). SSE with the AWS managed key by default: encrypted at rest with key use
     // logged in CloudTrail, no key policy to maintain and no kms grants for the Lambdas; pass a customer key via
     // `tableEncryption` where policy demands one (the grants below then include it).
     this.table = new dynamodb.TableV2(this, 'Table', {
@@ -316,7 +316,7 @@ export class OfflineDetector extends Construct {
       ],
     });
 
-    // ── Event topics (DESIGN.md §6) and the ops topic, under one rotated customer key: CloudWatch alarms can only
+    // ── Event topics (docs/design.md §7) and the ops topic, under one rotated customer key: CloudWatch alarms can only
     // publish to an encrypted topic whose key policy lets them, which the AWS managed aws/sns key cannot.
     this.topicKey = new kms.Key(this, 'TopicKey', {
       description: 'offline-detector SNS topics',
@@ -711,7 +711,7 @@ export class OfflineDetector extends Construct {
   }
 
   /** Device types as the Lambdas read them (DEVICE_TYPES), validated here with the Lambdas' own parser so a bad
-   * configuration fails at synth rather than at cold start; also checks the watermark bound of DESIGN.md §5.3. */
+   * configuration fails at synth rather than at cold start; also checks the watermark bound of docs/design.md §6.4. */
   private deviceTypesJson(
     props: OfflineDetectorProps,
     tolerance: Duration,

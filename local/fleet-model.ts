@@ -53,7 +53,7 @@ export function toleranceOf(scenario: Scenario): number {
   return scenario.watermarkToleranceMs ?? scenario.sweepTickSeconds * 1000 + 7_000;
 }
 
-/** Checks a scenario beyond its shape: the watermark bound per type (DESIGN.md §5.3), counting jitter. */
+/** Checks a scenario beyond its shape: the watermark bound per type (docs/design.md §6.4), counting jitter. */
 export function scenarioProblems(scenario: Scenario): string[] {
   const problems: string[] = [];
   const tolerance = toleranceOf(scenario);

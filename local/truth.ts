@@ -1,5 +1,5 @@
 // Judges the detector's events against what the simulated fleet really did. Time basis: a message's *entry time*
-// (when it entered the ingest queue, SQS SentTimestamp), the same basis the detector uses (DESIGN.md §4.2).
+// (when it entered the ingest queue, SQS SentTimestamp), the same basis the detector uses (docs/design.md §4.1).
 //
 // - false offline: an offline event claims the device was silent from its `lastSeen` until `since` (= lastSeen +
 //   timeout + precision). It is false when, by the truth's entry times, the device was never silent for `timeout`

@@ -748,7 +748,7 @@ describe('OfflineDetector (embedded)', () => {
     }
   });
 
-  it('warns when the watermark tolerance does not fit a device type (DESIGN.md §5.3)', () => {
+  it('warns when the watermark tolerance does not fit a device type (docs/design.md §6.4)', () => {
     const { stack } = construct({
       deviceTypes: {
         tight: { timeout: Duration.seconds(40), heartbeat: Duration.seconds(20) },
