@@ -174,6 +174,8 @@ export function scenarioArb(options: {
   operators?: boolean;
   /** @default both */
   sources?: SourceKind[];
+  /** Longest gap before a device's message. @default 2,500 ms */
+  maxGapMs?: number;
 }): fc.Arbitrary<Scenario> {
   const device = fc.nat(options.maxDevices - 1);
   const actions: Array<fc.WeightedArbitrary<Action>> = [
@@ -182,7 +184,7 @@ export function scenarioArb(options: {
       arbitrary: fc.record({
         kind: fc.constant('send' as const),
         device,
-        gapMs: fc.nat(2_500),
+        gapMs: fc.nat(options.maxGapMs ?? 2_500),
         typed: fc.boolean(),
         probeField: fc.boolean(),
       }),
@@ -251,7 +253,11 @@ export type Mutant =
   | 'probe-field-is-probe'
   /** Probes are not secret (a producer signs with the deployment's key) and a shard credits a probe's stamp, not its
    * arrival: the first version. */
-  | 'forgeable-probes';
+  | 'forgeable-probes'
+  /** Batched engine: operators' changes leave no note in the shard's log, so the sweep trusts its state. */
+  | 'batched-no-notes'
+  /** Batched engine: each read of the log starts where the last one ended, with no look back. */
+  | 'batched-no-lookback';
 
 export interface ScenarioStats {
   /** Offline events published before the final catch-up phase. */
@@ -533,9 +539,10 @@ export async function runScenario(
     let startedAt: number | undefined;
     let snapshot: WatermarkSnapshot | undefined;
     const offline: CommitRequest[] = [];
-    const faulty = storeFor(action.crash === 'timeout' ? { ...action, crash: 'none' } : action, random, (request) =>
-      offline.push(request),
-    );
+    // A per-device sweep that times out is a job retried later, which the crashes already cover. A batched one can
+    // die between its commits and the save of its shard state, and the runtime is reset (its warm states gone).
+    const dies = batched && action.crash === 'timeout';
+    const faulty = storeFor(dies ? action : { ...action, crash: 'none' }, random, (request) => offline.push(request));
     const deps: SweepDeps = {
       settings: {
         toleranceMs: 0,
@@ -545,7 +552,6 @@ export async function runScenario(
         republishAfterMs: options.mutant === 'no-republish' ? 1e12 : REPUBLISH_AFTER_MS,
         flapDamping: flapDampingByType(config.deviceTypes),
       },
-      // A sweep that times out is a job retried later, which the crashes already cover.
       store: faulty.store,
       publisher: publisher(action),
       watermarks: {
@@ -563,17 +569,23 @@ export async function runScenario(
     };
     clock.step = action.stepMs ?? 0;
     try {
-      const batchedResult = batched
-        ? await sweepBatchedShard(job, {
+      const cache = stateCaches[(action.budgetMs ?? 0) % stateCaches.length]!;
+      const job$ = batched
+        ? sweepBatchedShard(job, {
             ...deps,
             table: deps.store,
             log: faulty.log,
             states: shardStates,
             ingest: config,
-            batched: batchedSettings,
-            cache: stateCaches[(action.budgetMs ?? 0) % stateCaches.length],
+            batched: options.mutant === 'batched-no-lookback' ? { ...batchedSettings, lookbackMs: 0 } : batchedSettings,
+            cache,
           })
         : undefined;
+      const batchedResult = job$ && (await Promise.race([job$, faulty.hung.then(() => undefined)]));
+      if (job$ && !batchedResult) {
+        cache.clear();
+        throw new Crashed('sweep timed out');
+      }
       const result = batchedResult ?? (await sweepShard(job, deps));
       for (const error of result.errors) if (!(error instanceof Crashed)) throw error;
       if (stats && result.continued) stats.continuations++;
@@ -597,7 +609,7 @@ export async function runScenario(
   };
 
   const adminDeps = (): AdminDeps => ({
-    store: batched ? notingAdminStore(base, sightingLog, SHARDS) : base,
+    store: batched && options.mutant !== 'batched-no-notes' ? notingAdminStore(base, sightingLog, SHARDS) : base,
     deviceTypes: config.deviceTypes,
     housekeepingTtlMs: config.housekeepingTtlMs,
     now: () => clock.t,
