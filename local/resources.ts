@@ -9,7 +9,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { CreateTopicCommand, DeleteTopicCommand, type SNSClient, SubscribeCommand } from '@aws-sdk/client-sns';
 import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { A, DEADLINE_INDEX, KEY, OFFLINE_INDEX, OUTBOX_INDEX } from '../lambdas/core/table-schema.js';
+import { A, DEADLINE_INDEX, KEY, OFFLINE_INDEX, OUTBOX_INDEX, SHARD_TABLE } from '../lambdas/core/table-schema.js';
 
 export function deviceTableInput(tableName: string): CreateTableCommandInput {
   return {
@@ -56,6 +56,30 @@ export function deviceTableInput(tableName: string): CreateTableCommandInput {
 
 export async function createDeviceTable(dynamodb: DynamoDBClient, tableName: string): Promise<() => Promise<void>> {
   await dynamodb.send(new CreateTableCommand(deviceTableInput(tableName)));
+  await waitUntilTableExists({ client: dynamodb, maxWaitTime: 60 }, { TableName: tableName });
+  return async () => {
+    await dynamodb.send(new DeleteTableCommand({ TableName: tableName }));
+  };
+}
+
+/** The batched engine's shard table (table-schema.ts SHARD_TABLE). */
+export function shardTableInput(tableName: string): CreateTableCommandInput {
+  return {
+    TableName: tableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [
+      { AttributeName: SHARD_TABLE.partitionKey, AttributeType: 'S' },
+      { AttributeName: SHARD_TABLE.sortKey, AttributeType: 'S' },
+    ],
+    KeySchema: [
+      { AttributeName: SHARD_TABLE.partitionKey, KeyType: 'HASH' },
+      { AttributeName: SHARD_TABLE.sortKey, KeyType: 'RANGE' },
+    ],
+  };
+}
+
+export async function createShardTable(dynamodb: DynamoDBClient, tableName: string): Promise<() => Promise<void>> {
+  await dynamodb.send(new CreateTableCommand(shardTableInput(tableName)));
   await waitUntilTableExists({ client: dynamodb, maxWaitTime: 60 }, { TableName: tableName });
   return async () => {
     await dynamodb.send(new DeleteTableCommand({ TableName: tableName }));

@@ -127,3 +127,16 @@ export function spillKey(deviceId: string, n: number): string {
 export const WATERMARKS_KEY = '#watermarks';
 
 export const DEFAULT_SHARD_COUNT = 64;
+
+/** The batched engine's second table (batched.ts): the shards' logs and states, keyed `pk` + `sort`. Log records
+ * (`log/<shard>`, sort `<stamp>#<id>`) and state items (`state/<shard>`: `head`, checkpoint chunks, journals) expire
+ * by TTL, which deletes for free: nothing here is ever deleted by a request. */
+export const SHARD_TABLE = {
+  partitionKey: 'pk',
+  sortKey: 'sort',
+  ttl: 'expiresAt',
+  /** Compressed payload of a record, chunk or journal. */
+  data: 'd',
+  logKey: (shard: string) => `log/${shard}`,
+  stateKey: (shard: string) => `state/${shard}`,
+} as const;

@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { EventTopics } from '../../lambdas/adapters/event-topics.js';
+import { DynamoShardStates, DynamoSightingLog } from '../../lambdas/adapters/shard-log.js';
 import { SweepQueue } from '../../lambdas/adapters/sweep-queue.js';
 import { mapLimit } from '../../lambdas/core/concurrency.js';
 import { loadIngestConfig } from '../../lambdas/core/config.js';
@@ -23,7 +24,7 @@ import {
 } from '../../lambdas/core/sweep.js';
 import { metrics } from '../../lambdas/runtime.js';
 import { report, sweepHandler } from '../../lambdas/sweep.js';
-import { createDeviceTable, createQueue, type Queue } from '../../local/resources.js';
+import { createDeviceTable, createQueue, createShardTable, type Queue } from '../../local/resources.js';
 import { createTestStack, drainQueue, SUITE, type TestStack, testClients, uniqueName } from '../support/aws.js';
 import { lambdaContext } from '../support/lambda-events.js';
 import { MemoryWatermarks } from '../support/memory-watermarks.js';
@@ -502,6 +503,34 @@ describe('sweep on DynamoDB Local and fauxqs', () => {
     await fc.assert(
       fc.asyncProperty(scenarioArb({ maxDevices: 4, maxActions: 40, operators: true }), async (scenario) => {
         await runScenario(scenario, store, { prefix: `r${++run}-`, flap });
+      }),
+      { numRuns },
+    );
+  });
+
+  it.each([
+    ['', false, 20],
+    [' with flap damping on', true, 10],
+  ] as const)('property: the batched engine under faults on DynamoDB Local keeps I1–I4%s', async (_, flap, numRuns) => {
+    const tableName = uniqueName('batched-model');
+    const shardTable = uniqueName('batched-shards');
+    drops.push(await createDeviceTable(clients.dynamodb, tableName));
+    drops.push(await createShardTable(clients.dynamodb, shardTable));
+    const store = new DynamoDeviceStore(clients.dynamodb, { tableName });
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(scenarioArb({ maxDevices: 4, maxActions: 40, operators: true }), async (scenario) => {
+        const prefix = `r${++run}-`;
+        const options = { retentionMs: 3_600_000, prefix };
+        await runScenario(scenario, store, {
+          prefix,
+          flap,
+          engine: 'batched',
+          shardStores: (now) => ({
+            log: new DynamoSightingLog(clients.dynamodb, shardTable, { ...options, now }),
+            states: new DynamoShardStates(clients.dynamodb, shardTable, options),
+          }),
+        });
       }),
       { numRuns },
     );

@@ -23,6 +23,7 @@ import { type AdminDeps, forget, mute, setPolicy, unmute } from '../../lambdas/c
 import {
   type BatchedSettings,
   notingAdminStore,
+  type ShardEntry,
   type StateCache,
   sweepBatchedShard,
 } from '../../lambdas/core/batched.js';
@@ -38,7 +39,14 @@ import {
   ingestBatch,
 } from '../../lambdas/core/ingest.js';
 import type { Policy } from '../../lambdas/core/policy.js';
-import type { AdminStore, CommitRequest, DeviceStore, EventPublisher, SightingLog } from '../../lambdas/core/ports.js';
+import type {
+  AdminStore,
+  CommitRequest,
+  DeviceStore,
+  EventPublisher,
+  ShardStateStore,
+  SightingLog,
+} from '../../lambdas/core/ports.js';
 import { probeBody } from '../../lambdas/core/probe.js';
 import { recordProgress } from '../../lambdas/core/progress.js';
 import { type SweepDeps, type SweepJob, sweepShard } from '../../lambdas/core/sweep.js';
@@ -291,6 +299,8 @@ export async function runScenario(
     flap?: boolean;
     /** The batched engine: the ingest appends sightings to shard logs, the sweep keeps each shard's state. */
     engine?: Engine;
+    /** Where the batched engine keeps its logs and states (stamping by the clock given). @default in memory */
+    shardStores?: (now: () => number) => { log: SightingLog; states: ShardStateStore<ShardEntry> };
   } = {},
 ): Promise<void> {
   const prefix = options.prefix ?? '';
@@ -337,8 +347,10 @@ export async function runScenario(
   const violations: string[] = [];
   let messages = 0;
   const batched = options.engine === 'batched';
-  const sightingLog = new MemorySightingLog(() => clock.t);
-  const shardStates = new MemoryShardStates();
+  const { log: sightingLog, states: shardStates } = options.shardStores?.(() => clock.t) ?? {
+    log: new MemorySightingLog(() => clock.t),
+    states: new MemoryShardStates(),
+  };
   /** Two sweep containers, each with its warm shard states. */
   const stateCaches: StateCache[] = [new Map(), new Map()];
   const batchedSettings: BatchedSettings = {
