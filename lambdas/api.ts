@@ -4,15 +4,27 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context, LambdaFunctionURLEvent, LambdaFunctionURLResult } from 'aws-lambda';
 import { DynamoDeviceStore } from './adapters/device-store.js';
+import { DynamoSightingLog } from './adapters/shard-log.js';
 import type { AdminDeps } from './core/admin.js';
 import { type ApiRequest, handleApi, loadApiConfig, MAX_BODY_BYTES } from './core/api.js';
-import type { Env } from './core/config.js';
+import { notingAdminStore } from './core/batched.js';
+import { type Env, loadBatchedEngine } from './core/config.js';
 import { type AwsClients, awsClients, logger, once } from './runtime.js';
 
 export function apiDepsFromEnv(env: Env, clients: Pick<AwsClients, 'dynamodb'> = awsClients()): AdminDeps {
   const config = loadApiConfig(env);
+  const batched = loadBatchedEngine(env);
+  const store = new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName, shardCount: config.shardCount });
   return {
-    store: new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName, shardCount: config.shardCount }),
+    // On the batched engine an operator's change also leaves a note for the sweep of the device's shard.
+    store: batched
+      ? notingAdminStore(
+          store,
+          new DynamoSightingLog(clients.dynamodb, batched.shardTableName, { retentionMs: batched.retentionMs }),
+          config.shardCount,
+        )
+      : store,
+    ...(batched ? { engine: 'batched' as const } : {}),
     deviceTypes: config.deviceTypes,
     housekeepingTtlMs: config.housekeepingTtlMs,
     now: Date.now,

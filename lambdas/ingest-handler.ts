@@ -11,8 +11,9 @@ import { EventTopics } from './adapters/event-topics.js';
 import { DynamoProbeKey } from './adapters/probe-key.js';
 import { QueueBacklog } from './adapters/queue-backlog.js';
 import { RejectQueue } from './adapters/reject-queue.js';
+import { DynamoSightingLog } from './adapters/shard-log.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
-import { ENV, type Env, loadIngestConfig } from './core/config.js';
+import { ENV, type Env, loadBatchedEngine, loadIngestConfig } from './core/config.js';
 import { DeviceCache } from './core/device-cache.js';
 import { emptyStats, type IngestDeps, type IngestRecord, type IngestResult, ingestBatch } from './core/ingest.js';
 import type { RejectSink } from './core/ports.js';
@@ -36,7 +37,15 @@ export interface IngestHandlerDeps extends IngestDeps {
 
 export function ingestDepsFromEnv(env: Env, clients: AwsClients = awsClients()): IngestHandlerDeps {
   const config = loadIngestConfig(env);
+  const batched = loadBatchedEngine(env);
   return {
+    ...(batched
+      ? {
+          sightings: new DynamoSightingLog(clients.dynamodb, batched.shardTableName, {
+            retentionMs: batched.retentionMs,
+          }),
+        }
+      : {}),
     config,
     store: new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName }),
     publisher: new EventTopics(clients.sns, {

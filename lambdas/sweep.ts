@@ -8,16 +8,29 @@ import middy from '@middy/core';
 import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
 import { DynamoDeviceStore } from './adapters/device-store.js';
 import { EventTopics } from './adapters/event-topics.js';
+import { DynamoShardStates, DynamoSightingLog } from './adapters/shard-log.js';
 import { SweepQueue } from './adapters/sweep-queue.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
-import { ENV, type Env, loadSweepConfig, requireString } from './core/config.js';
+import { type BatchedSweepDeps, sweepBatchedShard } from './core/batched.js';
+import { ENV, type Env, loadBatchedEngine, loadIngestConfig, loadSweepConfig, requireString } from './core/config.js';
 import { flapDampingByType } from './core/flap.js';
-import { parseSweepJob, type SweepDeps, type SweepStats, sweepShard } from './core/sweep.js';
+import {
+  parseSweepJob,
+  type SweepDeps,
+  type SweepJob,
+  type SweepOptions,
+  type SweepStats,
+  sweepShard,
+} from './core/sweep.js';
 import { type AwsClients, awsClients, logger, metrics, once } from './runtime.js';
 
-export function sweepDepsFromEnv(env: Env, clients: AwsClients = awsClients()): SweepDeps {
+/** The per-device engine's sweep dependencies, or the batched engine's (which carry its shard logs and states). */
+export type AnySweepDeps = SweepDeps | BatchedSweepDeps;
+
+export function sweepDepsFromEnv(env: Env, clients: AwsClients = awsClients()): AnySweepDeps {
   const config = loadSweepConfig(env);
-  return {
+  const batched = loadBatchedEngine(env);
+  const base = {
     settings: {
       toleranceMs: config.watermarkToleranceMs,
       budgetMs: config.sweepBudgetMs,
@@ -35,6 +48,24 @@ export function sweepDepsFromEnv(env: Env, clients: AwsClients = awsClients()): 
     queue: new SweepQueue(clients.sqs, requireString(env, ENV.sweepQueueUrl)),
     now: Date.now,
   };
+  if (!batched) return base;
+  const { store, ...rest } = base;
+  const tables = { retentionMs: batched.retentionMs };
+  return {
+    ...rest,
+    table: store,
+    log: new DynamoSightingLog(clients.dynamodb, batched.shardTableName, tables),
+    states: new DynamoShardStates(clients.dynamodb, batched.shardTableName, tables),
+    ingest: loadIngestConfig(env),
+    batched,
+    // Warm shard states between the jobs this container runs (each job checks the version first).
+    cache: new Map(),
+  };
+}
+
+/** Runs one job on whichever engine the dependencies are for. */
+export function runSweep(job: SweepJob, deps: AnySweepDeps, options: SweepOptions): Promise<SweepStats> {
+  return 'log' in deps ? sweepBatchedShard(job, deps, options) : sweepShard(job, deps, options);
 }
 
 export class SweepIncomplete extends Error {
@@ -67,7 +98,7 @@ export function report(stats: SweepStats): void {
   else logger.info('shard swept', summary);
 }
 
-export function sweepHandler(deps: () => SweepDeps) {
+export function sweepHandler(deps: () => AnySweepDeps) {
   const processor = new BatchProcessor(EventType.SQS);
   return middy<SQSEvent, unknown, Error, Context>()
     .use(injectLambdaContext(logger))
@@ -76,7 +107,7 @@ export function sweepHandler(deps: () => SweepDeps) {
       processPartialResponse(
         event,
         async (record: SQSRecord) => {
-          const stats = await sweepShard(parseSweepJob(record.body), deps(), {
+          const stats = await runSweep(parseSweepJob(record.body), deps(), {
             remainingMs: () => context.getRemainingTimeInMillis(),
           });
           report(stats);

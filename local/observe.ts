@@ -8,6 +8,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DeviceEvent } from '../lambdas/core/device.js';
 import type { DeviceStore, EventPublisher } from '../lambdas/core/ports.js';
 import type { SweepDeps, SweepJob } from '../lambdas/core/sweep.js';
+import type { AnySweepDeps } from '../lambdas/sweep.js';
 
 export type PublishSource = 'ingest' | 'sweep' | 'sweep re-publish';
 
@@ -50,13 +51,19 @@ export class RuntimeObserver {
 
   /** Wraps the sweep's dependencies: its expiry queries carry the cutoff, an enqueue is a continuation, an outbox
    * query starts the re-publish. */
-  sweepDeps<D extends SweepDeps>(deps: D): D {
-    const store = deps.store;
+  sweepDeps<D extends AnySweepDeps>(deps: D): D {
+    // The batched engine sweeps its shard's state: the store it hands the sweep is the one watched.
+    if ('log' in deps)
+      return { ...deps, ...this.sweepDepsOf(deps), observe: (store: DeviceStore) => this.observed(store) };
+    return { ...deps, ...this.sweepDepsOf(deps), store: this.observed(deps.store) };
+  }
+
+  private observed(store: DeviceStore): DeviceStore {
     const track = (update: (call: SweepInvocation) => void) => {
       const call = this.invocation.getStore();
       if (call) update(call);
     };
-    const observedStore = new Proxy(store, {
+    return new Proxy(store, {
       get: (target, key) => {
         if (key === 'queryExpired') {
           return (...args: Parameters<DeviceStore['queryExpired']>) => {
@@ -79,9 +86,14 @@ export class RuntimeObserver {
         return typeof value === 'function' ? value.bind(target) : value;
       },
     });
+  }
+
+  private sweepDepsOf(deps: Pick<SweepDeps, 'publisher' | 'queue'>): Pick<SweepDeps, 'publisher' | 'queue'> {
+    const track = (update: (call: SweepInvocation) => void) => {
+      const call = this.invocation.getStore();
+      if (call) update(call);
+    };
     return {
-      ...deps,
-      store: observedStore,
       publisher: this.logged(deps.publisher, () =>
         this.invocation.getStore()?.republish ? 'sweep re-publish' : 'sweep',
       ),

@@ -45,16 +45,41 @@ export interface Clients {
 export class WriteUnits {
   device = 0;
   control = 0;
+  /** Writes to the batched engine's shard table (logs, states). */
+  shards = 0;
   reads = 0;
+  /** Read units of every read (Get, BatchGet, Query), as billed. */
+  readUnits = 0;
+
+  constructor(private readonly shardTableName?: string) {}
+
   attach(client: DynamoDBClient): void {
     const writes = new Set(['UpdateItemCommand', 'PutItemCommand', 'DeleteItemCommand', 'TransactWriteItemsCommand']);
+    const readCommands = new Set(['GetItemCommand', 'BatchGetItemCommand', 'QueryCommand']);
+    const unitsOf = (consumed: unknown) =>
+      [consumed ?? []].flat().reduce((n: number, c) => n + ((c as { CapacityUnits?: number }).CapacityUnits ?? 0), 0);
     client.middlewareStack.add(
       (next, context) => async (args) => {
         const name = context.commandName ?? '';
-        if (name === 'GetItemCommand' || name === 'BatchGetItemCommand') this.reads++;
+        if (readCommands.has(name)) {
+          if (name !== 'QueryCommand') this.reads++;
+          (args.input as { ReturnConsumedCapacity?: string }).ReturnConsumedCapacity ??= 'TOTAL';
+          const out = await next(args);
+          this.readUnits += unitsOf((out.output as { ConsumedCapacity?: unknown }).ConsumedCapacity);
+          return out;
+        }
         if (!writes.has(name)) return next(args);
-        const input = args.input as { ReturnConsumedCapacity?: string; Key?: Record<string, unknown> };
+        const input = args.input as {
+          ReturnConsumedCapacity?: string;
+          Key?: Record<string, unknown>;
+          TableName?: string;
+        };
         input.ReturnConsumedCapacity ??= 'TOTAL';
+        if (this.shardTableName !== undefined && input.TableName === this.shardTableName) {
+          const out = await next(args);
+          this.shards += unitsOf((out.output as { ConsumedCapacity?: unknown }).ConsumedCapacity) || 1;
+          return out;
+        }
         // Control items (watermarks) start with '#'; the key may be marshalled or not yet, by the document client.
         const pk = input.Key?.[KEY] as string | { S?: string } | undefined;
         const control = (typeof pk === 'string' ? pk : pk?.S)?.startsWith('#') ?? false;

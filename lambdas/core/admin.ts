@@ -2,6 +2,7 @@
 // and count the fleet. Every change is one conditional write on the device item, decided from the item as read and
 // redone from the item a failed condition returns, so it never overwrites a transition it did not see.
 import { mapLimit } from './concurrency.js';
+import type { EngineName } from './config.js';
 import { type DeviceState, keptForMuteUntil, policyOf, presumedLastSeen } from './device.js';
 import { ApiError } from './errors.js';
 import { deadlineOf, settlesAt } from './flap.js';
@@ -15,6 +16,8 @@ export interface AdminDeps {
   /** Life of a decommission tombstone (the housekeeping TTL): event ids stay unique across re-registration for it. */
   housekeepingTtlMs: number;
   now: () => number;
+  /** The batched engine writes a device's item at its transitions only: its view says how fresh `lastSeen` is. */
+  engine?: EngineName;
 }
 
 /** What the API shows of a device. */
@@ -34,6 +37,9 @@ export interface DeviceView {
   flapping?: { since: number; settlesAt: number };
   /** Transitions so far; the eventId of the latest is `<deviceId>#<seq>`. */
   seq: number;
+  /** Batched engine only: `lastSeen` is as of the device's last transition (or its item's refresh, at most half the
+   * housekeeping TTL apart); its newer messages are in its shard's state, which the sweep judges by. */
+  lastSeenAsOf?: 'last-transition';
 }
 
 export interface OfflineList {
@@ -51,7 +57,8 @@ export interface Stats {
 const MAX_ATTEMPTS = 5;
 
 export async function getDevice(deps: AdminDeps, deviceId: string): Promise<DeviceView> {
-  return view(await existing(deps, deviceId), deps.now());
+  const shown = view(await existing(deps, deviceId), deps.now());
+  return deps.engine === 'batched' ? { ...shown, lastSeenAsOf: 'last-transition' } : shown;
 }
 
 /** Sets (or with `undefined` removes) the per-device override. The effective policy changes in the same write, and

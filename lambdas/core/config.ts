@@ -40,7 +40,42 @@ export const ENV = {
   ingestStreamArns: 'INGEST_STREAM_ARNS',
   /** The Kinesis event source mapping's ParallelizationFactor, mirrored so the ingest can refuse one above 1. */
   kinesisParallelizationFactor: 'KINESIS_PARALLELIZATION_FACTOR',
+  // the batched engine (batched.ts)
+  engine: 'ENGINE',
+  shardTableName: 'SHARD_TABLE_NAME',
+  shardLogRetentionHours: 'SHARD_LOG_RETENTION_HOURS',
+  shardLogLookbackMs: 'SHARD_LOG_LOOKBACK_MS',
+  shardCheckpointEveryMs: 'SHARD_CHECKPOINT_EVERY_MS',
 } as const;
+
+export type EngineName = 'per-device' | 'batched';
+
+/** The batched engine's settings, or undefined on the per-device engine (the default). */
+export interface BatchedEngineConfig {
+  shardTableName: string;
+  /** How long log records, checkpoints and journals are kept: a sweep outage longer than this loses sightings. */
+  retentionMs: number;
+  lookbackMs: number;
+  checkpointEveryMs: number;
+  refreshAfterMs: number;
+}
+
+export function loadBatchedEngine(env: Env): BatchedEngineConfig | undefined {
+  const engine = env[ENV.engine] || 'per-device';
+  if (engine !== 'per-device' && engine !== 'batched') {
+    throw new ConfigError(ENV.engine, `must be per-device or batched, not ${JSON.stringify(engine)}`);
+  }
+  if (engine === 'per-device') return undefined;
+  const ingestTimeoutMs = intSetting(env, ENV.ingestTimeoutMs, 10_000, 1_000, 900_000);
+  return {
+    shardTableName: requireString(env, ENV.shardTableName),
+    retentionMs: intSetting(env, ENV.shardLogRetentionHours, 7 * 24, 1, 90 * 24) * 3_600_000,
+    // An append lands within the ingest's answer budget, an operator's write within the API's 10 s timeout.
+    lookbackMs: intSetting(env, ENV.shardLogLookbackMs, Math.max(ingestTimeoutMs, 10_000) + 5_000, 0),
+    checkpointEveryMs: intSetting(env, ENV.shardCheckpointEveryMs, 300_000, 1_000),
+    refreshAfterMs: loadHousekeepingTtlMs(env) / 2,
+  };
+}
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
