@@ -9,8 +9,6 @@ export interface WatermarkSnapshot {
   marks: Readonly<Record<string, number>>;
   /** Failed records still pending in an SQS partition (see `Hold`), one hold per `HOLD_BUCKET_MS` of return time. */
   holds?: Readonly<Record<string, readonly Hold[]>>;
-  /** When the live list was last recorded (epoch ms), if ever: lets the sweep notice a dispatcher that stopped. */
-  liveAt?: number;
 }
 
 /**
@@ -49,8 +47,8 @@ export interface WatermarkStore {
   /** Records failed records of a partition, in the hold of their `returnsAt` bucket: its `at` only ever goes down
    * and its `returnsAt` up; a released hold of that bucket is replaced. */
   hold(partition: string, at: number, returnsAt: number): Promise<void>;
-  /** Records which partitions are live (the dispatcher does, as shards open and close), as of `at` (epoch ms), and
-   * forgets holds that stopped counting. */
+  /** Records which partitions are live (the dispatcher does, as shards open and close), and forgets holds that
+   * stopped counting by `at` (epoch ms). */
   setLive(partitions: string[], at?: number): Promise<void>;
 }
 
