@@ -206,6 +206,57 @@ export function checkInvariants(inputs: InvariantInputs): void {
   }
 }
 
+/** A watermark tolerance the detector runs with but should not (`toleranceWarnings`). */
+export interface ToleranceWarning {
+  /** The device type the warning is about; absent when it is about the tolerance alone. */
+  deviceType?: string;
+  message: string;
+}
+
+/**
+ * The watermark tolerance's bounds that warn rather than refuse (docs/design.md §6.4). One function for both places
+ * that warn: the dispatcher (logged once per container) and the construct (synth annotations).
+ *
+ * - `tolerance < timeout − heartbeat` for every device type: a stall starting at S freezes the cutoff at most at
+ *   S + tolerance, and the stored `lastSeen` of a device that keeps sending is at least S − heartbeat (less up to
+ *   `precision` when writes are coalesced, which its deadline adds back), so it is never judged while the bound
+ *   holds. A type without `heartbeatMs` is checked against its timeout alone: a tolerance that reaches the timeout
+ *   fails whatever the heartbeat.
+ * - `tolerance ≥ tick`: below one probe interval even a healthy pipeline holds the sweep behind the clock.
+ *
+ * The SQS ingest's own bound (`tolerance ≥ 0.5 s + batching window + INGEST_TIMEOUT_MS`, `probeCredit`) needs the
+ * event source's batching window, which only the construct knows: it warns of that one itself.
+ */
+export function toleranceWarnings(
+  deviceTypes: DeviceTypes,
+  toleranceMs: number,
+  tickSeconds: number,
+): ToleranceWarning[] {
+  const warnings: ToleranceWarning[] = [];
+  if (toleranceMs < tickSeconds * 1000) {
+    warnings.push({
+      message:
+        `watermark tolerance ${toleranceMs} ms is below one probe interval (${tickSeconds * 1000} ms): even a ` +
+        'healthy pipeline will hold the sweep behind the clock, and detection will be late',
+    });
+  }
+  for (const [deviceType, type] of Object.entries(deviceTypes.types)) {
+    const limit = type.timeoutMs - (type.heartbeatMs ?? 0);
+    if (toleranceMs < limit) continue;
+    const bound =
+      type.heartbeatMs === undefined
+        ? `its timeout (${type.timeoutMs} ms; no heartbeatMs given, which would tighten this to timeout − heartbeat)`
+        : `timeout − heartbeat (${type.timeoutMs} − ${type.heartbeatMs} = ${limit} ms)`;
+    warnings.push({
+      deviceType,
+      message:
+        `device type "${deviceType}": watermark tolerance ${toleranceMs} ms must be below ${bound}, or an ingest ` +
+        'stall can report devices that kept sending as offline',
+    });
+  }
+  return warnings;
+}
+
 export function loadIngestConfig(env: Env): IngestConfig {
   const config: IngestConfig = {
     tableName: requireString(env, ENV.tableName),
