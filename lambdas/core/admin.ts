@@ -101,13 +101,14 @@ export async function unmute(deps: AdminDeps, deviceId: string): Promise<DeviceV
   return change(deps, deviceId, (current) => ({ mutedUntil: null, ...earlierDeadline(current) }));
 }
 
-/** Decommission: the item becomes a tombstone in no index, counted nowhere, that produces no events. It keeps `seq`
- * so that a device that sends again registers as new but continues its event ids (`<deviceId>#<seq>`) rather than
- * repeating ids consumers have seen. Messages that entered before the decommission do not bring it back, and neither
- * do those up to `lastSeen + precision` (or the skip horizon): an ingest container that cached the device before
- * may skip them without a write, so they count as entered before, on every container alike, and every accepted
- * message stays reflected in the stored `lastSeen`. The device comes back with its first message after
- * max(decommission time, last write + precision). */
+/** Decommission: the item becomes a tombstone, out of the deadline and offline indexes, counted nowhere, that
+ * produces no events of its own; its outbox stays (and with it its byOutbox entry) until the events committed
+ * before are published. It keeps `seq` so that a device that sends again registers as new but continues its event
+ * ids (`<deviceId>#<seq>`) rather than repeating ids consumers have seen. Messages that entered before the
+ * decommission do not bring it back, and neither do those up to `lastSeen + precision` (or the skip horizon): an
+ * ingest container that cached the device before may skip them without a write, so they count as entered before, on
+ * every container alike, and every accepted message stays reflected in the stored `lastSeen`. The device comes back
+ * with its first message after max(decommission time, last write + precision). */
 export async function forget(deps: AdminDeps, deviceId: string): Promise<void> {
   let current = await existing(deps, deviceId);
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
