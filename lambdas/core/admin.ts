@@ -2,6 +2,7 @@
 // and count the fleet. Every change is one conditional write on the device item, decided from the item as read and
 // redone from the item a failed condition returns, so it never overwrites a transition it did not see.
 import { mapLimit } from './concurrency.js';
+import { silentWaitMs } from './config.js';
 import { type DeviceState, keptForMuteUntil, policyOf, presumedLastSeen } from './device.js';
 import { ApiError } from './errors.js';
 import { deadlineOf, settlesAt } from './flap.js';
@@ -63,9 +64,12 @@ export async function getDevice(deps: AdminDeps, deviceId: string): Promise<Devi
  * `lastSeen + old precision` (the stored `lastSeen`, which no cached one exceeds) may have entered without a write.
  * When the precision goes down, that time is kept as the device's skip horizon (never lowered: an older one covers
  * caches older still), and every offline decision counts the device as seen until then. When it does not go down,
- * the new precision already covers what the old one skipped. */
+ * the new precision already covers what the old one skipped.
+ *
+ * An override the housekeeping TTL could not keep a silent device for is refused (`keptUntilReported`). */
 export async function setPolicy(deps: AdminDeps, deviceId: string, override: Policy | undefined): Promise<DeviceView> {
   return change(deps, deviceId, (current) => {
+    if (override) keptUntilReported(deps, current, override);
     const policy = override ?? typePolicy(deps.deviceTypes, current.deviceType);
     const skipHorizon =
       policy.precisionMs < current.precisionMs
@@ -194,6 +198,30 @@ function earlierDeadline(state: DeviceState): { deadline?: number } {
   const target = deadlineOf(state);
   const move = target !== undefined && (state.deadline === undefined || state.deadline > target);
   return move ? { deadline: target } : {};
+}
+
+/** Refuses (400 `bad-duration`, nothing written) an override under which DynamoDB TTL could delete the device item
+ * before a silence is reported, by the rule `checkInvariants` applies to device types at deploy: the housekeeping TTL
+ * must outlast `timeout + precision`, plus the flap window when the device's type damps flapping (or the device
+ * flaps now), since a flapping device settles offline that long after going offline. The API checks
+ * `timeout + precision` before reading anything; the flap window needs the device's type, known once it is read. */
+function keptUntilReported(deps: AdminDeps, current: DeviceState, override: Policy): void {
+  const windowMs = Math.max(
+    deps.deviceTypes.types[current.deviceType]?.flap?.windowMs ?? 0,
+    current.flapping?.windowMs ?? 0,
+  );
+  const wait = silentWaitMs(override, windowMs);
+  if (wait < deps.housekeepingTtlMs) return;
+  const terms =
+    windowMs > 0
+      ? `timeout + precision + the flap window of device type "${current.deviceType}" (${override.timeoutMs} + ` +
+        `${override.precisionMs} + ${windowMs} ms)`
+      : `timeout + precision (${override.timeoutMs} + ${override.precisionMs} ms)`;
+  throw new ApiError(
+    'bad-duration',
+    `${terms} = ${wait} ms must be below the housekeeping TTL (${deps.housekeepingTtlMs} ms): a silent device ` +
+      'would be forgotten before it is reported',
+  );
 }
 
 /** DynamoDB TTL deletes a device item at `expiresAt` (`lastSeen` + housekeeping TTL); a silent device muted beyond

@@ -1,7 +1,7 @@
 // Configuration of the Lambdas, read once at cold start from environment variables. The CDK construct and the
 // local runtime set exactly these names (ENV below); everything has a sensible default except the resources.
 import { ConfigError } from './errors.js';
-import { type DeviceTypes, parseDeviceTypes } from './policy.js';
+import { type DeviceTypes, type Policy, parseDeviceTypes } from './policy.js';
 import { DEFAULT_SHARD_COUNT } from './table-schema.js';
 
 /** CloudWatch namespace of every Lambda's EMF metrics; the dashboard and alarms read the same one. */
@@ -164,6 +164,14 @@ function showMs(ms: number): string {
   return `${ms} ms (${Number.isInteger(days) ? days : days.toFixed(2)} days)`;
 }
 
+/** How long after its last message a silent device may still have to be reported: `timeout + precision`, plus the
+ * flap window when it is flap-damped (a flapping device goes offline held and settles `windowMs` after that last
+ * transition). The housekeeping TTL must outlast it: `checkInvariants` refuses a device type, and the operator API a
+ * per-device override (admin.ts `setPolicy`), by this one rule. */
+export function silentWaitMs(policy: Policy, flapWindowMs = 0): number {
+  return policy.timeoutMs + policy.precisionMs + flapWindowMs;
+}
+
 /** Refuses configuration under which the detector would break its own promises, with a message that says what and
  * why. Called at Lambda start (loadIngestConfig, loadSweepConfig) and by the CDK construct at synth, so the rule
  * lives here only. It refuses only what breaks an invariant; it asks for no safety margin.
@@ -179,7 +187,7 @@ export function checkInvariants(inputs: InvariantInputs): void {
   const ttl = inputs.housekeepingTtlMs;
   for (const [name, type] of Object.entries(inputs.deviceTypes.types)) {
     const windowMs = type.flap?.windowMs ?? 0;
-    const wait = type.timeoutMs + type.precisionMs + windowMs;
+    const wait = silentWaitMs(type, windowMs);
     if (ttl > wait) continue;
     const terms = type.flap ? 'timeout + precision + flap window' : 'timeout + precision';
     const values = [type.timeoutMs, type.precisionMs, ...(type.flap ? [windowMs] : [])].map((ms) => `${ms} ms`);
