@@ -12,8 +12,8 @@ import { DynamoProbeKey } from './adapters/probe-key.js';
 import { QueueProbes, StreamProbes } from './adapters/probes.js';
 import { SweepQueue } from './adapters/sweep-queue.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
-import { ENV, type Env, loadSweepConfig, requireString } from './core/config.js';
-import { type DispatchDeps, type DispatchResult, dispatch, toleranceWarnings } from './core/dispatch.js';
+import { ENV, type Env, loadSweepConfig, requireString, toleranceWarnings } from './core/config.js';
+import { type DispatchDeps, type DispatchResult, dispatch } from './core/dispatch.js';
 import { type AwsClients, awsClients, logger, metrics, once } from './runtime.js';
 
 export function dispatchDepsFromEnv(

@@ -22,6 +22,7 @@ import {
   ENV,
   type FieldMap,
   METRICS_NAMESPACE,
+  toleranceWarnings,
 } from '../lambdas/core/config.js';
 import { type DeviceTypeConfig, type DeviceTypes, parseDeviceTypes } from '../lambdas/core/policy.js';
 import {
@@ -242,7 +243,7 @@ export class OfflineDetector extends Construct {
     if (props.sqsIngest === false && !props.kinesisIngest) {
       throw new Error('OfflineDetector needs an ingest source: sqsIngest, kinesisIngest or both');
     }
-    const deviceTypesJson = this.deviceTypesJson(props, tolerance);
+    const deviceTypesJson = this.deviceTypesJson(props, tolerance, tickSeconds);
     if (props.sqsIngest !== false) {
       // An SQS probe is credited while records received before it may still be in a batch: the tolerance must cover
       // the batching window and the batch budget (INGEST_TIMEOUT_MS), or a record can be passed while unwritten.
@@ -711,10 +712,12 @@ export class OfflineDetector extends Construct {
   }
 
   /** Device types as the Lambdas read them (DEVICE_TYPES), validated here with the Lambdas' own parser so a bad
-   * configuration fails at synth rather than at cold start; also checks the watermark bound of docs/design.md §6.4. */
+   * configuration fails at synth rather than at cold start; also warns of the watermark tolerance's bounds
+   * (docs/design.md §6.4) with the dispatcher's own check. */
   private deviceTypesJson(
     props: OfflineDetectorProps,
     tolerance: Duration,
+    tickSeconds: number,
   ): { json: string; defaultType: string; parsed: DeviceTypes } {
     const raw: Record<string, DeviceTypeConfig> = {};
     if (props.deviceTypes) {
@@ -732,16 +735,9 @@ export class OfflineDetector extends Construct {
     }
     const defaultType = props.defaultDeviceType ?? Object.keys(raw)[0] ?? 'default';
     const parsed = parseDeviceTypes(raw, defaultType);
-    const toleranceMs = tolerance.toMilliseconds();
-    for (const [name, t] of Object.entries(parsed.types)) {
-      const margin = t.timeoutMs - (t.heartbeatMs ?? 0);
-      if (toleranceMs >= margin) {
-        Annotations.of(this).addWarningV2(
-          `offline-detector:tolerance:${name}`,
-          `Device type "${name}": watermark tolerance ${toleranceMs} ms is not below timeout − heartbeat ` +
-            `(${margin} ms); during an ingest stall its devices may be reported offline although they kept sending.`,
-        );
-      }
+    for (const warning of toleranceWarnings(parsed, tolerance.toMilliseconds(), tickSeconds)) {
+      const id = warning.deviceType === undefined ? 'tolerance-tick' : `tolerance:${warning.deviceType}`;
+      Annotations.of(this).addWarningV2(`offline-detector:${id}`, warning.message);
     }
     return { json: JSON.stringify(raw), defaultType, parsed };
   }

@@ -17,7 +17,7 @@ import {
 type Item = Record<string, unknown>;
 
 /** Control item attributes. */
-const W = { marks: 'marks', holds: 'holds', live: 'live', liveAt: 'liveAt' } as const;
+const W = { marks: 'marks', holds: 'holds', live: 'live' } as const;
 
 export class DynamoWatermarkStore implements WatermarkStore {
   private readonly doc: DynamoDBDocumentClient;
@@ -36,12 +36,10 @@ export class DynamoWatermarkStore implements WatermarkStore {
     const live = Item?.[W.live];
     const marks = Item?.[W.marks];
     const holds = Item?.[W.holds];
-    const liveAt = Item?.[W.liveAt];
     return {
       live: Array.isArray(live) ? live.filter((p): p is string => typeof p === 'string') : [],
       marks: typeof marks === 'object' && marks !== null ? numbersOf(marks as Record<string, unknown>) : {},
       ...(typeof holds === 'object' && holds !== null ? { holds: byPartition(holdsOf(holds as Item)) } : {}),
-      ...(typeof liveAt === 'number' ? { liveAt } : {}),
     };
   }
 
@@ -157,9 +155,9 @@ export class DynamoWatermarkStore implements WatermarkStore {
       new UpdateCommand({
         TableName: this.tableName,
         Key: { [KEY]: WATERMARKS_KEY },
-        UpdateExpression: 'SET #l = :l, #at = :at, #m = if_not_exists(#m, :empty)',
-        ExpressionAttributeNames: { '#l': W.live, '#at': W.liveAt, '#m': W.marks },
-        ExpressionAttributeValues: { ':l': partitions, ':at': at, ':empty': {} },
+        UpdateExpression: 'SET #l = :l, #m = if_not_exists(#m, :empty)',
+        ExpressionAttributeNames: { '#l': W.live, '#m': W.marks },
+        ExpressionAttributeValues: { ':l': partitions, ':empty': {} },
         ReturnValues: 'ALL_NEW',
       }),
     );

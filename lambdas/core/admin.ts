@@ -2,7 +2,7 @@
 // and count the fleet. Every change is one conditional write on the device item, decided from the item as read and
 // redone from the item a failed condition returns, so it never overwrites a transition it did not see.
 import { mapLimit } from './concurrency.js';
-import type { EngineName } from './config.js';
+import { type EngineName, silentWaitMs } from './config.js';
 import { type DeviceState, keptForMuteUntil, policyOf, presumedLastSeen } from './device.js';
 import { ApiError } from './errors.js';
 import { deadlineOf, settlesAt } from './flap.js';
@@ -70,9 +70,12 @@ export async function getDevice(deps: AdminDeps, deviceId: string): Promise<Devi
  * `lastSeen + old precision` (the stored `lastSeen`, which no cached one exceeds) may have entered without a write.
  * When the precision goes down, that time is kept as the device's skip horizon (never lowered: an older one covers
  * caches older still), and every offline decision counts the device as seen until then. When it does not go down,
- * the new precision already covers what the old one skipped. */
+ * the new precision already covers what the old one skipped.
+ *
+ * An override the housekeeping TTL could not keep a silent device for is refused (`keptUntilReported`). */
 export async function setPolicy(deps: AdminDeps, deviceId: string, override: Policy | undefined): Promise<DeviceView> {
   return change(deps, deviceId, (current) => {
+    if (override) keptUntilReported(deps, current, override);
     const policy = override ?? typePolicy(deps.deviceTypes, current.deviceType);
     const skipHorizon =
       policy.precisionMs < current.precisionMs
@@ -108,13 +111,14 @@ export async function unmute(deps: AdminDeps, deviceId: string): Promise<DeviceV
   return change(deps, deviceId, (current) => ({ mutedUntil: null, ...earlierDeadline(current) }));
 }
 
-/** Decommission: the item becomes a tombstone in no index, counted nowhere, that produces no events. It keeps `seq`
- * so that a device that sends again registers as new but continues its event ids (`<deviceId>#<seq>`) rather than
- * repeating ids consumers have seen. Messages that entered before the decommission do not bring it back, and neither
- * do those up to `lastSeen + precision` (or the skip horizon): an ingest container that cached the device before
- * may skip them without a write, so they count as entered before, on every container alike, and every accepted
- * message stays reflected in the stored `lastSeen`. The device comes back with its first message after
- * max(decommission time, last write + precision). */
+/** Decommission: the item becomes a tombstone, out of the deadline and offline indexes, counted nowhere, that
+ * produces no events of its own; its outbox stays (and with it its byOutbox entry) until the events committed
+ * before are published. It keeps `seq` so that a device that sends again registers as new but continues its event
+ * ids (`<deviceId>#<seq>`) rather than repeating ids consumers have seen. Messages that entered before the
+ * decommission do not bring it back, and neither do those up to `lastSeen + precision` (or the skip horizon): an
+ * ingest container that cached the device before may skip them without a write, so they count as entered before, on
+ * every container alike, and every accepted message stays reflected in the stored `lastSeen`. The device comes back
+ * with its first message after max(decommission time, last write + precision). */
 export async function forget(deps: AdminDeps, deviceId: string): Promise<void> {
   let current = await existing(deps, deviceId);
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -200,6 +204,30 @@ function earlierDeadline(state: DeviceState): { deadline?: number } {
   const target = deadlineOf(state);
   const move = target !== undefined && (state.deadline === undefined || state.deadline > target);
   return move ? { deadline: target } : {};
+}
+
+/** Refuses (400 `bad-duration`, nothing written) an override under which DynamoDB TTL could delete the device item
+ * before a silence is reported, by the rule `checkInvariants` applies to device types at deploy: the housekeeping TTL
+ * must outlast `timeout + precision`, plus the flap window when the device's type damps flapping (or the device
+ * flaps now), since a flapping device settles offline that long after going offline. The API checks
+ * `timeout + precision` before reading anything; the flap window needs the device's type, known once it is read. */
+function keptUntilReported(deps: AdminDeps, current: DeviceState, override: Policy): void {
+  const windowMs = Math.max(
+    deps.deviceTypes.types[current.deviceType]?.flap?.windowMs ?? 0,
+    current.flapping?.windowMs ?? 0,
+  );
+  const wait = silentWaitMs(override, windowMs);
+  if (wait < deps.housekeepingTtlMs) return;
+  const terms =
+    windowMs > 0
+      ? `timeout + precision + the flap window of device type "${current.deviceType}" (${override.timeoutMs} + ` +
+        `${override.precisionMs} + ${windowMs} ms)`
+      : `timeout + precision (${override.timeoutMs} + ${override.precisionMs} ms)`;
+  throw new ApiError(
+    'bad-duration',
+    `${terms} = ${wait} ms must be below the housekeeping TTL (${deps.housekeepingTtlMs} ms): a silent device ` +
+      'would be forgotten before it is reported',
+  );
 }
 
 /** DynamoDB TTL deletes a device item at `expiresAt` (`lastSeen` + housekeeping TTL); a silent device muted beyond

@@ -2,7 +2,7 @@
 // or written, so a refused request (4xx with a reason code) has changed nothing. Transport-neutral: the Lambda
 // handler maps a Function URL event onto ApiRequest; the CLI calls the same function against a local table.
 import { type AdminDeps, forget, getDevice, listOffline, mute, setPolicy, stats, unmute } from './admin.js';
-import { ENV, type Env, intSetting, loadDeviceTypes, requireString } from './config.js';
+import { ENV, type Env, intSetting, loadDeviceTypes, requireString, silentWaitMs } from './config.js';
 import { ApiError } from './errors.js';
 import { DEVICE_ID_PATTERN } from './message.js';
 import type { Policy } from './policy.js';
@@ -165,13 +165,15 @@ function jsonBody(raw: string | undefined, fields: string[], required: string[])
 }
 
 /** A policy the housekeeping TTL could not keep a silent device for (it would be forgotten before it is reported) is
- * refused, as the same rule refuses a device type at deploy (config.ts `checkInvariants`). */
+ * refused, as the same rule refuses a device type at deploy (config.ts `checkInvariants`, `silentWaitMs`). Here
+ * `timeout + precision`, before anything is read; the flap window of the device's type is added by `setPolicy` once
+ * the device is read (admin.ts). */
 function parsePolicy(raw: string | undefined, housekeepingTtlMs: number): Policy {
   const body = jsonBody(raw, ['timeout', 'precision'], ['timeout']);
   const timeoutMs = parseDuration(body.timeout, 'timeout');
   const precisionMs = body.precision === undefined ? 0 : parseDuration(body.precision, 'precision');
   if (timeoutMs < 1000) throw new ApiError('bad-duration', 'timeout must be at least 1s');
-  if (timeoutMs + precisionMs >= housekeepingTtlMs) {
+  if (silentWaitMs({ timeoutMs, precisionMs }) >= housekeepingTtlMs) {
     throw new ApiError(
       'bad-duration',
       `timeout + precision must be below the housekeeping TTL (${housekeepingTtlMs} ms): a silent device would be ` +

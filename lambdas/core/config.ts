@@ -1,7 +1,7 @@
 // Configuration of the Lambdas, read once at cold start from environment variables. The CDK construct and the
 // local runtime set exactly these names (ENV below); everything has a sensible default except the resources.
 import { ConfigError } from './errors.js';
-import { type DeviceTypes, parseDeviceTypes } from './policy.js';
+import { type DeviceTypes, type Policy, parseDeviceTypes } from './policy.js';
 import { DEFAULT_SHARD_COUNT } from './table-schema.js';
 
 /** CloudWatch namespace of every Lambda's EMF metrics; the dashboard and alarms read the same one. */
@@ -199,6 +199,14 @@ function showMs(ms: number): string {
   return `${ms} ms (${Number.isInteger(days) ? days : days.toFixed(2)} days)`;
 }
 
+/** How long after its last message a silent device may still have to be reported: `timeout + precision`, plus the
+ * flap window when it is flap-damped (a flapping device goes offline held and settles `windowMs` after that last
+ * transition). The housekeeping TTL must outlast it: `checkInvariants` refuses a device type, and the operator API a
+ * per-device override (admin.ts `setPolicy`), by this one rule. */
+export function silentWaitMs(policy: Policy, flapWindowMs = 0): number {
+  return policy.timeoutMs + policy.precisionMs + flapWindowMs;
+}
+
 /** Refuses configuration under which the detector would break its own promises, with a message that says what and
  * why. Called at Lambda start (loadIngestConfig, loadSweepConfig) and by the CDK construct at synth, so the rule
  * lives here only. It refuses only what breaks an invariant; it asks for no safety margin.
@@ -214,7 +222,7 @@ export function checkInvariants(inputs: InvariantInputs): void {
   const ttl = inputs.housekeepingTtlMs;
   for (const [name, type] of Object.entries(inputs.deviceTypes.types)) {
     const windowMs = type.flap?.windowMs ?? 0;
-    const wait = type.timeoutMs + type.precisionMs + windowMs;
+    const wait = silentWaitMs(type, windowMs);
     if (ttl > wait) continue;
     const terms = type.flap ? 'timeout + precision + flap window' : 'timeout + precision';
     const values = [type.timeoutMs, type.precisionMs, ...(type.flap ? [windowMs] : [])].map((ms) => `${ms} ms`);
@@ -239,6 +247,57 @@ export function checkInvariants(inputs: InvariantInputs): void {
         'change the mapping outside CDK, update it too.',
     );
   }
+}
+
+/** A watermark tolerance the detector runs with but should not (`toleranceWarnings`). */
+export interface ToleranceWarning {
+  /** The device type the warning is about; absent when it is about the tolerance alone. */
+  deviceType?: string;
+  message: string;
+}
+
+/**
+ * The watermark tolerance's bounds that warn rather than refuse (docs/design.md §6.4). One function for both places
+ * that warn: the dispatcher (logged once per container) and the construct (synth annotations).
+ *
+ * - `tolerance < timeout − heartbeat` for every device type: a stall starting at S freezes the cutoff at most at
+ *   S + tolerance, and the stored `lastSeen` of a device that keeps sending is at least S − heartbeat (less up to
+ *   `precision` when writes are coalesced, which its deadline adds back), so it is never judged while the bound
+ *   holds. A type without `heartbeatMs` is checked against its timeout alone: a tolerance that reaches the timeout
+ *   fails whatever the heartbeat.
+ * - `tolerance ≥ tick`: below one probe interval even a healthy pipeline holds the sweep behind the clock.
+ *
+ * The SQS ingest's own bound (`tolerance ≥ 0.5 s + batching window + INGEST_TIMEOUT_MS`, `probeCredit`) needs the
+ * event source's batching window, which only the construct knows: it warns of that one itself.
+ */
+export function toleranceWarnings(
+  deviceTypes: DeviceTypes,
+  toleranceMs: number,
+  tickSeconds: number,
+): ToleranceWarning[] {
+  const warnings: ToleranceWarning[] = [];
+  if (toleranceMs < tickSeconds * 1000) {
+    warnings.push({
+      message:
+        `watermark tolerance ${toleranceMs} ms is below one probe interval (${tickSeconds * 1000} ms): even a ` +
+        'healthy pipeline will hold the sweep behind the clock, and detection will be late',
+    });
+  }
+  for (const [deviceType, type] of Object.entries(deviceTypes.types)) {
+    const limit = type.timeoutMs - (type.heartbeatMs ?? 0);
+    if (toleranceMs < limit) continue;
+    const bound =
+      type.heartbeatMs === undefined
+        ? `its timeout (${type.timeoutMs} ms; no heartbeatMs given, which would tighten this to timeout − heartbeat)`
+        : `timeout − heartbeat (${type.timeoutMs} − ${type.heartbeatMs} = ${limit} ms)`;
+    warnings.push({
+      deviceType,
+      message:
+        `device type "${deviceType}": watermark tolerance ${toleranceMs} ms must be below ${bound}, or an ingest ` +
+        'stall can report devices that kept sending as offline',
+    });
+  }
+  return warnings;
 }
 
 export function loadIngestConfig(env: Env): IngestConfig {

@@ -1,7 +1,6 @@
 // The dispatcher use case, run once a minute by the scheduler: spread one sweep job per shard over the minute's
 // sub-minute ticks, record which ingest partitions are live, and send a watermark probe into every partition at
 // every tick. No AWS here: ports only.
-import type { DeviceTypes } from './policy.js';
 import { type ProbeKeyStore, probeBody } from './probe.js';
 import type { SweepJob, SweepJobQueue } from './sweep.js';
 import type { WatermarkStore } from './watermark.js';
@@ -216,44 +215,4 @@ export async function dispatch(deps: DispatchDeps, options: DispatchOptions = {}
       .then(count, (error: unknown) => result.errors.push({ step: 'probes', error }));
   }
   return result;
-}
-
-export interface ToleranceWarning {
-  deviceType?: string;
-  message: string;
-}
-
-/**
- * The bound that makes watermarks protect a device that keeps sending: a stall starting at S freezes the cutoff
- * at most at S + tolerance, and such a device's stored `lastSeen` is at least S − heartbeat (less up to `precision`
- * when writes are coalesced, which its deadline adds back), so it is never judged while
- * `tolerance < timeout − heartbeat`. Types without a known heartbeat cannot be checked and are passed over.
- */
-export function toleranceWarnings(
-  deviceTypes: DeviceTypes,
-  toleranceMs: number,
-  tickSeconds: number,
-): ToleranceWarning[] {
-  const warnings: ToleranceWarning[] = [];
-  if (toleranceMs < tickSeconds * 1000) {
-    warnings.push({
-      message:
-        `watermark tolerance ${toleranceMs} ms is below one probe interval (${tickSeconds * 1000} ms): even a ` +
-        'healthy pipeline will hold the sweep behind the clock, and detection will be late',
-    });
-  }
-  for (const [deviceType, type] of Object.entries(deviceTypes.types)) {
-    if (type.heartbeatMs === undefined) continue;
-    const limit = type.timeoutMs - type.heartbeatMs;
-    if (toleranceMs >= limit) {
-      warnings.push({
-        deviceType,
-        message:
-          `device type "${deviceType}": watermark tolerance ${toleranceMs} ms must be below timeout − heartbeat ` +
-          `(${type.timeoutMs} − ${type.heartbeatMs} = ${limit} ms), or an ingest stall can report devices that ` +
-          'kept sending as offline',
-      });
-    }
-  }
-  return warnings;
 }

@@ -49,7 +49,9 @@ export const A = {
 } as const;
 
 /** `RETIRED` is the tombstone a decommission leaves: it keeps `seq`, so a device that comes back continues its
- * event ids instead of repeating old ones. Tombstones are in no index and expire with the housekeeping TTL. */
+ * event ids instead of repeating old ones. Tombstones leave byDeadline and byOffline, but keep the outbox and its
+ * byOutbox keys while events committed before the decommission are pending: they stay in byOutbox until those are
+ * published and cleared. They expire with the housekeeping TTL. */
 export const STATUS = { online: 'ONLINE', offline: 'OFFLINE', retired: 'RETIRED' } as const;
 export type Status = (typeof STATUS)[keyof typeof STATUS];
 

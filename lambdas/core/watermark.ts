@@ -9,8 +9,6 @@ export interface WatermarkSnapshot {
   marks: Readonly<Record<string, number>>;
   /** Failed records still pending in an SQS partition (see `Hold`), one hold per `HOLD_BUCKET_MS` of return time. */
   holds?: Readonly<Record<string, readonly Hold[]>>;
-  /** When the live list was last recorded (epoch ms), if ever: lets the sweep notice a dispatcher that stopped. */
-  liveAt?: number;
 }
 
 /**
@@ -49,8 +47,8 @@ export interface WatermarkStore {
   /** Records failed records of a partition, in the hold of their `returnsAt` bucket: its `at` only ever goes down
    * and its `returnsAt` up; a released hold of that bucket is replaced. */
   hold(partition: string, at: number, returnsAt: number): Promise<void>;
-  /** Records which partitions are live (the dispatcher does, as shards open and close), as of `at` (epoch ms), and
-   * forgets holds that stopped counting. */
+  /** Records which partitions are live (the dispatcher does, as shards open and close), and forgets holds that
+   * stopped counting by `at` (epoch ms). */
   setLive(partitions: string[], at?: number): Promise<void>;
 }
 
@@ -123,17 +121,18 @@ export type ProbeSource =
  *   while messages wait about that long or less: an older message still visible is received within it.
  * - Messages in flight (ApproximateNumberOfMessagesNotVisible) are not counted: they include this very batch until
  *   Lambda deletes it, and every other batch being written, thousands of messages at fleet rates; counting them
- *   would stop every credit. Each is written, or failed and held (`Hold`), within the batching window plus the
- *   ingest's answer deadline (its timeout − 3 s: a batch that would outlive the function answers with every record
- *   failed, ingest-handler.ts) of being received.
+ *   would stop every credit. Each is written, or failed and held (`Hold`), within the batching window plus
+ *   INGEST_TIMEOUT_MS (10 s) of being received: the handler answers a batch within that budget, with every record
+ *   not yet committed failed and held (ingest-handler.ts), whatever the function's own timeout.
  * So a message that entered before a credited probe is written or held within the queue wait + the batching window
- * + the answer deadline of its entry, and the watermark passing it is harmless while the tolerance covers that:
- * `tolerance ≥ PROBE_BACKLOG_WAIT_MS + maxBatchingWindow + ingest timeout − 3 s` (defaults: 0.5 + 1 + 27 = 28.5 s
- * against 30 s). Liveness asks the opposite: `maxBacklog` above the visible backlog a healthy queue shows when
- * probes are judged (tens to about 2,000 at 16.7k messages/s), and `tolerance ≥ tick + probe latency`.
+ * + INGEST_TIMEOUT_MS of its entry, and the watermark passing it is harmless while the tolerance covers that:
+ * `tolerance ≥ PROBE_BACKLOG_WAIT_MS + maxBatchingWindow + INGEST_TIMEOUT_MS` (defaults: 0.5 + 1 + 10 = 11.5 s
+ * against 30 s; the construct warns at synth below it). Liveness asks the opposite: `maxBacklog` above the visible
+ * backlog a healthy queue shows when probes are judged (about a hundred, up to about a thousand, at 16.7k
+ * messages/s; up to about 2,000 while records fail and are handed back), and `tolerance ≥ tick + probe latency`.
  * bench/probe-credit.ts measures both at the design point: half a second of rate (8,334) is credited at every tick
- * and no message is missing past the tolerance after the watermark passed it; a fixed 10 credits about one probe
- * in eight there, and the cutoff falls up to two minutes behind the clock. Not covered:
+ * and no message is missing past the tolerance after the watermark passed it; a fixed 10 credits 7 probes of 60
+ * there, and the cutoff falls up to 160 s behind the clock. Not covered:
  * - an invocation Lambda throttles stays in flight, unheld, retried until the visibility timeout ends: the ingest
  *   function needs reserved concurrency at least the event source mapping's maximum concurrency;
  * - a queue far out of order (a message left behind for longer than the tolerance while newer ones are served), and

@@ -759,4 +759,18 @@ describe('OfflineDetector (embedded)', () => {
     expect(warnings).toHaveLength(1);
     expect(String(warnings[0]!.entry.data)).toContain('"tight"');
   });
+
+  it("warns of the tolerance as the dispatcher does (config.ts toleranceWarnings): a type's timeout without a heartbeat, one tick", () => {
+    const warned = (props: OfflineDetectorProps) =>
+      Annotations.fromStack(construct(props).stack)
+        .findWarning('*', Match.stringLikeRegexp('watermark tolerance'))
+        .map((w) => String(w.entry.data));
+    const sensor = { sensor: { timeout: Duration.seconds(40) } };
+    expect(warned({ deviceTypes: sensor, watermarkTolerance: Duration.seconds(39) })).toEqual([]);
+    const atTimeout = warned({ deviceTypes: sensor, watermarkTolerance: Duration.seconds(40) });
+    expect(atTimeout).toHaveLength(1);
+    expect(atTimeout[0]).toContain('"sensor"');
+    const belowTick = warned({ sweepTick: Duration.seconds(20), watermarkTolerance: Duration.seconds(15) });
+    expect(belowTick.filter((w) => w.includes('below one probe interval'))).toHaveLength(1);
+  });
 });

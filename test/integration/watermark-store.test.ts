@@ -52,13 +52,12 @@ describe('DynamoWatermarkStore', () => {
     expect((await fresh.read()).marks).toEqual({ [shard0]: 11_900, [shard1]: 11_901 });
   });
 
-  it('records the live partitions and when, and forgets watermarks of partitions no longer live', async () => {
+  it('records the live partitions, and forgets watermarks of partitions no longer live', async () => {
     const { store: fresh, tableName } = await freshStore();
     await fresh.setLive([queueArn, shard0, shard1], 50_000);
     await Promise.all([fresh.credit(queueArn, 40_000), fresh.credit(shard0, 41_000), fresh.credit(shard1, 42_000)]);
     expect(await fresh.read()).toEqual({
       live: [queueArn, shard0, shard1],
-      liveAt: 50_000,
       marks: { [queueArn]: 40_000, [shard0]: 41_000, [shard1]: 42_000 },
     });
     // shard1 closed (merged into a new shard2): it no longer counts, and its mark is dropped.
@@ -67,7 +66,6 @@ describe('DynamoWatermarkStore', () => {
     const snapshot = await fresh.read();
     expect(snapshot).toEqual({
       live: [queueArn, shard0, shard2],
-      liveAt: 110_000,
       marks: { [queueArn]: 40_000, [shard0]: 41_000 },
     });
     // The new shard has no watermark yet: nothing is judged until it is credited.
@@ -78,13 +76,13 @@ describe('DynamoWatermarkStore', () => {
     const raw = await clients.dynamodb.send(
       new GetItemCommand({ TableName: tableName, Key: { [KEY]: { S: WATERMARKS_KEY } }, ConsistentRead: true }),
     );
-    expect(Object.keys(raw.Item ?? {}).sort()).toEqual(['live', 'liveAt', 'marks', KEY].sort());
+    expect(Object.keys(raw.Item ?? {}).sort()).toEqual(['live', 'marks', KEY].sort());
   });
 
   it('an empty live list is allowed (no partitions configured)', async () => {
     const { store: fresh } = await freshStore();
     await fresh.setLive([], 1);
-    expect(await fresh.read()).toEqual({ live: [], liveAt: 1, marks: {} });
+    expect(await fresh.read()).toEqual({ live: [], marks: {} });
     expect(sweepCutoff(9, await fresh.read(), 5)).toBe(9);
   });
 

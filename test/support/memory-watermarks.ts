@@ -62,7 +62,7 @@ export class MemoryWatermarks implements WatermarkStore {
   }
 
   async setLive(partitions: string[], at?: number): Promise<void> {
-    this.snapshot = { ...this.snapshot, live: [...partitions], ...(at === undefined ? {} : { liveAt: at }) };
+    this.snapshot = { ...this.snapshot, live: [...partitions] };
     if (at === undefined) return;
     for (const partition of Object.keys(this.snapshot.holds ?? {})) {
       this.setHolds(

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { checkInvariants, loadIngestConfig, loadSweepConfig } from '../../lambdas/core/config.js';
+import {
+  checkInvariants,
+  loadDeviceTypes,
+  loadIngestConfig,
+  loadSweepConfig,
+  toleranceWarnings,
+} from '../../lambdas/core/config.js';
 import { ConfigError } from '../../lambdas/core/errors.js';
 import { offlineAt, parseDeviceTypes } from '../../lambdas/core/policy.js';
 import { shardOf } from '../../lambdas/core/shard.js';
@@ -146,6 +152,44 @@ describe('refused configuration (issue 10 item 9)', () => {
     expect(refusal(() => loadIngestConfig({ ...base, KINESIS_PARALLELIZATION_FACTOR: '0' }))).toContain(
       'KINESIS_PARALLELIZATION_FACTOR',
     );
+  });
+});
+
+describe('toleranceWarnings (the dispatcher logs them, cdk synth annotates them)', () => {
+  const types = loadDeviceTypes({
+    DEVICE_TYPES: JSON.stringify({
+      tracker: { timeoutMs: 90_000, heartbeatMs: 60_000 },
+      meter: { timeoutMs: 900_000, precisionMs: 60_000, heartbeatMs: 60_000 },
+      battery: { timeoutMs: 90_000_000 },
+    }),
+  });
+
+  it('is silent when tolerance < timeout − heartbeat for every type, and at least one tick', () => {
+    expect(toleranceWarnings(types, 25_000, 10)).toEqual([]);
+    expect(toleranceWarnings(types, 29_999, 10)).toEqual([]);
+    expect(toleranceWarnings(types, 10_000, 10)).toEqual([]);
+  });
+
+  it('names each device type whose bound fails', () => {
+    const warnings = toleranceWarnings(types, 30_000, 10);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ deviceType: 'tracker' });
+    expect(warnings[0]?.message).toContain('90000 − 60000 = 30000 ms');
+    expect(toleranceWarnings(types, 900_000, 10).map((w) => w.deviceType)).toEqual(['tracker', 'meter']);
+  });
+
+  it('checks a type without a heartbeat against its timeout alone', () => {
+    const noHeartbeat = loadDeviceTypes({ DEVICE_TYPES: JSON.stringify({ sensor: { timeoutMs: 40_000 } }) });
+    expect(toleranceWarnings(noHeartbeat, 39_999, 10)).toEqual([]);
+    const warnings = toleranceWarnings(noHeartbeat, 40_000, 10);
+    expect(warnings).toEqual([{ deviceType: 'sensor', message: expect.stringContaining('its timeout (40000 ms') }]);
+    expect(toleranceWarnings(types, 90_000_000, 10).map((w) => w.deviceType)).toEqual(['tracker', 'meter', 'battery']);
+  });
+
+  it('warns when the tolerance does not even cover one probe interval', () => {
+    const warnings = toleranceWarnings(types, 5_000, 10);
+    expect(warnings).toEqual([{ message: expect.stringContaining('below one probe interval') }]);
+    expect(toleranceWarnings(types, 9_999, 10)).toHaveLength(1);
   });
 });
 

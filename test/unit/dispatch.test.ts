@@ -1,7 +1,6 @@
-// The dispatcher's plan, its use of the ports over a simulated minute, the open-shard rule, and the configuration
-// check of the watermark tolerance.
+// The dispatcher's plan, its use of the ports over a simulated minute, and the open-shard rule. (Its check of the
+// watermark tolerance, shared with the construct, is config.ts `toleranceWarnings`: test/unit/config.test.ts.)
 import { describe, expect, it } from 'vitest';
-import { loadDeviceTypes } from '../../lambdas/core/config.js';
 import {
   type DispatchDeps,
   dispatch,
@@ -10,7 +9,6 @@ import {
   type QueueProbe,
   queueProbes,
   type ShardTarget,
-  toleranceWarnings,
 } from '../../lambdas/core/dispatch.js';
 import type { SweepJob } from '../../lambdas/core/sweep.js';
 
@@ -189,33 +187,5 @@ describe('dispatch', () => {
     expect(f.live).toEqual([{ partitions: [], at: T0 + 250 }]);
     expect(f.queueSent).toEqual([]);
     expect(f.streamSent).toEqual([]);
-  });
-});
-
-describe('toleranceWarnings', () => {
-  const types = loadDeviceTypes({
-    DEVICE_TYPES: JSON.stringify({
-      tracker: { timeoutMs: 90_000, heartbeatMs: 60_000 },
-      meter: { timeoutMs: 900_000, precisionMs: 60_000, heartbeatMs: 60_000 },
-      battery: { timeoutMs: 90_000_000 },
-    }),
-  });
-
-  it('is silent when tolerance < timeout − heartbeat for every type with a heartbeat', () => {
-    expect(toleranceWarnings(types, 25_000, 10)).toEqual([]);
-    expect(toleranceWarnings(types, 29_999, 10)).toEqual([]);
-  });
-
-  it('names each device type whose bound fails (types without a heartbeat cannot be checked)', () => {
-    const warnings = toleranceWarnings(types, 30_000, 10);
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatchObject({ deviceType: 'tracker' });
-    expect(warnings[0]?.message).toContain('90000 − 60000 = 30000 ms');
-    expect(toleranceWarnings(types, 900_000, 10).map((w) => w.deviceType)).toEqual(['tracker', 'meter']);
-  });
-
-  it('warns when the tolerance does not even cover one probe interval', () => {
-    const warnings = toleranceWarnings(types, 5_000, 10);
-    expect(warnings).toEqual([{ message: expect.stringContaining('below one probe interval') }]);
   });
 });

@@ -11,6 +11,7 @@ import {
   stats,
   unmute,
 } from '../../lambdas/core/admin.js';
+import { handleApi } from '../../lambdas/core/api.js';
 import { type Harness, harness, T0, TYPES, total } from '../support/sweep-harness.js';
 
 const TRACKER = TYPES.tracker.timeoutMs;
@@ -359,6 +360,32 @@ describe('flap damping', () => {
       'device.online',
       'device.offline', // the 2nd to 4th transitions span 300,001 ms: not within W either
     ]);
+  });
+
+  it("refuses an override whose timeout + precision + the type's flap window reaches the housekeeping TTL", async () => {
+    // checkInvariants refuses such a TTL for the type itself: a flapping device goes offline held and settles W
+    // later, so TTL could delete it before its settled offline event goes out.
+    const h = flappy();
+    await h.send(['d'], T0, 'tracker');
+    await h.send(['m'], T0, 'meter');
+    const day = 86_400_000;
+    const deps = { ...admin(h), housekeepingTtlMs: day };
+    const put = (deviceId: string, timeoutMs: number) =>
+      handleApi(
+        { method: 'PUT', path: `/devices/${deviceId}/policy`, query: {}, body: `{"timeout":${timeoutMs}}` },
+        deps,
+      );
+    const before = structuredClone(h.store.items.get('d'));
+    // timeout + precision < TTL, but the tracker's flap window on top reaches it.
+    expect(await put('d', day - WINDOW)).toMatchObject({
+      status: 400,
+      body: { error: 'bad-duration', message: expect.stringContaining('flap window') },
+    });
+    expect(h.store.items.get('d')).toEqual(before);
+    expect(await put('d', day - WINDOW - 1)).toMatchObject({ status: 200, body: { timeoutMs: day - WINDOW - 1 } });
+    // A type without damping needs only timeout + precision below the TTL.
+    expect(await put('m', day - WINDOW)).toMatchObject({ status: 200, body: { timeoutMs: day - WINDOW } });
+    expect((await put('m', day)).status).toBe(400);
   });
 
   it('types without damping report every transition', async () => {
