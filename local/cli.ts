@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { EngineName } from '../lambdas/core/config.js';
 import { RunConsole } from './console.js';
 import { parseDuration, type Scenario, scenarioProblems } from './fleet-model.js';
 import { runLive } from './live.js';
@@ -20,6 +21,7 @@ const USAGE = `Usage:
                [--seed N] [--json] [--report-dir reports]
   npm run local -- [--source sqs|kinesis]
   npm run simulate -- [--devices N] [--hours H | --duration 2h] [--scenario simulate|<file.json>] [--seed N] [--json]
+                      [--engine per-device|batched]
 
 Durations: seconds (90), or 90s, 5m, 2h. Scenarios: local/scenarios/*.json (see local/scenarios/README.md).
 Exit code: 0 when every offline event was right and none was missed, 1 otherwise, 130 when interrupted.`;
@@ -74,6 +76,7 @@ export async function main(argv: string[]): Promise<number> {
         source: { type: 'string' },
         scenario: { type: 'string' },
         seed: { type: 'string' },
+        engine: { type: 'string' },
         json: { type: 'boolean' },
         'report-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -116,13 +119,15 @@ export async function main(argv: string[]): Promise<number> {
       : parseDuration((values.duration as string | undefined) ?? scenario.duration);
     if (!(durationMs > 0)) throw new UsageError('the duration must be > 0');
     const seed = values.seed === undefined ? 1 : Number(values.seed);
+    const engine = (values.engine ?? 'per-device') as EngineName;
+    if (engine !== 'per-device' && engine !== 'batched') throw new UsageError('--engine must be per-device or batched');
     const problems = scenarioProblems(scenario);
     if (problems.length > 0) throw new UsageError(`scenario ${scenario.name}:\n  ${problems.join('\n  ')}`);
 
     let report: RunReport | undefined;
     if (command === 'simulate') {
       const { runVirtual } = await import('./simulate.js');
-      report = await runVirtual({ scenario, durationMs, seed, console: out, signal: abort.signal });
+      report = await runVirtual({ scenario, durationMs, seed, engine, console: out, signal: abort.signal });
     } else {
       out.line(
         command === 'local'

@@ -38,6 +38,8 @@ import { Truth } from './truth.js';
 const INGEST_ARN = 'arn:aws:sqs:us-east-1:000000000000:offline-detector-ingest';
 const SWEEP_ARN = 'arn:aws:sqs:us-east-1:000000000000:offline-detector-sweep';
 const STEP_MS = 1_000;
+/** Every device has sent (and registered) by then in the scenarios' heartbeats (at most a few minutes). */
+const WARM_UP_MS = 10 * 60_000;
 const T0 = Date.UTC(2030, 0, 1);
 
 export interface VirtualOptions {
@@ -268,6 +270,9 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
     const series: SeriesPoint[] = [];
     const sampleEveryMs = Math.max(STEP_MS, Math.round((durationMs + tailMs) / 400 / 1000) * 1000);
     let sentWindow = 0;
+    let sentTotal = 0;
+    /** Counts when every device has registered: the steady state is measured after it. */
+    let warm: { messages: number; writes: number; reads: number } | undefined;
     let eventsWindow = 0;
     let stalled = false;
     const realStart = Date.now();
@@ -352,7 +357,10 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         queue.send(m);
         truth.sent(m.device.id, m.device.type, T0 + Math.round(m.at));
         sentWindow++;
+        sentTotal++;
       }
+      if (elapsed === WARM_UP_MS)
+        warm = { messages: sentTotal, writes: writeUnits.device + writeUnits.shards, reads: writeUnits.readUnits };
       const stalledNow = fleet.stalledAt(elapsed);
       if (stalledNow && !stalled) truth.stallStarted(now);
       if (!stalledNow && stalled) truth.stallEnded(now);
@@ -428,6 +436,15 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         controlWriteUnits: writeUnits.control,
         readsPerMessage: round(writeUnits.reads / Math.max(1, summary.messages)),
         rruPerMessage: round(writeUnits.readUnits / Math.max(1, summary.messages)),
+        // After the warm-up: without each device's one-time registration (its first message's transition).
+        ...(warm
+          ? {
+              steadyWruPerMessage: round(
+                (writeUnits.device + writeUnits.shards - warm.writes) / Math.max(1, sentTotal - warm.messages),
+              ),
+              steadyRruPerMessage: round((writeUnits.readUnits - warm.reads) / Math.max(1, sentTotal - warm.messages)),
+            }
+          : {}),
         realSeconds: round((Date.now() - realStart) / 1000),
         ingest: ingestStats,
         sweepInvocations,

@@ -26,7 +26,7 @@ import type {
 import { shardOf } from './shard.js';
 import { type SweepDeps, type SweepJob, type SweepOptions, type SweepStats, sweepShard } from './sweep.js';
 import { STATUS, type Status } from './table-schema.js';
-import { sweepCutoff } from './watermark.js';
+import { sweepCutoff, type WatermarkSnapshot } from './watermark.js';
 
 /** The device item as the shard state keeps it: everything but the outbox. */
 export type IndexedItem = Omit<DeviceState, 'outbox' | 'outboxSpills'>;
@@ -65,6 +65,8 @@ export class ShardState {
   readonly changed = new Map<string, ShardEntry | undefined>();
   /** The log is read from here (minus the lookback) next time. */
   readThrough: number;
+  /** A job is using it: another job of the same process (a local runtime running jobs side by side) loads its own. */
+  busy = false;
   private due?: { cutoff: number; list: IndexedEntry[] };
 
   constructor(
@@ -298,6 +300,21 @@ export async function sweepBatchedShard(
   const snapshot = await deps.watermarks.read();
   const cutoff = job.cutoff ?? sweepCutoff(deps.now(), snapshot, deps.settings.toleranceMs);
   const { state, warm } = await loadState(job.shard, deps);
+  try {
+    return { ...(await sweepState(state, job, cutoff, snapshot, deps, options)), warm };
+  } finally {
+    state.busy = false;
+  }
+}
+
+async function sweepState(
+  state: ShardState,
+  job: SweepJob,
+  cutoff: number | undefined,
+  snapshot: WatermarkSnapshot,
+  deps: BatchedSweepDeps,
+  options: SweepOptions,
+): Promise<Omit<BatchedSweepStats, 'warm'>> {
   const store = new ShardStore(deps.table, state);
   const readAt = deps.now();
   const read = await deps.log.read(job.shard, state.readThrough - deps.batched.lookbackMs);
@@ -343,7 +360,6 @@ export async function sweepBatchedShard(
     merged,
     slow: slow.size,
     notes: noted.size,
-    warm,
     saved,
     merge,
   };
@@ -352,12 +368,16 @@ export async function sweepBatchedShard(
 async function loadState(shard: string, deps: BatchedSweepDeps): Promise<{ state: ShardState; warm: boolean }> {
   const version = await deps.states.version(shard);
   const cached = deps.cache?.get(shard);
-  if (cached && cached.version === version) return { state: cached, warm: true };
+  if (cached && cached.version === version && !cached.busy) {
+    cached.busy = true;
+    return { state: cached, warm: true };
+  }
   const stored = await deps.states.load(shard);
   const state = stored
     ? new ShardState(shard, stored.version, stored.entries, stored.position, stored.journals)
     : new ShardState(shard, 0, new Map(), Number.NEGATIVE_INFINITY, 0);
-  deps.cache?.set(shard, state);
+  state.busy = true;
+  if (!cached?.busy) deps.cache?.set(shard, state);
   return { state, warm: false };
 }
 
