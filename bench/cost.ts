@@ -1,8 +1,10 @@
 // npm run cost -- --devices 1000000 --interval 60 [--source sqs|kinesis] [--precision 0|timeout] [--json]
-// A monthly cost estimate of the detector next to the naive design, from the write units per message measured by
-// `npm run bench` (bench/results.json) and the prices and assumptions in bench/prices.json, which you can edit.
+// A monthly cost estimate of both engines (per-device and batched) next to the naive design, from the units per
+// message measured by `npm run bench` (bench/results.json, once every device has registered: a month at the design
+// point is steady state) and the prices and assumptions in bench/prices.json, which you can edit.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { batchedSizing } from '../lambdas/core/batched.js';
 
 const { values } = parseArgs({
   options: {
@@ -25,34 +27,44 @@ if (!(devices > 0) || !(interval > 0) || !['sqs', 'kinesis'].includes(source ?? 
 }
 const prices = JSON.parse(readFileSync(values.prices!, 'utf8'));
 const results = JSON.parse(readFileSync(values.results!, 'utf8'));
-const measured = results.system.wruPerMessage[values.precision === 'timeout' ? 'precisionTimeout' : 'precision0'];
+const precisionKey = values.precision === 'timeout' ? 'precisionTimeout' : 'precision0';
+const steady: Record<string, { wru: number; rru: number }> = results.system.steadyUnitsPerMessage[precisionKey];
 // Kinesis keeps a device on one container, so its coalescing cache hits; SQS spreads batches.
-const designWru: number = source === 'kinesis' ? measured.designDeviceAffinity : measured.design;
-const naiveWru: number = measured.naive;
+const design = steady[source === 'kinesis' ? 'designDeviceAffinity' : 'design']!;
+const naiveUnits = steady.naive!;
+const batchedUnits = steady.batched!;
 
 const HOURS = 730;
 const SECONDS = HOURS * 3600;
 const perSecond = devices / interval;
 const messages = perSecond * SECONDS;
 
-function estimate(wruPerMessage: number) {
+/** The batched engine's shape at this fleet, as the construct chooses it (core/batched.ts batchedSizing). */
+const sizing = batchedSizing({ devices, messagesPerSecond: perSecond });
+
+function estimate(units: { wru: number; rru: number }, engine: 'per-device' | 'batched') {
+  const wruPerMessage = units.wru;
   const d = prices.dynamodb;
   const l = prices.lambda;
-  const sweepJobs = prices.sweep.shards * (60 / prices.sweep.tickSeconds) * 60 * HOURS;
-  const ingestInvocations = messages / l.ingestBatchSize;
+  const batched = engine === 'batched';
+  const shards = batched ? sizing.shardCount : prices.sweep.shards;
+  const sweepJobs = shards * (60 / prices.sweep.tickSeconds) * 60 * HOURS;
+  const ingestBatchSize = batched ? sizing.batchSize : l.ingestBatchSize;
+  const ingestInvocations = messages / ingestBatchSize;
   const transitions = devices * prices.sns.transitionsPerDevicePerMonth;
   const writes = messages * wruPerMessage;
-  // One strongly consistent GetItem per probe credit and per sweep job (watermarks), index queries per sweep job.
-  const reads = sweepJobs * 2 + ingestInvocations * 0.1;
+  const reads = messages * units.rru;
   const storage = ((devices * d.bytesPerDevice) / 1e9) * d.storagePerGbMonth;
   const onDemand = (writes / 1e6) * d.onDemandPerMillionWrites + (reads / 1e6) * d.onDemandPerMillionReads + storage;
   const wcu = (perSecond * wruPerMessage) / d.provisionedTargetUtilization;
   const rcu = Math.max(5, reads / SECONDS / d.provisionedTargetUtilization);
   const provisioned = wcu * HOURS * d.provisionedPerWcuHour + rcu * HOURS * d.provisionedPerRcuHour + storage;
   const lambdaRequests = ingestInvocations + sweepJobs + 60 * HOURS;
-  const gbSeconds =
-    l.memoryGb *
-    ((ingestInvocations * l.ingestMsPerBatch + sweepJobs * l.sweepMsPerJob + 60 * HOURS * l.dispatchMsPerRun) / 1000);
+  // Per record of a batch (parse, coalesce, write or append), and per sweep job; the batched sweep job also merges
+  // the shard's sightings since the last tick.
+  const ingestMs = ingestInvocations * l.ingestMsPerBatch * (ingestBatchSize / l.ingestBatchSize);
+  const sweepMs = sweepJobs * l.sweepMsPerJob + (batched ? messages * l.batchedMergeMsPerSighting : 0);
+  const gbSeconds = l.memoryGb * ((ingestMs + sweepMs + 60 * HOURS * l.dispatchMsPerRun) / 1000);
   const lambda = (lambdaRequests / 1e6) * l.perMillionRequests + gbSeconds * l.perGbSecond;
   let ingestSource: number;
   if (source === 'sqs') {
@@ -71,7 +83,8 @@ function estimate(wruPerMessage: number) {
   const round = (x: number) => Math.round(x * 100) / 100;
   const common = lambda + ingestSource + sns + scheduler;
   return {
-    wruPerMessage: wruPerMessage,
+    wruPerMessage,
+    rruPerMessage: units.rru,
     dynamodbOnDemand: round(onDemand),
     dynamodbProvisioned: round(provisioned),
     provisionedWcu: Math.ceil(wcu),
@@ -84,8 +97,9 @@ function estimate(wruPerMessage: number) {
   };
 }
 
-const design = estimate(designWru);
-const naive = estimate(naiveWru);
+const perDevice = estimate(design, 'per-device');
+const batchedEstimate = estimate(batchedUnits, 'batched');
+const naive = estimate(naiveUnits, 'per-device');
 const out = {
   devices,
   intervalSeconds: interval,
@@ -93,27 +107,39 @@ const out = {
   source,
   precision: values.precision,
   measured: results.generatedAt,
-  design,
+  batchedSizing: sizing,
+  perDevice,
+  batched: batchedEstimate,
   naive,
 };
 if (values.json) console.log(JSON.stringify(out));
 else {
   const usd = (x: unknown) =>
     typeof x === 'number' ? `$${x.toLocaleString('en-US', { maximumFractionDigits: 2 })}` : String(x);
-  const keys = Object.keys(design).filter((k) => k !== 'wruPerMessage' && k !== 'provisionedWcu');
+  const keys = Object.keys(perDevice).filter(
+    (k) => k !== 'wruPerMessage' && k !== 'rruPerMessage' && k !== 'provisionedWcu',
+  );
   console.log(
     `Monthly estimate: ${devices.toLocaleString('en-US')} devices, one message every ${interval} s (${(messages / 1e9).toFixed(2)} billion messages), ${source}, precision ${values.precision}`,
   );
   console.log(
-    `write units per message (measured ${String(results.generatedAt).slice(0, 10)}): design ${designWru}, naive ${naiveWru}`,
+    `units per message, steady state (measured ${String(results.generatedAt).slice(0, 10)}): per-device ${design.wru} W / ${design.rru} R, batched ${batchedUnits.wru} W / ${batchedUnits.rru} R, naive ${naiveUnits.wru} W / ${naiveUnits.rru} R`,
   );
-  console.log(`${'item'.padEnd(22)}${'this design'.padStart(16)}${'naive design'.padStart(16)}`);
+  console.log(
+    `batched engine at this fleet: ${sizing.shardCount} shards, ingest batches of ${sizing.batchSize} within ${sizing.batchWindowSeconds} s`,
+  );
+  const columns = [
+    ['per-device', perDevice],
+    ['batched', batchedEstimate],
+    ['naive design', naive],
+  ] as const;
+  console.log(`${'item'.padEnd(22)}${columns.map(([name]) => name.padStart(16)).join('')}`);
   for (const k of keys) {
     console.log(
-      `${k.padEnd(22)}${usd((design as Record<string, unknown>)[k]).padStart(16)}${usd((naive as Record<string, unknown>)[k]).padStart(16)}`,
+      `${k.padEnd(22)}${columns.map(([, e]) => usd((e as Record<string, unknown>)[k]).padStart(16)).join('')}`,
     );
   }
-  console.log(`provisioned WCU (70 % target): design ${design.provisionedWcu}, naive ${naive.provisionedWcu}`);
+  console.log(`provisioned WCU (70 % target): ${columns.map(([name, e]) => `${name} ${e.provisionedWcu}`).join(', ')}`);
   console.log(
     'Prices and assumptions: bench/prices.json (edit them); measured units: bench/results.json (npm run bench).',
   );

@@ -55,9 +55,12 @@ function steady(precisionMs: number): Scenario {
 
 const engine = await startDynamoDbLocal();
 let table = 0;
-const simulate = async (scenario: Scenario, extra: { naive?: boolean; affinity?: 'sqs' | 'device' } = {}) => {
+const simulate = async (
+  scenario: Scenario,
+  extra: { naive?: boolean; affinity?: 'sqs' | 'device'; engine?: 'per-device' | 'batched' } = {},
+) => {
   log(
-    `bench: simulate ${scenario.name}${extra.naive ? ' (naive)' : ''}${extra.affinity === 'device' ? ' (device affinity)' : ''} …`,
+    `bench: simulate ${scenario.name}${extra.naive ? ' (naive)' : ''}${extra.affinity === 'device' ? ' (device affinity)' : ''}${extra.engine === 'batched' ? ' (batched engine)' : ''} …`,
   );
   const report: RunReport = await runVirtual({
     scenario,
@@ -76,6 +79,7 @@ try {
   const ingest = child('bench/ingest.ts');
   const sweep = child('bench/sweep.ts');
   const wru: Record<string, number> = {};
+  const steadyUnits: Record<string, Record<string, { wru: number; rru: number }>> = {};
   for (const [label, precisionMs] of [
     ['precision0', 0],
     ['precisionTimeout', 5 * MIN],
@@ -83,22 +87,52 @@ try {
     const design = await simulate(steady(precisionMs));
     const affinity = await simulate(steady(precisionMs), { affinity: 'device' });
     const naive = await simulate(steady(precisionMs), { naive: true });
+    const batched = await simulate(steady(precisionMs), { engine: 'batched' });
     wru[`${label}.design`] = design.wruPerMessage;
     wru[`${label}.designDeviceAffinity`] = affinity.wruPerMessage;
     wru[`${label}.naive`] = naive.wruPerMessage;
+    wru[`${label}.batched`] = batched.wruPerMessage;
+    // Once every device has registered (a one-time transition each): what a month at the design point costs.
+    steadyUnits[label] = Object.fromEntries(
+      Object.entries({ design, designDeviceAffinity: affinity, naive, batched }).map(([variant, summary]) => [
+        variant,
+        { wru: summary.steadyWruPerMessage as number, rru: summary.steadyRruPerMessage as number },
+      ]),
+    );
   }
   const ratio = (label: string, variant = 'design') =>
     Number((wru[`${label}.${variant}`]! / wru[`${label}.naive`]!).toFixed(3));
   const scenario = loadScenario('simulate');
   scenario.devices = DEVICES;
   const judged = await simulate(scenario);
+  const judgedBatched = await simulate(scenario, { engine: 'batched' });
   const tickMs = scenario.sweepTickSeconds * 1000;
-  const latenessGoal = Object.fromEntries(
-    Object.entries(judged.latenessByType).map(([type, l]) => [
-      type,
-      { p99Ms: l.p99, goalMs: l.precisionMs + tickMs + 5_000, ok: l.p99 <= l.precisionMs + tickMs + 5_000 },
-    ]),
-  );
+  const latenessGoalOf = (run: typeof judged) =>
+    Object.fromEntries(
+      Object.entries(run.latenessByType).map(([type, l]) => [
+        type,
+        { p99Ms: l.p99, goalMs: l.precisionMs + tickMs + 5_000, ok: l.p99 <= l.precisionMs + tickMs + 5_000 },
+      ]),
+    );
+  const scenarioSummary = (run: typeof judged) => ({
+    name: scenario.name,
+    description: scenario.description,
+    devices: run.devices,
+    messages: run.messages,
+    offlineEvents: run.offlineEvents,
+    onlineEvents: run.onlineEvents,
+    falseOffline: run.falseOffline,
+    missedOffline: run.missedOffline,
+    requiredDetections: run.requiredDetections,
+    stallDeferred: run.stallDeferred,
+    duplicateEvents: run.duplicateEvents,
+    latenessMs: run.latenessMs,
+    latenessByType: run.latenessByType,
+    latenessGoal: latenessGoalOf(run),
+    onlineLatenessMs: run.onlineLatenessMs,
+    wruPerMessage: run.wruPerMessage,
+    rruPerMessage: run.rruPerMessage,
+  });
   const results = {
     generatedAt: new Date().toISOString(),
     machine: { node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model },
@@ -119,6 +153,7 @@ try {
           ratio: ratio('precision0'),
           ratioDeviceAffinity: ratio('precision0', 'designDeviceAffinity'),
           goal: 0.5,
+          batched: wru['precision0.batched'],
         },
         precisionTimeout: {
           design: wru['precisionTimeout.design'],
@@ -127,25 +162,13 @@ try {
           ratio: ratio('precisionTimeout'),
           ratioDeviceAffinity: ratio('precisionTimeout', 'designDeviceAffinity'),
           goal: 0.25,
+          batched: wru['precisionTimeout.batched'],
         },
       },
-      scenario: {
-        name: scenario.name,
-        description: scenario.description,
-        devices: judged.devices,
-        messages: judged.messages,
-        offlineEvents: judged.offlineEvents,
-        onlineEvents: judged.onlineEvents,
-        falseOffline: judged.falseOffline,
-        missedOffline: judged.missedOffline,
-        requiredDetections: judged.requiredDetections,
-        stallDeferred: judged.stallDeferred,
-        duplicateEvents: judged.duplicateEvents,
-        latenessMs: judged.latenessMs,
-        latenessByType: judged.latenessByType,
-        latenessGoal,
-        wruPerMessage: judged.wruPerMessage,
-      },
+      /** Write and read units per message after a 10 min warm-up (every device registered), per variant. */
+      steadyUnitsPerMessage: steadyUnits,
+      scenarioBatched: scenarioSummary(judgedBatched),
+      scenario: scenarioSummary(judged),
     },
     ingest,
     sweep,

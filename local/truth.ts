@@ -64,6 +64,8 @@ export interface Summary {
   stallDeferred: number;
   returnedBeforeSince: number;
   latenessMs: { p50: number; p99: number; max: number };
+  /** Online events: from the message that brought the device online to the event. */
+  onlineLatenessMs: { p50: number; p99: number; max: number };
   /** Per device type, with its precision: lateness p99 should stay within precision + tick + a few seconds. */
   latenessByType: Record<string, { p50: number; p99: number; max: number; precisionMs: number; events: number }>;
   findings: Finding[];
@@ -102,6 +104,7 @@ export class Truth {
   messages = 0;
   offlineEvents = 0;
   onlineEvents = 0;
+  private readonly onlineLateness: number[] = [];
   duplicates = 0;
   stallDeferred = 0;
   /** Offline events whose `since` came after the device's return (within the type's precision): correct, late. */
@@ -205,6 +208,8 @@ export class Truth {
     if (event.type === 'device.online') {
       this.onlineEvents++;
       bucket.online++;
+      // From the message that brought it online (its entry) to the event.
+      this.onlineLateness.push(event.detectedAt - event.since);
     } else if (event.type === 'device.offline') {
       this.offlineEvents++;
       bucket.offline++;
@@ -306,6 +311,10 @@ export class Truth {
       stallDeferred: this.stallDeferred,
       returnedBeforeSince: this.returnedBeforeSince,
       latenessMs: { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? 0 },
+      onlineLatenessMs: (() => {
+        const online = [...this.onlineLateness].sort((a, b) => a - b);
+        return { p50: percentile(online, 50), p99: percentile(online, 99), max: online.at(-1) ?? 0 };
+      })(),
       latenessByType: Object.fromEntries(
         [...this.latenessByType].map(([type, values]) => {
           const v = [...values].sort((a, b) => a - b);
