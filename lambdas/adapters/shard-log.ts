@@ -35,12 +35,18 @@ const stampKey = (stamp: number) => String(Math.max(0, Math.floor(stamp))).padSt
 const unitsOf = (out: { ConsumedCapacity?: { CapacityUnits?: number } | Array<{ CapacityUnits?: number }> }) =>
   [out.ConsumedCapacity ?? []].flat().reduce((n, c) => n + (c.CapacityUnits ?? 0), 0);
 
-/** Splits `items` into parts whose packed payload stays under the item limit (halving until it does). */
-function packed<T>(items: T[], payload: (part: T[]) => unknown): Uint8Array[] {
-  const data = pack(payload(items));
-  if (data.byteLength <= MAX_PAYLOAD_BYTES || items.length <= 1) return [data];
-  const half = Math.ceil(items.length / 2);
-  return [...packed(items.slice(0, half), payload), ...packed(items.slice(half), payload)];
+/** Splits `items` into parts whose packed payload stays under the item limit: into as many parts as the first
+ * packing's size calls for (with a margin), and a part still too large in halves. */
+function packed<T>(items: T[], payload: (part: T[]) => unknown, parts = 1): Uint8Array[] {
+  const size = Math.ceil(items.length / parts);
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < items.length || (i === 0 && out.length === 0); i += Math.max(size, 1)) {
+    const part = items.slice(i, i + size);
+    const data = pack(payload(part));
+    if (data.byteLength <= MAX_PAYLOAD_BYTES || part.length <= 1) out.push(data);
+    else out.push(...packed(part, payload, Math.ceil((data.byteLength / MAX_PAYLOAD_BYTES) * 1.2)));
+  }
+  return out;
 }
 
 export interface ShardTableOptions {
@@ -89,6 +95,33 @@ abstract class ShardTable {
   }
 }
 
+/** A log record's payloads (more than one when the sightings do not fit one item). */
+export function encodeSightings(sightings: Sighting[], notes?: string[]): Uint8Array[] {
+  const base = sightings.reduce((min, s) => Math.min(min, s.lastSeen), Number.POSITIVE_INFINITY);
+  return packed(sightings, (part): LogPayload => ({
+    base: Number.isFinite(base) ? base : 0,
+    s: part.map((s) => [s.deviceId, s.lastSeen - base, ...(s.deviceType ? [s.deviceType] : [])] as Encoded),
+    ...(notes?.length ? { n: notes } : {}),
+  }));
+}
+
+export function decodeSightings(data: Uint8Array): LogRead {
+  const payload = unpack<LogPayload>(data);
+  return {
+    sightings: payload.s.map(([deviceId, offset, deviceType]) => ({
+      deviceId,
+      lastSeen: payload.base + offset,
+      ...(deviceType ? { deviceType } : {}),
+    })),
+    notes: payload.n ?? [],
+  };
+}
+
+/** A checkpoint's chunks. */
+export function encodeEntries(entries: Map<string, ShardEntry>): Uint8Array[] {
+  return packed([...entries], (part) => part);
+}
+
 export class DynamoSightingLog extends ShardTable implements SightingLog {
   /** Write and read units consumed since created (for benchmarks). */
   readonly consumed = { write: 0, read: 0 };
@@ -132,11 +165,9 @@ export class DynamoSightingLog extends ShardTable implements SightingLog {
       );
       units += unitsOf(out);
       for (const item of out.Items ?? []) {
-        const payload = unpack<LogPayload>(item[S.data] as Uint8Array);
-        for (const [deviceId, offset, deviceType] of payload.s) {
-          read.sightings.push({ deviceId, lastSeen: payload.base + offset, ...(deviceType ? { deviceType } : {}) });
-        }
-        for (const note of payload.n ?? []) notes.add(note);
+        const decoded = decodeSightings(item[S.data] as Uint8Array);
+        read.sightings.push(...decoded.sightings);
+        for (const note of decoded.notes) notes.add(note);
       }
       start = out.LastEvaluatedKey;
     } while (start);
@@ -213,7 +244,7 @@ export class DynamoShardStates extends ShardTable implements ShardStateStore<Sha
         values: { ':v': version, ':key': [key], ':none': [], ':zero': 0 },
       };
     } else {
-      const parts = packed([...change.checkpoint], (part) => part);
+      const parts = encodeEntries(change.checkpoint);
       for (const [i, data] of parts.entries()) this.consumed.write += await this.put(pk, chunkKey(version, i), data);
       update = {
         expression: 'SET version = :v, #position = :position, checkpoint = :v, chunks = :chunks, journals = :none',
