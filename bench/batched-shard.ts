@@ -4,10 +4,11 @@
 // swept by its own job, so these are also its per-sweep figures. Prints JSON.
 import { performance } from 'node:perf_hooks';
 import { decodeSightings, encodeEntries, encodeSightings } from '../lambdas/adapters/shard-log.js';
-import { batchedSizing, DEVICES_PER_SHARD, ShardState, SIGHTINGS_PER_APPEND } from '../lambdas/core/batched.js';
+import { ShardState } from '../lambdas/core/batched.js';
 import { loadIngestConfig } from '../lambdas/core/config.js';
 import type { DeviceState } from '../lambdas/core/device.js';
 import type { Sighting } from '../lambdas/core/ports.js';
+import { batchedSizing, DEVICES_PER_SHARD, SIGHTINGS_PER_APPEND } from '../lambdas/core/sizing.js';
 
 const MIN = 60_000;
 const T0 = Date.UTC(2030, 0, 1);

@@ -4,7 +4,7 @@
 // point is steady state) and the prices and assumptions in bench/prices.json, which you can edit.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { batchedSizing } from '../lambdas/core/batched.js';
+import { batchedSizing } from '../lambdas/core/sizing.js';
 
 const { values } = parseArgs({
   options: {

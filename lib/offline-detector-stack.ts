@@ -91,7 +91,8 @@ function flap(name: string, raw: unknown): FlapDampingOptions | undefined {
 /** OfflineDetector props from context. Keys (all optional): deviceTypes, defaultDeviceType, fieldMap, sqs (false to
  * disable the SQS source), kinesis ("on-demand" or a shard count), shardCount, sweepTickSeconds,
  * sweepMaxConcurrency, watermarkToleranceMs, billing ("on-demand" | "provisioned"), maxReadCapacity, maxWriteCapacity, removalPolicy
- * ("retain" | "destroy"), housekeepingTtlDays, offlineStormPerMinute, announceNewDevices, deviceTsSkewMs. */
+ * ("retain" | "destroy"), housekeepingTtlDays, offlineStormPerMinute, announceNewDevices, deviceTsSkewMs, engine
+ * ("per-device" | "batched"), fleetDevices and fleetMessagesPerSecond (the batched engine's sizing). */
 export function propsFromContext(node: Node): OfflineDetectorProps {
   const kinesisCtx = ctx(node, 'kinesis');
   let kinesisIngest: OfflineDetectorProps['kinesisIngest'];
@@ -129,12 +130,22 @@ export function propsFromContext(node: Node): OfflineDetectorProps {
   const skew = num(node, 'deviceTsSkewMs');
   const storm = num(node, 'offlineStormPerMinute');
   const tolerance = num(node, 'watermarkToleranceMs');
+  const engine = str(node, 'engine');
+  if (engine !== undefined && engine !== 'per-device' && engine !== 'batched') {
+    throw new Error(`context "engine" must be "per-device" or "batched", got ${engine}`);
+  }
+  const fleetDevices = num(node, 'fleetDevices');
+  const fleetRate = num(node, 'fleetMessagesPerSecond');
   const fieldMap = ctx(node, 'fieldMap');
   if (fieldMap !== undefined && (typeof fieldMap !== 'object' || fieldMap === null || Array.isArray(fieldMap))) {
     throw new Error('context "fieldMap" must be an object like {"deviceId": "thingName"}');
   }
 
   return {
+    engine,
+    ...(fleetDevices !== undefined
+      ? { fleet: { devices: fleetDevices, ...(fleetRate !== undefined ? { messagesPerSecond: fleetRate } : {}) } }
+      : {}),
     sqsIngest: bool(node, 'sqs') === false ? false : {},
     kinesisIngest,
     deviceTypes: deviceTypes(node),

@@ -25,12 +25,14 @@ import {
   toleranceWarnings,
 } from '../lambdas/core/config.js';
 import { type DeviceTypeConfig, type DeviceTypes, parseDeviceTypes } from '../lambdas/core/policy.js';
+import { type BatchedSizing, batchedSizing } from '../lambdas/core/sizing.js';
 import {
   DEADLINE_INDEX,
   DEFAULT_SHARD_COUNT,
   KEY,
   OFFLINE_INDEX,
   OUTBOX_INDEX,
+  SHARD_TABLE,
   TTL_ATTRIBUTE,
 } from '../lambdas/core/table-schema.js';
 import { type AlarmOptions, OfflineDetectorDashboard } from './dashboard.js';
@@ -106,7 +108,21 @@ export interface KinesisIngestOptions {
   readonly startingPosition?: lambda.StartingPosition;
 }
 
+/** The fleet the batched engine is sized for (batchedSizing): its shards and its ingest batching follow from it. */
+export interface FleetSize {
+  /** Devices you expect, at their peak. */
+  readonly devices: number;
+  /** Messages per second at the usual peak. @default one a minute per device */
+  readonly messagesPerSecond?: number;
+}
+
 export interface OfflineDetectorProps {
+  /** How device state is kept and swept (docs/design.md §11): `per-device` (an item write per message at most, online
+   * events from the ingest at once) or `batched` (one compressed record per shard and ingest batch, state per shard;
+   * ~10× fewer write units per message, online events found by the next sweep). @default per-device */
+  readonly engine?: 'per-device' | 'batched';
+  /** Batched engine: the fleet to size shards and ingest batching for. @default 10,000 devices, one message a minute */
+  readonly fleet?: FleetSize;
   /** SQS ingest source; `false` for none. At least one of `sqsIngest` and `kinesisIngest` is required.
    * @default a new SQS ingest queue */
   readonly sqsIngest?: SqsIngestOptions | false;
@@ -179,6 +195,14 @@ const TABLE_ACTIONS = {
   api: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
 } as const;
 
+/** DynamoDB actions on the batched engine's shard table: the ingest appends, the API leaves notes, the sweep reads
+ * the log and loads and saves the states. */
+const SHARD_TABLE_ACTIONS = {
+  ingest: ['dynamodb:PutItem'],
+  api: ['dynamodb:PutItem'],
+  sweep: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+} as const;
+
 /** The SQS ingest's batch budget (INGEST_TIMEOUT_MS's default): the construct leaves it at that. */
 const INGEST_BATCH_BUDGET_MS = 10_000;
 
@@ -196,6 +220,8 @@ export const HANDLER_ENTRIES = {
 
 export class OfflineDetector extends Construct {
   readonly table: dynamodb.TableV2;
+  /** Batched engine: the shards' logs and states (absent on the per-device engine). */
+  readonly shardTable?: dynamodb.TableV2;
   /** The SQS ingest queue devices send to (absent with `sqsIngest: false`). */
   readonly ingestQueue?: sqs.IQueue;
   /** Dead-letter queue of a created ingest queue. */
@@ -226,11 +252,15 @@ export class OfflineDetector extends Construct {
   constructor(scope: Construct, id: string, props: OfflineDetectorProps = {}) {
     super(scope, id);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
-    const shardCount = props.shardCount ?? DEFAULT_SHARD_COUNT;
+    const sizing = this.batchedSizingOf(props);
+    const shardCount = props.shardCount ?? sizing?.shardCount ?? DEFAULT_SHARD_COUNT;
+    // The batched engine's ingest waits to fill its batches: the watermark tolerance covers that wait too.
+    const batchWindow = sizing ? Duration.seconds(sizing.batchWindowSeconds) : Duration.seconds(1);
     const tickSeconds = (props.sweepTick ?? Duration.seconds(10)).toSeconds();
     const sweepMaxConcurrency = props.sweepMaxConcurrency ?? Math.min(Math.max(shardCount, 2), 1000);
     const sweepBudget = props.sweepBudget ?? Duration.seconds(20);
-    const tolerance = props.watermarkTolerance ?? Duration.seconds(tickSeconds + 20);
+    const tolerance =
+      props.watermarkTolerance ?? Duration.seconds(tickSeconds + 20 + (sizing ? sizing.batchWindowSeconds : 0));
     if (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > 10_000) {
       throw new Error(`shardCount must be a whole number in 1..10000, got ${shardCount}`);
     }
@@ -247,7 +277,7 @@ export class OfflineDetector extends Construct {
     if (props.sqsIngest !== false) {
       // An SQS probe is credited while records received before it may still be in a batch: the tolerance must cover
       // the batching window and the batch budget (INGEST_TIMEOUT_MS), or a record can be passed while unwritten.
-      const window = props.sqsIngest?.maxBatchingWindow ?? Duration.seconds(1);
+      const window = props.sqsIngest?.maxBatchingWindow ?? batchWindow;
       const needMs = 500 + window.toMilliseconds() + INGEST_BATCH_BUDGET_MS;
       if (tolerance.toMilliseconds() < needMs) {
         Annotations.of(this).addWarningV2(
@@ -316,6 +346,21 @@ export class OfflineDetector extends Construct {
         },
       ],
     });
+
+    // ── Batched engine: the shards' logs and states (docs/design.md §11). Derived data (rebuilt from the device
+    // items and the log if lost), so no PITR; encrypted like the device table. TTL deletes for free, and nothing
+    // here is ever deleted by a request.
+    if (sizing) {
+      this.shardTable = new dynamodb.TableV2(this, 'ShardTable', {
+        partitionKey: { name: SHARD_TABLE.partitionKey, type: dynamodb.AttributeType.STRING },
+        sortKey: { name: SHARD_TABLE.sortKey, type: dynamodb.AttributeType.STRING },
+        billing: dynamodb.Billing.onDemand(),
+        encryption: props.tableEncryption ?? dynamodb.TableEncryptionV2.awsManagedKey(),
+        timeToLiveAttribute: SHARD_TABLE.ttl,
+        deletionProtection: removalPolicy === RemovalPolicy.RETAIN,
+        removalPolicy,
+      });
+    }
 
     // ── Event topics (docs/design.md §7) and the ops topic, under one rotated customer key: CloudWatch alarms can only
     // publish to an encrypted topic whose key policy lets them, which the AWS managed aws/sns key cannot.
@@ -417,6 +462,7 @@ export class OfflineDetector extends Construct {
       [ENV.offlineTopicArn]: this.offlineTopic.topicArn,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
       NODE_OPTIONS: '--enable-source-maps',
+      ...this.engineEnv(),
     };
     const ingestEnv: Record<string, string> = {
       ...common,
@@ -485,8 +531,8 @@ export class OfflineDetector extends Construct {
       });
       fn.addEventSource(
         new sources.SqsEventSource(this.ingestQueue, {
-          batchSize: sqsIngest.batchSize ?? 100,
-          maxBatchingWindow: sqsIngest.maxBatchingWindow ?? Duration.seconds(1),
+          batchSize: sqsIngest.batchSize ?? sizing?.batchSize ?? 100,
+          maxBatchingWindow: sqsIngest.maxBatchingWindow ?? batchWindow,
           maxConcurrency: sqsIngest.maxConcurrency ?? 50,
           reportBatchItemFailures: true,
         }),
@@ -509,8 +555,8 @@ export class OfflineDetector extends Construct {
       fn.addEventSource(
         new sources.KinesisEventSource(this.ingestStream, {
           startingPosition: kinesisIngest.startingPosition ?? lambda.StartingPosition.LATEST,
-          batchSize: kinesisIngest.batchSize ?? 500,
-          maxBatchingWindow: kinesisIngest.maxBatchingWindow ?? Duration.seconds(1),
+          batchSize: kinesisIngest.batchSize ?? sizing?.batchSize ?? 500,
+          maxBatchingWindow: kinesisIngest.maxBatchingWindow ?? batchWindow,
           parallelizationFactor: kinesisParallelizationFactor, // 1: checked above
           bisectBatchOnError: kinesisIngest.bisectBatchOnError ?? true,
           // Half the default 24 h retention: a stuck record reaches the failure queue before the stream expires it.
@@ -547,7 +593,8 @@ export class OfflineDetector extends Construct {
 
     this.sweepFunction = newFunction('SweepFunction', HANDLER_ENTRIES.sweep, {
       timeout: sweepTimeout,
-      memorySize: 512,
+      // A batched shard's state: ~55 MB in memory at its 125,000 devices (npm run bench:batched), kept warm.
+      memorySize: sizing ? 1024 : 512,
       environment: {
         ...sweepSide,
         POWERTOOLS_SERVICE_NAME: SERVICE.sweep,
@@ -565,6 +612,7 @@ export class OfflineDetector extends Construct {
     );
     this.sweepQueue.grantSendMessages(this.sweepFunction); // continuation jobs
     this.grantTable(this.sweepFunction, TABLE_ACTIONS.sweep);
+    this.grantShardTable(this.sweepFunction, SHARD_TABLE_ACTIONS.sweep);
     iam.Grant.addToPrincipal({
       grantee: this.sweepFunction,
       actions: ['dynamodb:Query'],
@@ -593,6 +641,7 @@ export class OfflineDetector extends Construct {
           [ENV.deviceTypes]: deviceTypesJson.json,
           [ENV.defaultDeviceType]: deviceTypesJson.defaultType,
           [ENV.housekeepingTtlDays]: String(housekeepingTtlDays),
+          ...this.engineEnv(),
           POWERTOOLS_SERVICE_NAME: SERVICE.api,
           NODE_OPTIONS: '--enable-source-maps',
         },
@@ -601,6 +650,7 @@ export class OfflineDetector extends Construct {
       // Never open: every call is SigV4-signed by a principal granted lambda:InvokeFunctionUrl.
       this.apiUrl = this.apiFunction.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
       this.grantTable(this.apiFunction, TABLE_ACTIONS.api);
+      this.grantShardTable(this.apiFunction, SHARD_TABLE_ACTIONS.api); // notes for the sweep
       // The offline listing and the offline counts read byOffline; the online counts read byDeadline.
       iam.Grant.addToPrincipal({
         grantee: this.apiFunction,
@@ -698,6 +748,7 @@ export class OfflineDetector extends Construct {
 
   private grantIngest(fn: nodejs.NodejsFunction): void {
     this.grantTable(fn, TABLE_ACTIONS.ingest);
+    this.grantShardTable(fn, SHARD_TABLE_ACTIONS.ingest);
     this.rejectsQueue.grantSendMessages(fn);
     this.onlineTopic.grantPublish(fn);
     this.offlineTopic.grantPublish(fn); // an online transition can flush an older offline event from the outbox
@@ -709,6 +760,36 @@ export class OfflineDetector extends Construct {
     // With a customer key, DynamoDB decrypts the table key on the caller's behalf (kms:ViaService): name the actions
     // rather than grantEncryptDecrypt, whose ReEncrypt* nobody here needs.
     this.table.encryptionKey?.grant(fn, 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey');
+  }
+
+  /** Batched engine: item actions on the shard table (none on the per-device engine). */
+  private grantShardTable(fn: iam.IGrantable, actions: readonly string[]): void {
+    if (!this.shardTable) return;
+    iam.Grant.addToPrincipal({ grantee: fn, actions: [...actions], resourceArns: [this.shardTable.tableArn] });
+    this.shardTable.encryptionKey?.grant(fn, 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey');
+  }
+
+  private engineEnv(): Record<string, string> {
+    return this.shardTable ? { [ENV.engine]: 'batched', [ENV.shardTableName]: this.shardTable.tableName } : {};
+  }
+
+  private batchedSizingOf(props: OfflineDetectorProps): BatchedSizing | undefined {
+    const engine = props.engine ?? 'per-device';
+    if (engine !== 'per-device' && engine !== 'batched') {
+      throw new Error(`${this.node.path}: engine must be per-device or batched, got ${String(engine)}`);
+    }
+    if (engine === 'per-device') {
+      if (props.fleet) {
+        Annotations.of(this).addWarningV2('offline-detector:fleet', 'fleet sizes the batched engine only: ignored');
+      }
+      return undefined;
+    }
+    const devices = props.fleet?.devices ?? 10_000;
+    const messagesPerSecond = props.fleet?.messagesPerSecond ?? devices / 60;
+    if (!(devices >= 1) || !(messagesPerSecond > 0)) {
+      throw new Error(`${this.node.path}: fleet.devices must be ≥ 1 and fleet.messagesPerSecond > 0`);
+    }
+    return batchedSizing({ devices, messagesPerSecond });
   }
 
   /** Device types as the Lambdas read them (DEVICE_TYPES), validated here with the Lambdas' own parser so a bad

@@ -27,6 +27,7 @@ describe('cdk-nag AwsSolutions', () => {
       'Kinesis only, provisioned table, destroy',
       { sqs: false, kinesis: 4, billing: 'provisioned', removalPolicy: 'destroy' },
     ],
+    ['batched engine, SQS + Kinesis', { engine: 'batched', fleetDevices: 1_000_000, kinesis: 'on-demand' }],
   ])('finds nothing unacknowledged in the stack: %s', (_name, context) => {
     const app = new App({ context: { ...NO_BUNDLING, ...context } });
     const stack = new OfflineDetectorStack(app, 'Nag');

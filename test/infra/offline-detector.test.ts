@@ -9,17 +9,19 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { describe, expect, it } from 'vitest';
 import { ENV, loadIngestConfig, METRICS_NAMESPACE } from '../../lambdas/core/config.js';
+import { batchedSizing } from '../../lambdas/core/sizing.js';
 import {
   DEADLINE_INDEX,
   DEFAULT_SHARD_COUNT,
   KEY,
   OFFLINE_INDEX,
   OUTBOX_INDEX,
+  SHARD_TABLE,
   TTL_ATTRIBUTE,
 } from '../../lambdas/core/table-schema.js';
 import { OfflineDetector, type OfflineDetectorProps } from '../../lib/offline-detector.js';
 import { OfflineDetectorStack } from '../../lib/offline-detector-stack.js';
-import { deviceTableInput } from '../../local/resources.js';
+import { deviceTableInput, shardTableInput } from '../../local/resources.js';
 
 const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
 
@@ -772,5 +774,77 @@ describe('OfflineDetector (embedded)', () => {
     expect(atTimeout[0]).toContain('"sensor"');
     const belowTick = warned({ sweepTick: Duration.seconds(20), watermarkTolerance: Duration.seconds(15) });
     expect(belowTick.filter((w) => w.includes('below one probe interval'))).toHaveLength(1);
+  });
+});
+
+describe('the batched engine (docs/design.md §11)', () => {
+  const { detector, stack, template } = construct({
+    engine: 'batched',
+    fleet: { devices: 1_000_000 },
+    kinesisIngest: {},
+  });
+  const shardTableId = logicalId(stack, detector.shardTable!);
+
+  it('adds the shard table: pk + sort, TTL, encrypted, on demand', () => {
+    template.hasResourceProperties('AWS::DynamoDB::GlobalTable', {
+      KeySchema: [
+        { AttributeName: SHARD_TABLE.partitionKey, KeyType: 'HASH' },
+        { AttributeName: SHARD_TABLE.sortKey, KeyType: 'RANGE' },
+      ],
+      // The same keys the local runtime and the tests create.
+      AttributeDefinitions: Match.arrayWith(shardTableInput('x').AttributeDefinitions ?? []),
+      BillingMode: 'PAY_PER_REQUEST',
+      SSESpecification: { SSEEnabled: true },
+      TimeToLiveSpecification: { AttributeName: SHARD_TABLE.ttl, Enabled: true },
+    });
+  });
+
+  it('sizes shards and ingest batching from the fleet (batchedSizing), tolerance included', () => {
+    const sizing = batchedSizing({ devices: 1_000_000, messagesPerSecond: 1_000_000 / 60 });
+    for (const fn of [detector.ingestSqsFunction!, detector.ingestKinesisFunction!, detector.sweepFunction]) {
+      const env = functionEnv(template, logicalId(stack, fn));
+      expect(env[ENV.engine]).toBe('batched');
+      expect(JSON.stringify(env[ENV.shardTableName])).toContain(shardTableId);
+      expect(env[ENV.shardCount]).toBe(String(sizing.shardCount));
+    }
+    expect(functionEnv(template, logicalId(stack, detector.sweepFunction))[ENV.watermarkToleranceMs]).toBe(
+      String((10 + 20 + sizing.batchWindowSeconds) * 1000),
+    );
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: Match.objectLike({ 'Fn::GetAtt': Match.arrayWith([Match.stringLikeRegexp('IngestQueue')]) }),
+      BatchSize: sizing.batchSize,
+      MaximumBatchingWindowInSeconds: sizing.batchWindowSeconds,
+    });
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: Match.objectLike({ 'Fn::GetAtt': Match.arrayWith([Match.stringLikeRegexp('IngestStream')]) }),
+      BatchSize: sizing.batchSize,
+    });
+  });
+
+  it('grants each role only its actions on the shard table: ingest and API append, the sweep reads and saves', () => {
+    const on = (fn: { role?: unknown }) => actionsOn(statements(template, stack, fn), shardTableId).sort();
+    expect(on(detector.ingestSqsFunction!)).toEqual(['dynamodb:PutItem']);
+    expect(on(detector.apiFunction!)).toEqual(['dynamodb:PutItem']);
+    expect(on(detector.sweepFunction)).toEqual(
+      ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'].sort(),
+    );
+    expect(on(detector.dispatchFunction)).toEqual([]);
+  });
+
+  it('the per-device engine has no shard table and no engine variables', () => {
+    const perDevice = construct({});
+    expect(perDevice.detector.shardTable).toBeUndefined();
+    const env = functionEnv(perDevice.template, logicalId(perDevice.stack, perDevice.detector.sweepFunction));
+    expect(env[ENV.engine]).toBeUndefined();
+  });
+
+  it('refuses an unknown engine and an empty fleet, naming the construct', () => {
+    expect(() => construct({ engine: 'bogus' as never })).toThrow(/Detector: engine must be/);
+    expect(() => construct({ engine: 'batched', fleet: { devices: 0 } })).toThrow(/Detector: fleet.devices/);
+  });
+
+  it('reads engine and fleet from context', () => {
+    const { stack: s } = stackWith({ engine: 'batched', fleetDevices: '2000000' });
+    expect(s.detector.shardTable).toBeDefined();
   });
 });
