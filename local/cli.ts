@@ -18,7 +18,7 @@ export const SCENARIOS_DIR = join(HERE, 'scenarios');
 
 const USAGE = `Usage:
   npm start -- [--devices N] [--duration 3m] [--scenario default|quick|steady|<file.json>] [--source sqs|kinesis]
-               [--seed N] [--json] [--report-dir reports]
+               [--engine per-device|batched] [--seed N] [--json] [--report-dir reports]
   npm run local -- [--source sqs|kinesis]
   npm run simulate -- [--devices N] [--hours H | --duration 2h] [--scenario simulate|<file.json>] [--seed N] [--json]
                       [--engine per-device|batched]
@@ -140,6 +140,7 @@ export async function main(argv: string[]): Promise<number> {
         source,
         seed,
         fleet: command === 'start',
+        engine,
         console: out,
         signal: abort.signal,
         onReady: (stack) => (command === 'local' ? printEndpoints(stack, out) : undefined),

@@ -6,6 +6,7 @@ import { PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { DynamoWatermarkStore } from '../lambdas/adapters/watermark-store.js';
 import { mapLimit } from '../lambdas/core/concurrency.js';
+import type { EngineName } from '../lambdas/core/config.js';
 import type { DeviceEvent } from '../lambdas/core/device.js';
 import { sweepCutoff } from '../lambdas/core/watermark.js';
 import { dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
@@ -30,6 +31,8 @@ export interface LiveOptions {
   signal: AbortSignal;
   /** Called once the stack is up, with what a user needs to point a client at it. */
   onReady?: (stack: LocalStack) => void;
+  /** The detection engine. @default per-device */
+  engine?: EngineName;
 }
 
 /** Everything the runtime starts, stopped in reverse order. */
@@ -154,6 +157,7 @@ export async function runLive(options: LiveOptions): Promise<RunReport | undefin
     shardCount: scenario.shardCount,
     // A healthy pipeline shows about one poll interval of messages; a stall shows far more.
     probeMaxBacklog: Math.max(10, Math.ceil(rate)),
+    engine: options.engine,
   });
   const running = new Running();
   running.add(() => stack.stop());

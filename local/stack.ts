@@ -11,10 +11,18 @@ import {
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { ENV } from '../lambdas/core/config.js';
+import { ENV, type EngineName } from '../lambdas/core/config.js';
 import { KEY } from '../lambdas/core/table-schema.js';
 import { type Endpoints, LOCAL_CREDENTIALS, LOCAL_REGION, startEngines } from './engines.js';
-import { createDeviceTable, createQueue, createTopic, type Queue, subscribeQueue, type Topic } from './resources.js';
+import {
+  createDeviceTable,
+  createQueue,
+  createShardTable,
+  createTopic,
+  type Queue,
+  subscribeQueue,
+  type Topic,
+} from './resources.js';
 
 export type Source = 'sqs' | 'kinesis';
 
@@ -31,6 +39,8 @@ export interface StackOptions {
   maxReceiveCount?: number;
   /** Ingest queue visibility timeout, seconds. */
   visibilityTimeoutSeconds?: number;
+  /** The detection engine. @default per-device */
+  engine?: EngineName;
 }
 
 export interface Clients {
@@ -124,6 +134,7 @@ export interface LocalStack {
 }
 
 export const LOCAL_TABLE = 'offline-detector-devices';
+export const LOCAL_SHARD_TABLE = 'offline-detector-shards';
 
 export function localClients(endpoints: Endpoints): Clients {
   const common = { region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS };
@@ -144,6 +155,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     const writeUnits = new WriteUnits();
     writeUnits.attach(clients.dynamodb);
     await createDeviceTable(clients.dynamodb, LOCAL_TABLE);
+    if (options.engine === 'batched') await createShardTable(clients.dynamodb, LOCAL_SHARD_TABLE);
     const { sqs, sns } = clients;
     const redrive = (dlq: Queue, maxReceiveCount: number) =>
       JSON.stringify({ deadLetterTargetArn: dlq.arn, maxReceiveCount: String(maxReceiveCount) });
@@ -200,6 +212,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
       [ENV.ingestTimeoutMs]: String(Math.max(1_000, options.toleranceMs - options.tickSeconds * 1000)),
       [ENV.ingestQueueUrls]: ingestQueue?.url ?? '',
       [ENV.ingestStreamArns]: stream?.arn ?? '',
+      ...(options.engine === 'batched' ? { [ENV.engine]: 'batched', [ENV.shardTableName]: LOCAL_SHARD_TABLE } : {}),
     };
     const stop = async () => {
       for (const client of Object.values(clients)) client?.destroy();

@@ -98,11 +98,14 @@ abstract class ShardTable {
 /** A log record's payloads (more than one when the sightings do not fit one item). */
 export function encodeSightings(sightings: Sighting[], notes?: string[]): Uint8Array[] {
   const base = sightings.reduce((min, s) => Math.min(min, s.lastSeen), Number.POSITIVE_INFINITY);
-  return packed(sightings, (part): LogPayload => ({
-    base: Number.isFinite(base) ? base : 0,
-    s: part.map((s) => [s.deviceId, s.lastSeen - base, ...(s.deviceType ? [s.deviceType] : [])] as Encoded),
-    ...(notes?.length ? { n: notes } : {}),
-  }));
+  return packed(
+    sightings,
+    (part): LogPayload => ({
+      base: Number.isFinite(base) ? base : 0,
+      s: part.map((s) => [s.deviceId, s.lastSeen - base, ...(s.deviceType ? [s.deviceType] : [])] as Encoded),
+      ...(notes?.length ? { n: notes } : {}),
+    }),
+  );
 }
 
 export function decodeSightings(data: Uint8Array): LogRead {

@@ -69,6 +69,20 @@ it('runs the quick scenario with no false or missed offline, writes the report, 
   for (const pid of summary.enginePids) expect(alive(pid)).toBe(false);
 }, 180_000);
 
+it('runs the quick scenario on the batched engine with no false, missed or duplicate event', async () => {
+  const run = cli(['start', '--scenario', 'quick', '--engine', 'batched', '--json', '--seed', '3']);
+  const code = await run.exit;
+  const summary = JSON.parse(run.stdout().trim().split('\n').at(-1)!);
+  expect({ code, falseOffline: summary.falseOffline, missedOffline: summary.missedOffline }, run.stderr()).toEqual({
+    code: 0,
+    falseOffline: 0,
+    missedOffline: 0,
+  });
+  expect(summary.requiredDetections).toBeGreaterThan(10);
+  expect(summary.onlineEvents).toBeGreaterThan(200); // every device registered, the disconnected ones came back
+  expect({ duplicates: summary.duplicateEvents, by: summary.duplicatesBy }).toEqual({ duplicates: 0, by: {} });
+}, 180_000);
+
 it('stops cleanly on SIGINT: exit code 130, DynamoDB Local gone', async () => {
   const run = cli(['start', '--scenario', 'quick', '--duration', '60s']);
   const pids = await new Promise<number[]>((resolve, reject) => {
