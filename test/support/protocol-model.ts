@@ -553,8 +553,26 @@ export async function runScenario(
     const offline: CommitRequest[] = [];
     // A per-device sweep that times out is a job retried later, which the crashes already cover. A batched one can
     // die between its commits and the save of its shard state, and the runtime is reset (its warm states gone).
+    // It dies at its first store call (crashAt 1), or after all its commits, at the save of its state (crashAt 2).
     const dies = batched && action.crash === 'timeout';
-    const faulty = storeFor(dies ? action : { ...action, crash: 'none' }, random, (request) => offline.push(request));
+    const diesAtSave = dies && action.crashAt === 2;
+    const faulty = storeFor(dies && !diesAtSave ? action : { ...action, crash: 'none' }, random, (request) =>
+      offline.push(request),
+    );
+    let saveHung: () => void = () => {};
+    const atSave = new Promise<void>((resolve) => {
+      saveHung = resolve;
+    });
+    const states: ShardStateStore<ShardEntry> = diesAtSave
+      ? {
+          version: (shard) => shardStates.version(shard),
+          load: (shard) => shardStates.load(shard),
+          save: async () => {
+            saveHung();
+            return new Promise<boolean>(() => {});
+          },
+        }
+      : shardStates;
     const deps: SweepDeps = {
       settings: {
         toleranceMs: 0,
@@ -587,13 +605,14 @@ export async function runScenario(
             ...deps,
             table: deps.store,
             log: faulty.log,
-            states: shardStates,
+            states,
             ingest: config,
             batched: options.mutant === 'batched-no-lookback' ? { ...batchedSettings, lookbackMs: 0 } : batchedSettings,
             cache,
           })
         : undefined;
-      const batchedResult = job$ && (await Promise.race([job$, faulty.hung.then(() => undefined)]));
+      const batchedResult =
+        job$ && (await Promise.race([job$, faulty.hung.then(() => undefined), atSave.then(() => undefined)]));
       if (job$ && !batchedResult) {
         cache.clear();
         throw new Crashed('sweep timed out');
