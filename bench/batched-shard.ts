@@ -18,7 +18,7 @@ const config = loadIngestConfig({
   DEVICE_TYPES: JSON.stringify({ meter: { timeoutMs: TIMEOUT, precisionMs: 0 } }),
   DEFAULT_DEVICE_TYPE: 'meter',
 });
-const settings = { lookbackMs: 15_000, checkpointEveryMs: 300_000, refreshAfterMs: 15 * 24 * 60 * MIN };
+const settings = { shardCount: 1, lookbackMs: 15_000, checkpointEveryMs: 300_000, refreshAfterMs: 15 * 24 * 60 * MIN };
 const units = (parts: Uint8Array[]) => parts.reduce((n, p) => n + Math.ceil((p.byteLength + 80) / 1024), 0);
 const bytes = (parts: Uint8Array[]) => parts.reduce((n, p) => n + p.byteLength, 0);
 const ms = (from: number) => Math.round((performance.now() - from) * 10) / 10;

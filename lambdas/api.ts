@@ -21,7 +21,7 @@ export function apiDepsFromEnv(env: Env, clients: Pick<AwsClients, 'dynamodb'> =
       ? notingAdminStore(
           store,
           new DynamoSightingLog(clients.dynamodb, batched.shardTableName, { retentionMs: batched.retentionMs }),
-          config.shardCount,
+          batched.shardCount,
         )
       : store,
     ...(batched ? { engine: 'batched' as const } : {}),

@@ -12,7 +12,7 @@ import { DynamoProbeKey } from './adapters/probe-key.js';
 import { QueueProbes, StreamProbes } from './adapters/probes.js';
 import { SweepQueue } from './adapters/sweep-queue.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
-import { ENV, type Env, loadSweepConfig, requireString, toleranceWarnings } from './core/config.js';
+import { ENV, type Env, loadBatchedEngine, loadSweepConfig, requireString, toleranceWarnings } from './core/config.js';
 import { type DispatchDeps, type DispatchResult, dispatch } from './core/dispatch.js';
 import { type AwsClients, awsClients, logger, metrics, once } from './runtime.js';
 
@@ -28,7 +28,8 @@ export function dispatchDepsFromEnv(
   // HTTP/1.1: the same client works against AWS and the emulators (which do not speak the SDK's default HTTP/2).
   const kinesis = clients.kinesis ?? new KinesisClient({ requestHandler: new NodeHttpHandler() });
   return {
-    shardCount: config.shardCount,
+    // The batched engine sweeps its own shards; the per-device engine the deadline index's.
+    shardCount: loadBatchedEngine(env)?.shardCount ?? config.shardCount,
     tickSeconds: config.sweepTickSeconds,
     sweepQueue: new SweepQueue(clients.sqs, requireString(env, ENV.sweepQueueUrl)),
     watermarks: new DynamoWatermarkStore(clients.dynamodb, config.tableName),

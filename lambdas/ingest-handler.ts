@@ -41,9 +41,10 @@ export function ingestDepsFromEnv(env: Env, clients: AwsClients = awsClients()):
   return {
     ...(batched
       ? {
-          sightings: new DynamoSightingLog(clients.dynamodb, batched.shardTableName, {
-            retentionMs: batched.retentionMs,
-          }),
+          sightings: {
+            log: new DynamoSightingLog(clients.dynamodb, batched.shardTableName, { retentionMs: batched.retentionMs }),
+            shardCount: batched.shardCount,
+          },
         }
       : {}),
     config,

@@ -20,7 +20,9 @@ export interface AwsClients {
 let clients: AwsClients | undefined;
 export function awsClients(): AwsClients {
   clients ??= {
-    dynamodb: new DynamoDBClient({ maxAttempts: 6 }),
+    // More sockets than the SDK's 50: a sweep job settles up to SWEEP_CONCURRENCY devices at once (a batched shard
+    // in a storm: 128).
+    dynamodb: new DynamoDBClient({ maxAttempts: 6, requestHandler: { httpsAgent: { maxSockets: 256 } } }),
     sqs: new SQSClient({}),
     sns: new SNSClient({}),
   };

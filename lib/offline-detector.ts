@@ -195,6 +195,11 @@ const TABLE_ACTIONS = {
   api: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
 } as const;
 
+/** Devices one batched sweep job settles at once: about 1,024 in flight over all shards, 16..256 per job. */
+export function batchedSweepConcurrency(shardCount: number): number {
+  return Math.min(256, Math.max(16, Math.ceil(1_024 / shardCount)));
+}
+
 /** DynamoDB actions on the batched engine's shard table: the ingest appends, the API leaves notes, the sweep reads
  * the log and loads and saves the states. */
 const SHARD_TABLE_ACTIONS = {
@@ -222,6 +227,8 @@ export class OfflineDetector extends Construct {
   readonly table: dynamodb.TableV2;
   /** Batched engine: the shards' logs and states (absent on the per-device engine). */
   readonly shardTable?: dynamodb.TableV2;
+  /** Batched engine: its shards and ingest batching, from `fleet`. */
+  readonly sizing?: BatchedSizing;
   /** The SQS ingest queue devices send to (absent with `sqsIngest: false`). */
   readonly ingestQueue?: sqs.IQueue;
   /** Dead-letter queue of a created ingest queue. */
@@ -253,11 +260,14 @@ export class OfflineDetector extends Construct {
     super(scope, id);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     const sizing = this.batchedSizingOf(props);
-    const shardCount = props.shardCount ?? sizing?.shardCount ?? DEFAULT_SHARD_COUNT;
+    this.sizing = sizing;
+    // The device table's index shards; the batched engine's own shards (logs, states, sweep jobs) come from sizing.
+    const shardCount = props.shardCount ?? DEFAULT_SHARD_COUNT;
+    const sweepShards = sizing?.shardCount ?? shardCount;
     // The batched engine's ingest waits to fill its batches: the watermark tolerance covers that wait too.
     const batchWindow = sizing ? Duration.seconds(sizing.batchWindowSeconds) : Duration.seconds(1);
     const tickSeconds = (props.sweepTick ?? Duration.seconds(10)).toSeconds();
-    const sweepMaxConcurrency = props.sweepMaxConcurrency ?? Math.min(Math.max(shardCount, 2), 1000);
+    const sweepMaxConcurrency = props.sweepMaxConcurrency ?? Math.min(Math.max(sweepShards, 2), 1000);
     const sweepBudget = props.sweepBudget ?? Duration.seconds(20);
     const tolerance =
       props.watermarkTolerance ?? Duration.seconds(tickSeconds + 20 + (sizing ? sizing.batchWindowSeconds : 0));
@@ -600,6 +610,14 @@ export class OfflineDetector extends Construct {
         POWERTOOLS_SERVICE_NAME: SERVICE.sweep,
         [ENV.sweepBudgetMs]: String(sweepBudget.toMilliseconds()),
         [ENV.watermarkToleranceMs]: String(tolerance.toMilliseconds()),
+        // A batched fleet has few shards: each job settles more devices at once, so that a storm still runs about
+        // 1,024 commits in flight (64 shards × 16 on the per-device engine).
+        ...(sizing
+          ? {
+              [ENV.sweepConcurrency]: String(batchedSweepConcurrency(sweepShards)),
+              [ENV.sweepPageSize]: String(Math.max(100, batchedSweepConcurrency(sweepShards))),
+            }
+          : {}),
       },
       description: 'offline-detector: sweep one deadline-index shard, commit offline transitions, publish events',
     });
@@ -770,7 +788,13 @@ export class OfflineDetector extends Construct {
   }
 
   private engineEnv(): Record<string, string> {
-    return this.shardTable ? { [ENV.engine]: 'batched', [ENV.shardTableName]: this.shardTable.tableName } : {};
+    return this.shardTable && this.sizing
+      ? {
+          [ENV.engine]: 'batched',
+          [ENV.shardTableName]: this.shardTable.tableName,
+          [ENV.batchedShardCount]: String(this.sizing.shardCount),
+        }
+      : {};
   }
 
   private batchedSizingOf(props: OfflineDetectorProps): BatchedSizing | undefined {

@@ -141,7 +141,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
   const sizing = batched
     ? batchedSizing({ devices: options.scenario.devices, messagesPerSecond: rateOf(options.scenario) })
     : undefined;
-  const scenario = sizing ? { ...options.scenario, shardCount: sizing.shardCount } : options.scenario;
+  const { scenario } = options;
   const batchWindowMs = (sizing?.batchWindowSeconds ?? 0) * 1000;
   const batchSize = sizing?.batchSize ?? 100;
   const toleranceMs = toleranceOf(scenario) + batchWindowMs;
@@ -188,7 +188,9 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
       SWEEP_QUEUE_URL: 'virtual://sweep',
       INGEST_QUEUE_URLS: 'virtual://ingest',
       ...(options.naive ? { COALESCE_CACHE_SIZE: '0' } : {}),
-      ...(batched ? { ENGINE: 'batched', SHARD_TABLE_NAME: shardTableName } : {}),
+      ...(sizing
+        ? { ENGINE: 'batched', SHARD_TABLE_NAME: shardTableName, BATCHED_SHARD_COUNT: String(sizing.shardCount) }
+        : {}),
     };
     let now = T0;
     const clock = () => now;
@@ -205,7 +207,12 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
     const base = ingestDepsFromEnv(env, { dynamodb, sqs, sns });
     // The shard logs are stamped by the virtual clock.
     const shardTables = { retentionMs: 7 * 24 * 3_600_000, now: clock };
-    if (batched) base.sightings = new DynamoSightingLog(dynamodb, shardTableName, shardTables);
+    if (sizing) {
+      base.sightings = {
+        log: new DynamoSightingLog(dynamodb, shardTableName, shardTables),
+        shardCount: sizing.shardCount,
+      };
+    }
     const store = options.naive ? naiveStore(base.store) : base.store;
     // Watched through their ports: which sweeps completed by which cutoff (the judge needs them), who published what.
     const observer = new RuntimeObserver(clock);

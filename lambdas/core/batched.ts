@@ -50,6 +50,9 @@ export type ShardEntry = IndexedEntry | GoneEntry;
 const isIndexed = (entry: ShardEntry | undefined): entry is IndexedEntry => entry !== undefined && 'item' in entry;
 
 export interface BatchedSettings {
+  /** Shards of the logs and states (and sweep jobs); the device items' index keys keep the indexes' own shards, so
+   * that a storm's index writes spread over them (ingest config `shardCount`). */
+  shardCount: number;
   /** How far back each read of the log reaches before the previous one: longer than an append can take to land
    * (the ingest's answer budget) and an operator's write (the API's timeout), plus clock skew. */
   lookbackMs: number;
@@ -179,20 +182,27 @@ export class ShardStore implements DeviceStore {
   constructor(
     private readonly table: DeviceStore,
     readonly state: ShardState,
+    /** Whether a device is this shard's: the re-publish also reads other shards' devices (their outboxes share
+     * index shards with this one's), which the state must not take in. */
+    private readonly owns: (deviceId: string) => boolean,
   ) {}
+
+  private observe(deviceId: string, state: DeviceState | undefined): void {
+    if (this.owns(deviceId)) this.state.observe(deviceId, state);
+  }
 
   async touch(request: Parameters<DeviceStore['touch']>[0]): Promise<TouchOutcome> {
     const out = await this.table.touch(request);
     if (out.applied) {
       const deadline = request.moveDeadline?.deadline ?? out.before.deadline;
-      this.state.observe(request.deviceId, { ...out.before, lastSeen: request.lastSeen, deadline });
-    } else this.state.observe(request.deviceId, out.current);
+      this.observe(request.deviceId, { ...out.before, lastSeen: request.lastSeen, deadline });
+    } else this.observe(request.deviceId, out.current);
     return out;
   }
 
   async commit(request: Parameters<DeviceStore['commit']>[0]): Promise<CommitOutcome> {
     const out = await this.table.commit(request);
-    this.state.observe(request.deviceId, out.applied ? out.after : out.current);
+    this.observe(request.deviceId, out.applied ? out.after : out.current);
     return this.merged(out);
   }
 
@@ -230,7 +240,7 @@ export class ShardStore implements DeviceStore {
 
   async get(deviceId: string): Promise<DeviceState | undefined> {
     const item = await this.table.get(deviceId);
-    this.state.observe(deviceId, item);
+    this.observe(deviceId, item);
     return this.withSighting(item);
   }
 
@@ -315,7 +325,8 @@ async function sweepState(
   deps: BatchedSweepDeps,
   options: SweepOptions,
 ): Promise<Omit<BatchedSweepStats, 'warm'>> {
-  const store = new ShardStore(deps.table, state);
+  const shardCount = deps.batched.shardCount;
+  const store = new ShardStore(deps.table, state, (deviceId) => shardOf(deviceId, shardCount) === state.shard);
   const readAt = deps.now();
   const read = await deps.log.read(job.shard, state.readThrough - deps.batched.lookbackMs);
 
@@ -346,7 +357,12 @@ async function sweepState(
 
   const swept = await sweepShard(
     cutoff === undefined ? job : { ...job, cutoff },
-    { ...deps, store: deps.observe?.(store) ?? store, watermarks: { read: async () => snapshot } },
+    {
+      ...deps,
+      store: deps.observe?.(store) ?? store,
+      watermarks: { read: async () => snapshot },
+      outboxShards: (shard) => outboxShardsOf(Number(shard), deps.batched.shardCount, deps.ingest.shardCount),
+    },
     options,
   );
   const saved = await saveState(state, readAt, deps);
@@ -414,6 +430,13 @@ async function saveState(
     if (journal.size === 0 || (await deps.states.save(state.shard, stored.version, { journal }))) return 'conflict';
   }
   throw new Error(`shard ${state.shard}: the state kept changing under the save (${readAt})`);
+}
+
+/** The index shards whose outboxes a batched shard's job re-publishes: every index shard exactly one job's. */
+export function outboxShardsOf(shard: number, shardCount: number, indexShards: number): string[] {
+  const shards: string[] = [];
+  for (let i = shard; i < indexShards; i += shardCount) shards.push(String(i));
+  return shards;
 }
 
 /** Whether `mine` is a later observation of the device than `theirs`: by seq, and at one seq, a decommission

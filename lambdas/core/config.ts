@@ -43,6 +43,8 @@ export const ENV = {
   // the batched engine (batched.ts)
   engine: 'ENGINE',
   shardTableName: 'SHARD_TABLE_NAME',
+  /** The batched engine's shards (logs, states, sweep jobs); SHARD_COUNT stays the device table indexes' shards. */
+  batchedShardCount: 'BATCHED_SHARD_COUNT',
   shardLogRetentionHours: 'SHARD_LOG_RETENTION_HOURS',
   shardLogLookbackMs: 'SHARD_LOG_LOOKBACK_MS',
   shardCheckpointEveryMs: 'SHARD_CHECKPOINT_EVERY_MS',
@@ -53,6 +55,7 @@ export type EngineName = 'per-device' | 'batched';
 /** The batched engine's settings, or undefined on the per-device engine (the default). */
 export interface BatchedEngineConfig {
   shardTableName: string;
+  shardCount: number;
   /** How long log records, checkpoints and journals are kept: a sweep outage longer than this loses sightings. */
   retentionMs: number;
   lookbackMs: number;
@@ -69,6 +72,7 @@ export function loadBatchedEngine(env: Env): BatchedEngineConfig | undefined {
   const ingestTimeoutMs = intSetting(env, ENV.ingestTimeoutMs, 10_000, 1_000, 900_000);
   return {
     shardTableName: requireString(env, ENV.shardTableName),
+    shardCount: intSetting(env, ENV.batchedShardCount, intSetting(env, ENV.shardCount, DEFAULT_SHARD_COUNT), 1, 10_000),
     retentionMs: intSetting(env, ENV.shardLogRetentionHours, 7 * 24, 1, 90 * 24) * 3_600_000,
     // An append lands within the ingest's answer budget, an operator's write within the API's 10 s timeout.
     lookbackMs: intSetting(env, ENV.shardLogLookbackMs, Math.max(ingestTimeoutMs, 10_000) + 5_000, 0),

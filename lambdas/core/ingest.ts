@@ -51,7 +51,7 @@ export interface IngestDeps {
   /** The key that tells the dispatcher's probes from everything else; without it no record is a probe. */
   probeKey?: Pick<ProbeKeyStore, 'get'>;
   /** The batched engine: the batch's sightings go to the shards' logs instead of the device items (batched.ts). */
-  sightings?: Pick<SightingLog, 'append'>;
+  sightings?: { log: Pick<SightingLog, 'append'>; shardCount: number };
 }
 
 /** What writing device updates needs. */
@@ -183,7 +183,7 @@ export async function ingestBatch(
   const [rejectResult, written] = await Promise.all([
     rejections.length > 0 ? deps.rejects.send(rejections) : { failed: [] },
     deps.sightings
-      ? appendSightings([...updates.values()], deps.sightings, deps.config.shardCount, stats)
+      ? appendSightings([...updates.values()], deps.sightings.log, deps.sightings.shardCount, stats)
       : writeUpdates([...updates.values()], deps, stats),
   ]);
   for (const id of written.failedRecordIds) failed.add(id);

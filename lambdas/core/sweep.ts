@@ -51,6 +51,9 @@ export interface SweepDeps {
   queue: SweepJobQueue;
   /** Stamps events and measures the budget. Judging uses the cutoff, which never exceeds it. */
   now: () => number;
+  /** The outbox-index shards a job of `shard` re-publishes. @default the job's shard (the batched engine's shards
+   * are not the indexes' shards: batched.ts) */
+  outboxShards?: (shard: string) => string[];
 }
 
 export interface SweepOptions {
@@ -331,7 +334,7 @@ export function offlineCommit(
     expect: unchangedSince(current, cutoff),
     state,
     append: transitionEvents({ deviceId: current.deviceId, ...state }, flap.starts, detectedAt),
-    outboxShard: shard,
+    outboxShard: current.shard ?? shard,
     outboxAt: detectedAt,
   };
 }
@@ -352,7 +355,7 @@ export function settleCommit(current: DeviceState, shard: string, detectedAt: nu
     expect: unchangedSince(current, state.status === STATUS.offline ? cutoff : undefined),
     state,
     append: [{ ...transitionEvent(type, { deviceId: current.deviceId, ...state }, detectedAt), settled: true }],
-    outboxShard: shard,
+    outboxShard: current.shard ?? shard,
     outboxAt: detectedAt,
   };
 }
@@ -406,22 +409,24 @@ async function republish(
 ): Promise<void> {
   const { settings, store } = deps;
   const before = deps.now() - settings.republishAfterMs;
-  let cursor: string | undefined;
   let pages = 0;
-  do {
-    if (pages > 0 && !hasTime(deps.now())) return;
-    const page = await store.queryOutbox(shard, before, settings.pageSize, cursor);
-    pages++;
-    const states = await mapLimit(page.items, settings.concurrency, (deviceId) => store.get(deviceId));
-    const pending = states.filter((state): state is DeviceState => state !== undefined && hasPendingEvents(state));
-    if (pending.length > 0) {
-      const relay = await relayOutboxes(pending, store, deps.publisher);
-      stats.republished += relay.published;
-      stats.published += relay.published;
-      stats.publishFailures += relay.failed;
-    }
-    cursor = page.next;
-  } while (cursor);
+  for (const outboxShard of deps.outboxShards?.(shard) ?? [shard]) {
+    let cursor: string | undefined;
+    do {
+      if (pages > 0 && !hasTime(deps.now())) return;
+      const page = await store.queryOutbox(outboxShard, before, settings.pageSize, cursor);
+      pages++;
+      const states = await mapLimit(page.items, settings.concurrency, (deviceId) => store.get(deviceId));
+      const pending = states.filter((state): state is DeviceState => state !== undefined && hasPendingEvents(state));
+      if (pending.length > 0) {
+        const relay = await relayOutboxes(pending, store, deps.publisher);
+        stats.republished += relay.published;
+        stats.published += relay.published;
+        stats.publishFailures += relay.failed;
+      }
+      cursor = page.next;
+    } while (cursor);
+  }
 }
 
 function emptyStats(shard: string): SweepStats {

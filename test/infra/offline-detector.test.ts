@@ -805,7 +805,8 @@ describe('the batched engine (docs/design.md §11)', () => {
       const env = functionEnv(template, logicalId(stack, fn));
       expect(env[ENV.engine]).toBe('batched');
       expect(JSON.stringify(env[ENV.shardTableName])).toContain(shardTableId);
-      expect(env[ENV.shardCount]).toBe(String(sizing.shardCount));
+      expect(env[ENV.batchedShardCount]).toBe(String(sizing.shardCount));
+      expect(env[ENV.shardCount]).toBe(String(DEFAULT_SHARD_COUNT)); // the indexes keep theirs
     }
     expect(functionEnv(template, logicalId(stack, detector.sweepFunction))[ENV.watermarkToleranceMs]).toBe(
       String((10 + 20 + sizing.batchWindowSeconds) * 1000),

@@ -64,6 +64,7 @@ export const MODEL_TYPES = {
 };
 type TypeName = keyof typeof MODEL_TYPES;
 const SHARDS = 2;
+const INDEX_SHARDS_BATCHED = 3;
 const REPUBLISH_AFTER_MS = 2_000;
 /** The queue's visibility timeout (a failed record comes back after 5 s, then 20 s: progress.ts), the ingest's batch
  * timeout, and receives before the dead-letter queue. */
@@ -318,7 +319,8 @@ export async function runScenario(
         options.flap ? { ...MODEL_TYPES, tracker: { ...MODEL_TYPES.tracker, flap: FLAP } } : MODEL_TYPES,
       ),
     }),
-    shardCount: SHARDS,
+    // The batched engine's items keep index shards of their own (3) beside its 2 shards of logs and states.
+    shardCount: options.engine === 'batched' ? INDEX_SHARDS_BATCHED : SHARDS,
     writeConcurrency: 4,
   };
   const deviceIds = scenario.devices.map((_, i) => `${prefix}d${i}`);
@@ -354,6 +356,7 @@ export async function runScenario(
   /** Two sweep containers, each with its warm shard states. */
   const stateCaches: StateCache[] = [new Map(), new Map()];
   const batchedSettings: BatchedSettings = {
+    shardCount: SHARDS,
     lookbackMs: BATCH_TIMEOUT_MS,
     checkpointEveryMs: 30_000,
     refreshAfterMs: config.housekeepingTtlMs / 2,
@@ -474,7 +477,7 @@ export async function runScenario(
     const deps: IngestDeps = {
       config,
       store,
-      ...(batched ? { sightings: faultyLog } : {}),
+      ...(batched ? { sightings: { log: faultyLog, shardCount: SHARDS } } : {}),
       publisher: publisher(action),
       rejects: { send: async () => ({ failed: [] }) },
       cache: caches[action.container % caches.length]!,

@@ -45,7 +45,7 @@ function engine() {
         rejects: { send: async () => ({ failed: [] }) },
         cache: new DeviceCache(0),
         now,
-        sightings: log,
+        sightings: { log, shardCount: SHARDS },
       },
       { ordered: false },
     );
@@ -56,7 +56,7 @@ function engine() {
     log,
     states,
     ingest: config,
-    batched: { lookbackMs: 5_000, checkpointEveryMs: 60_000, refreshAfterMs: 15 * 86_400_000 },
+    batched: { shardCount: SHARDS, lookbackMs: 5_000, checkpointEveryMs: 60_000, refreshAfterMs: 15 * 86_400_000 },
     cache: new Map(),
     publisher: events,
     // No live partition: the cutoff is the clock.
@@ -142,7 +142,7 @@ describe('batched sweep', () => {
 
 describe('merging a sighting into the shard state', () => {
   const config = loadIngestConfig({ TABLE_NAME: 'memory', DEVICE_TYPES: JSON.stringify(TYPES) });
-  const settings = { lookbackMs: 5_000, checkpointEveryMs: 60_000, refreshAfterMs: 86_400_000 };
+  const settings = { shardCount: 1, lookbackMs: 5_000, checkpointEveryMs: 60_000, refreshAfterMs: 86_400_000 };
   const state = () => {
     const s = new ShardState('0', 1, new Map(), T0, 0);
     const item = {
