@@ -25,7 +25,7 @@ import {
   toleranceWarnings,
 } from '../lambdas/core/config.js';
 import { type DeviceTypeConfig, type DeviceTypes, parseDeviceTypes } from '../lambdas/core/policy.js';
-import { type BatchedSizing, batchedSizing } from '../lambdas/core/sizing.js';
+import { type BatchedSizing, batchedSizing, batchedSweepConcurrency } from '../lambdas/core/sizing.js';
 import {
   DEADLINE_INDEX,
   DEFAULT_SHARD_COUNT,
@@ -194,11 +194,6 @@ const TABLE_ACTIONS = {
   // Decommission is an update to a tombstone, never a delete; listing and stats query the indexes (granted below).
   api: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
 } as const;
-
-/** Devices one batched sweep job settles at once: about 1,024 in flight over all shards, 16..256 per job. */
-export function batchedSweepConcurrency(shardCount: number): number {
-  return Math.min(256, Math.max(16, Math.ceil(1_024 / shardCount)));
-}
 
 /** DynamoDB actions on the batched engine's shard table: the ingest appends, the API leaves notes, the sweep reads
  * the log and loads and saves the states. */

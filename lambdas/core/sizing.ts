@@ -24,3 +24,8 @@ export function batchedSizing(fleet: { devices: number; messagesPerSecond: numbe
   const batchWindowSeconds = clamp(Math.ceil(batchSize / Math.max(fleet.messagesPerSecond, 0.001)), 1, 60);
   return { shardCount, batchSize, batchWindowSeconds };
 }
+
+/** Devices one batched sweep job settles at once: about 1,024 in flight over all shards, 16..256 per job. */
+export function batchedSweepConcurrency(shardCount: number): number {
+  return Math.min(256, Math.max(16, Math.ceil(1_024 / shardCount)));
+}
