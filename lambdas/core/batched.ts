@@ -346,14 +346,26 @@ async function sweepState(
       update.deviceType = sighting.deviceType ?? update.deviceType;
     }
   }
+  // Through the items, within the job's budget: a mass reconnect is paced by the sweeps (each job writes at most
+  // the ingest's write concurrency at once), and what is left is read again by the next job.
   const merge = emptyStats(read.sightings.length);
-  const written = await writeUpdates(
-    [...slow.values()],
-    { config: deps.ingest, store, publisher: deps.publisher, cache: new DeviceCache(0), now: deps.now },
-    merge,
-  );
-  // A device whose item could not be written is read again next time: the log is read from here only once all are.
-  if (written.failedRecordIds.size === 0) state.readThrough = readAt;
+  const updates = [...slow.values()];
+  const errors: unknown[] = [];
+  const chunk = Math.max(1, deps.ingest.writeConcurrency * 4);
+  const startedAt = deps.now();
+  let done = 0;
+  for (; done < updates.length; done += chunk) {
+    if (done > 0 && !withinBudget(startedAt, deps, options)) break;
+    const written = await writeUpdates(
+      updates.slice(done, done + chunk),
+      { config: deps.ingest, store, publisher: deps.publisher, cache: new DeviceCache(0), now: deps.now },
+      merge,
+    );
+    errors.push(...written.errors);
+  }
+  // A device whose item could not be written (or was not reached) is read again next time: the log is read from
+  // here only once all are.
+  if (errors.length === 0 && done >= updates.length) state.readThrough = readAt;
 
   const swept = await sweepShard(
     cutoff === undefined ? job : { ...job, cutoff },
@@ -371,7 +383,7 @@ async function sweepState(
     writeUnits: swept.writeUnits + merge.writeUnits,
     published: swept.published + merge.published,
     publishFailures: swept.publishFailures + merge.publishFailures,
-    errors: [...written.errors, ...swept.errors],
+    errors: [...errors, ...swept.errors],
     sightings: read.sightings.length,
     merged,
     slow: slow.size,
@@ -379,6 +391,12 @@ async function sweepState(
     saved,
     merge,
   };
+}
+
+/** Half the sweep budget for the slow path, and never into the runtime's last seconds. */
+function withinBudget(startedAt: number, deps: BatchedSweepDeps, options: SweepOptions): boolean {
+  const remaining = options.remainingMs?.();
+  return deps.now() - startedAt < deps.settings.budgetMs / 2 && (remaining === undefined || remaining > 10_000);
 }
 
 async function loadState(shard: string, deps: BatchedSweepDeps): Promise<{ state: ShardState; warm: boolean }> {

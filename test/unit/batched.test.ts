@@ -140,6 +140,23 @@ describe('batched sweep', () => {
   });
 });
 
+describe('a mass reconnect', () => {
+  it('is paced by the sweeps: a job writes items within its budget, the next ones take the rest', async () => {
+    const e = engine();
+    e.deps.settings = { ...e.deps.settings, budgetMs: 0 };
+    const devices = Array.from({ length: 600 }, (_, i) => `d${i}`);
+    await e.send(devices);
+    const chunk = e.config.writeConcurrency * 4;
+    const [first] = await e.sweep(T0 + 1_000);
+    expect(first!.slow).toBeGreaterThan(chunk);
+    expect(first!.merge.written).toBe(chunk); // the rest waits for the next job
+    for (let tick = 2; tick <= 4; tick++) await e.sweep(T0 + tick * 1_000);
+    expect(new Set(e.events.events.filter((ev) => ev.type === 'device.online').map((ev) => ev.deviceId)).size).toBe(
+      600,
+    );
+  });
+});
+
 describe('merging a sighting into the shard state', () => {
   const config = loadIngestConfig({ TABLE_NAME: 'memory', DEVICE_TYPES: JSON.stringify(TYPES) });
   const settings = { shardCount: 1, lookbackMs: 5_000, checkpointEveryMs: 60_000, refreshAfterMs: 86_400_000 };
