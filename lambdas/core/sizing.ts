@@ -29,3 +29,10 @@ export function batchedSizing(fleet: { devices: number; messagesPerSecond: numbe
 export function batchedSweepConcurrency(shardCount: number): number {
   return Math.min(256, Math.max(16, Math.ceil(1_024 / shardCount)));
 }
+
+/** Items one batched sweep job writes at once for new and returning devices: about 128 over all shards, so that a
+ * mass reconnect (a transition each: ~6 write units with the indexes, 3 requests) stays near 4,000 devices/s and
+ * 25,000 write units/s, under an on-demand table's default quota of 40,000. */
+export function batchedReconnectConcurrency(shardCount: number): number {
+  return Math.max(1, Math.floor(128 / shardCount));
+}

@@ -808,6 +808,9 @@ describe('the batched engine (docs/design.md §11)', () => {
       expect(env[ENV.batchedShardCount]).toBe(String(sizing.shardCount));
       expect(env[ENV.shardCount]).toBe(String(DEFAULT_SHARD_COUNT)); // the indexes keep theirs
     }
+    const sweepEnv = functionEnv(template, logicalId(stack, detector.sweepFunction));
+    // ~1,024 devices in flight over all shards in a storm, ~128 item writes for a mass reconnect.
+    expect([sweepEnv[ENV.sweepConcurrency], sweepEnv[ENV.writeConcurrency]]).toEqual(['128', '16']);
     expect(functionEnv(template, logicalId(stack, detector.sweepFunction))[ENV.watermarkToleranceMs]).toBe(
       String((10 + 20 + sizing.batchWindowSeconds) * 1000),
     );
