@@ -13,7 +13,15 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import type { ShardEntry } from '../core/batched.js';
-import type { Billed, LogRead, ShardStateStore, Sighting, SightingLog, StoredShard } from '../core/ports.js';
+import type {
+  Billed,
+  LogRead,
+  ShardChange,
+  ShardStateStore,
+  Sighting,
+  SightingLog,
+  StoredShard,
+} from '../core/ports.js';
 import { SHARD_TABLE as S } from '../core/table-schema.js';
 
 /** Below DynamoDB's 400 KB item limit, with room for the keys. */
@@ -225,13 +233,7 @@ export class DynamoShardStates extends ShardTable implements ShardStateStore<Sha
     };
   }
 
-  async save(
-    shard: string,
-    expectVersion: number,
-    change:
-      | { journal: Map<string, ShardEntry | undefined> }
-      | { checkpoint: Map<string, ShardEntry>; position: number },
-  ): Promise<boolean> {
+  async save(shard: string, expectVersion: number, change: ShardChange<ShardEntry>): Promise<boolean> {
     const pk = this.stateKey(shard);
     const version = expectVersion + 1;
     // The items first, under keys no other save uses; the head then makes them the state, or they expire unread.

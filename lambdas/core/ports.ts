@@ -233,15 +233,14 @@ export interface StoredShard<E> {
   journals: number;
 }
 
+/** What one save of a shard's state writes: a journal of the entries changed (undefined: removed), or a checkpoint
+ * of them all taken at `position`. */
+export type ShardChange<E> = { journal: Map<string, E | undefined> } | { checkpoint: Map<string, E>; position: number };
+
 export interface ShardStateStore<E> {
   /** The version of the shard's state, or 0 when it has none yet (one small strongly consistent read). */
   version(shard: string): Promise<number>;
   load(shard: string): Promise<StoredShard<E> | undefined>;
-  /** Applies only while the shard is still at `expectVersion`: either a journal of the entries changed (undefined:
-   * removed), or a checkpoint of them all taken at `position`. False when another job saved first. */
-  save(
-    shard: string,
-    expectVersion: number,
-    change: { journal: Map<string, E | undefined> } | { checkpoint: Map<string, E>; position: number },
-  ): Promise<boolean>;
+  /** Applies only while the shard is still at `expectVersion`. False when another job saved first. */
+  save(shard: string, expectVersion: number, change: ShardChange<E>): Promise<boolean>;
 }

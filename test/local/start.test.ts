@@ -43,8 +43,9 @@ const alive = (pid: number) => {
   }
 };
 
-it('runs the quick scenario with no false or missed offline, writes the report, leaves no engine behind', async () => {
-  const run = cli(['start', '--scenario', 'quick', '--json', '--seed', '3']);
+/** `npm start` on the quick scenario: exits 0 with no false and no missed offline; its JSON summary. */
+async function quickRun(...args: string[]) {
+  const run = cli(['start', '--scenario', 'quick', '--json', '--seed', '3', ...args]);
   const code = await run.exit;
   const summary = JSON.parse(run.stdout().trim().split('\n').at(-1)!);
   expect({ code, falseOffline: summary.falseOffline, missedOffline: summary.missedOffline }, run.stderr()).toEqual({
@@ -52,6 +53,11 @@ it('runs the quick scenario with no false or missed offline, writes the report, 
     falseOffline: 0,
     missedOffline: 0,
   });
+  return summary;
+}
+
+it('runs the quick scenario with no false or missed offline, writes the report, leaves no engine behind', async () => {
+  const summary = await quickRun();
   for (const key of ['devices', 'messages', 'offlineEvents', 'onlineEvents', 'duplicateEvents', 'wruPerMessage']) {
     expect(summary).toHaveProperty(key);
   }
@@ -70,14 +76,7 @@ it('runs the quick scenario with no false or missed offline, writes the report, 
 }, 180_000);
 
 it('runs the quick scenario on the batched engine with no false, missed or duplicate event', async () => {
-  const run = cli(['start', '--scenario', 'quick', '--engine', 'batched', '--json', '--seed', '3']);
-  const code = await run.exit;
-  const summary = JSON.parse(run.stdout().trim().split('\n').at(-1)!);
-  expect({ code, falseOffline: summary.falseOffline, missedOffline: summary.missedOffline }, run.stderr()).toEqual({
-    code: 0,
-    falseOffline: 0,
-    missedOffline: 0,
-  });
+  const summary = await quickRun('--engine', 'batched');
   expect(summary.requiredDetections).toBeGreaterThan(10);
   expect(summary.onlineEvents).toBeGreaterThan(200); // every device registered, the disconnected ones came back
   expect({ duplicates: summary.duplicateEvents, by: summary.duplicatesBy }).toEqual({ duplicates: 0, by: {} });

@@ -2,7 +2,14 @@
 // DynamoDB adapters give: appends stamped by the writer's clock, reads of what was stamped after a bound, and
 // versioned saves that apply only at the expected version.
 import type { ShardEntry } from '../../lambdas/core/batched.js';
-import type { LogRead, ShardStateStore, Sighting, SightingLog, StoredShard } from '../../lambdas/core/ports.js';
+import type {
+  LogRead,
+  ShardChange,
+  ShardStateStore,
+  Sighting,
+  SightingLog,
+  StoredShard,
+} from '../../lambdas/core/ports.js';
 
 interface LogRecord {
   shard: string;
@@ -64,13 +71,7 @@ export class MemoryShardStates implements ShardStateStore<ShardEntry> {
     return { version: stored.version, position: stored.position, entries, journals: stored.journals.length };
   }
 
-  async save(
-    shard: string,
-    expectVersion: number,
-    change:
-      | { journal: Map<string, ShardEntry | undefined> }
-      | { checkpoint: Map<string, ShardEntry>; position: number },
-  ): Promise<boolean> {
+  async save(shard: string, expectVersion: number, change: ShardChange<ShardEntry>): Promise<boolean> {
     const stored: StoredState = this.shards.get(shard) ?? {
       version: 0,
       position: Number.NEGATIVE_INFINITY,
