@@ -47,6 +47,9 @@ export interface GoneEntry {
 
 export type ShardEntry = IndexedEntry | GoneEntry;
 
+/** How long the state remembers a device that left the index (see `forgetGone`). */
+const GONE_KEPT_MS = 3_600_000;
+
 const isIndexed = (entry: ShardEntry | undefined): entry is IndexedEntry => entry !== undefined && 'item' in entry;
 
 export interface BatchedSettings {
@@ -130,6 +133,15 @@ export class ShardState {
     entry.deadline = Math.max(entry.deadline, followed(item, t));
     this.due = undefined;
     return 'merged';
+  }
+
+  /** Drops the devices that left the index before `before`: a sighting of theirs that late is rare (a redrive, a
+   * long redelivery), and their item still tells it from a return, at the cost of a write. Keeps the state to the
+   * devices of the index, however many come and go. */
+  forgetGone(before: number): void {
+    for (const [deviceId, entry] of this.entries) {
+      if (!isIndexed(entry) && Math.max(entry.gone.lastSeen, entry.gone.since) < before) this.entries.delete(deviceId);
+    }
   }
 
   /** The entries due by `cutoff`, by deadline then id, a page after `cursor`. */
@@ -427,6 +439,7 @@ async function saveState(
   const through = state.readThrough - settings.lookbackMs;
   const checkpoint = through - state.position >= settings.checkpointEveryMs;
   if (!checkpoint && state.changed.size === 0) return 'none';
+  if (checkpoint) state.forgetGone(through - GONE_KEPT_MS);
   const change = checkpoint ? { checkpoint: state.entries, position: through } : { journal: new Map(state.changed) };
   if (await deps.states.save(state.shard, state.version, change)) {
     state.version++;

@@ -211,6 +211,24 @@ describe('merging a sighting into the shard state', () => {
   });
 });
 
+describe('the state of a shard over time', () => {
+  it('forgets the devices that left the index an hour before a checkpoint, and keeps the others', async () => {
+    const e = engine();
+    await e.send(['a', 'b']);
+    await e.sweep(T0 + 1_000);
+    await e.send(['b'], T0 + 3_600_000);
+    await e.sweep(T0 + 3_600_000 + 1_000); // a is offline, b is back
+    // Two checkpoint periods later a's entry (offline an hour and more) is gone; b is still indexed.
+    await e.send(['b'], T0 + 7_300_000);
+    await e.sweep(T0 + 7_300_000 + 1_000);
+    const entries = [...(await Promise.all(['0', '1'].map((s) => e.states.load(s))))].flatMap((st) => [
+      ...(st?.entries.keys() ?? []),
+    ]);
+    expect(entries).toEqual(['b']);
+    expect(e.events.of('a').map((ev) => ev.type)).toEqual(['device.online', 'device.offline']);
+  });
+});
+
 describe('operator API on the batched engine', () => {
   it('says that lastSeen is as of the last transition', async () => {
     const e = engine();
