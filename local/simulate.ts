@@ -272,7 +272,8 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
       toleranceMs,
       slackMs,
       startedAt: T0,
-      shardCount: scenario.shardCount,
+      // The shards the sweep jobs are for: the batched engine's own.
+      shardCount: sizing?.shardCount ?? scenario.shardCount,
     });
     const series: SeriesPoint[] = [];
     const sampleEveryMs = Math.max(STEP_MS, Math.round((durationMs + tailMs) / 400 / 1000) * 1000);
