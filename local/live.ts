@@ -13,7 +13,7 @@ import { dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
 import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
 import type { RunConsole } from './console.js';
-import { DYNALITE_NOTICE, dynamoEngineFor } from './engines.js';
+import { dynaliteNotice, dynamoEngineFor } from './engines.js';
 import { type DueMessage, Fleet, type Scenario, toleranceOf } from './fleet-model.js';
 import { RuntimeObserver } from './observe.js';
 import { KinesisPoller, lambdaContext, SqsPoller } from './pollers.js';
@@ -151,7 +151,7 @@ export async function runLive(options: LiveOptions): Promise<RunReport | undefin
   );
   // Without Java, DynamoDB runs on dynalite (local/dynalite.ts): said in one line.
   const dynamodb = dynamoEngineFor('auto');
-  if (dynamodb === 'dynalite') out.line(DYNALITE_NOTICE);
+  if (dynamodb === 'dynalite') out.line(dynaliteNotice());
   const engineName = dynamodb === 'dynalite' ? 'dynalite' : 'DynamoDB Local';
   out.line(`Starting ${engineName}, fauxqs${source === 'kinesis' ? ', kinesis-local' : ''} on 127.0.0.1 …`);
   const stack = await startLocalStack({

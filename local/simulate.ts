@@ -27,8 +27,8 @@ import { ingestDepsFromEnv, sqsIngestHandler } from '../lambdas/ingest-handler.j
 import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
 import type { RunConsole } from './console.js';
 import {
-  DYNALITE_NOTICE,
   type DynamoEngineChoice,
+  dynaliteNotice,
   dynamoEngineFor,
   LOCAL_CREDENTIALS,
   LOCAL_REGION,
@@ -165,7 +165,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
   let engine: Awaited<ReturnType<typeof startDynamoDb>> | undefined;
   if (!options.dynamodbEndpoint) {
     const choice = dynamoEngineFor(options.dynamodb);
-    if (choice === 'dynalite') out.line(DYNALITE_NOTICE);
+    if (choice === 'dynalite') out.line(dynaliteNotice());
     out.line(`Starting ${choice === 'dynalite' ? 'dynalite' : 'DynamoDB Local'} on 127.0.0.1 …`);
     engine = await startDynamoDb(choice);
   }

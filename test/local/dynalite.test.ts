@@ -1,8 +1,8 @@
 // The DynamoDB engine of `npm start` on a machine without Java: dynalite behind the front that makes up for what it
-// lacks (local/dynalite.ts). CI has Java, so this file starts the fallback itself: the device store's outbox contract
-// (conditional commits that return the stored item, spills in a transaction) runs on it, and the front's two
-// additions are checked the way DynamoDB answers them. The whole integration suite also passes on it:
-// OFFLINE_DETECTOR_LOCAL_DYNAMODB=dynalite npx vitest run test/integration
+// lacks (local/dynalite.ts), in its child process. CI has Java, so this file starts the fallback itself, as npm start
+// does: the device store's outbox contract (conditional commits that return the stored item, spills in a
+// transaction) runs on it, and the front's two additions are checked the way DynamoDB answers them. The whole
+// integration suite also passes on it: OFFLINE_DETECTOR_LOCAL_DYNAMODB=dynalite npx vitest run test/integration
 import {
   ConditionalCheckFailedException,
   DynamoDBClient,
@@ -15,19 +15,19 @@ import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { KEY } from '../../lambdas/core/table-schema.js';
-import { startDynalite } from '../../local/dynalite.js';
-import { dynamoEngineFor, LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/engines.js';
+import { dynamoEngineFor, LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDb } from '../../local/engines.js';
 import { createDeviceTable } from '../../local/resources.js';
 import { dynamoOutboxSetup } from '../support/dynamo-outbox.js';
 import { outboxContract } from '../support/outbox-contract.js';
 
 const tableName = 'devices';
-let engine: Awaited<ReturnType<typeof startDynalite>>;
+let engine: Awaited<ReturnType<typeof startDynamoDb>>;
 let client: DynamoDBClient;
 let store: DynamoDeviceStore;
 
 beforeAll(async () => {
-  engine = await startDynalite();
+  engine = await startDynamoDb('dynalite');
+  expect(engine.engine).toBe('dynalite');
   client = new DynamoDBClient({ endpoint: engine.endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
   store = new DynamoDeviceStore(client, { tableName });
   await createDeviceTable(client, tableName);
