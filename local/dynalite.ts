@@ -49,6 +49,9 @@ function close(server: Server): Promise<void> {
 /** Starts dynalite in this process and the front before it; `endpoint` is the front's. */
 export async function startDynalite(): Promise<{ endpoint: string; stop(): Promise<void> }> {
   const engine = createDynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  // Idle keep-alive connections stay open (Node closes them after 5 s by default): a request sent on a connection
+  // the server is just closing fails with a reset.
+  engine.keepAliveTimeout = 0;
   const enginePort = await listen(engine);
   const front = new DynaliteFront(enginePort);
   const server = createServer((req, res) => {
@@ -68,6 +71,7 @@ export async function startDynalite(): Promise<{ endpoint: string; stop(): Promi
         });
     });
   });
+  server.keepAliveTimeout = 0;
   const port = await listen(server);
   return {
     endpoint: `http://127.0.0.1:${port}`,
@@ -182,7 +186,7 @@ class DynaliteFront {
     if (items.length === 0 || items.length > 100) {
       return validation('Member must have length between 1 and 100 for TransactItems');
     }
-    const steps: Array<{ kind: string; op: Json; table: string; key: AttributeMap }> = [];
+    const steps: Step[] = [];
     const seen = new Set<string>();
     for (const entry of items) {
       const [kind, op] = Object.entries(entry)[0] ?? [];
@@ -197,45 +201,53 @@ class DynaliteFront {
       steps.push({ kind, op, table, key });
     }
 
-    const total = params.ReturnConsumedCapacity === 'TOTAL' || params.ReturnConsumedCapacity === 'INDEXES';
-    const applied: Array<{ table: string; key: AttributeMap; before: AttributeMap | undefined }> = [];
+    const applied: Array<Step & { before: AttributeMap | undefined }> = [];
+    const undo = async () => {
+      for (const { table, key, before } of applied.reverse()) {
+        const out = before
+          ? await this.call(auth, 'PutItem', { TableName: table, Item: before })
+          : await this.call(auth, 'DeleteItem', { TableName: table, Key: key });
+        if (out.status !== 200) throw new Error(`undoing a transaction step failed: ${JSON.stringify(out.body)}`);
+      }
+    };
     const reasons: Json[] = [];
     const units = new Map<string, number>();
     let failed: Answer | undefined;
-    for (const { kind, op, table, key } of steps) {
-      const before = await this.read(auth, table, key);
-      const { ReturnValuesOnConditionCheckFailure: returnOld, ...write } = op;
-      const out =
-        kind === 'ConditionCheck'
-          ? // A write of what is there (or a delete of nothing) under the condition: checks it, changes nothing.
-            before
-            ? await this.call(auth, 'PutItem', { ...write, Item: before })
-            : await this.call(auth, 'DeleteItem', { ...write })
-          : await this.call(auth, `${kind}Item`, { ...write, ReturnConsumedCapacity: 'TOTAL' });
-      if (out.status === 200) {
-        applied.push({ table, key, before });
-        reasons.push({ Code: 'None' });
-        const consumed = out.body.ConsumedCapacity as { CapacityUnits?: number } | undefined;
-        // A transactional write costs twice a standard one.
-        units.set(table, (units.get(table) ?? 0) + 2 * (consumed?.CapacityUnits ?? 1));
-      } else if (isConditionFailure(out)) {
-        reasons.push({
-          Code: 'ConditionalCheckFailed',
-          Message: 'The conditional request failed',
-          ...(returnOld === 'ALL_OLD' && before ? { Item: before } : {}),
-        });
-      } else {
-        failed ??= out;
-        reasons.push({ Code: 'ValidationError', Message: String(out.body.message ?? out.body.Message ?? '') });
+    try {
+      for (const step of steps) {
+        const before = await this.read(auth, step.table, step.key);
+        const { ReturnValuesOnConditionCheckFailure: returnOld, ...write } = step.op;
+        const out =
+          step.kind === 'ConditionCheck'
+            ? // A write of what is there (or a delete of nothing) under the condition: checks it, changes nothing.
+              before
+              ? await this.call(auth, 'PutItem', { ...write, Item: before })
+              : await this.call(auth, 'DeleteItem', { ...write })
+            : await this.call(auth, `${step.kind}Item`, { ...write, ReturnConsumedCapacity: 'TOTAL' });
+        if (out.status === 200) {
+          applied.push({ ...step, before });
+          reasons.push({ Code: 'None' });
+          const consumed = out.body.ConsumedCapacity as { CapacityUnits?: number } | undefined;
+          // A transactional write costs twice a standard one.
+          units.set(step.table, (units.get(step.table) ?? 0) + 2 * (consumed?.CapacityUnits ?? 1));
+        } else if (isConditionFailure(out)) {
+          reasons.push({
+            Code: 'ConditionalCheckFailed',
+            Message: 'The conditional request failed',
+            ...(returnOld === 'ALL_OLD' && before ? { Item: before } : {}),
+          });
+        } else {
+          failed ??= out;
+          reasons.push({ Code: 'ValidationError', Message: String(out.body.message ?? out.body.Message ?? '') });
+        }
       }
+    } catch (error) {
+      // The engine could not be reached mid-way: what was applied is put back before the error is answered.
+      await undo();
+      throw error;
     }
     if (failed || reasons.some((r) => r.Code !== 'None')) {
-      for (const { table, key, before } of applied.reverse()) {
-        const undo = before
-          ? await this.call(auth, 'PutItem', { TableName: table, Item: before })
-          : await this.call(auth, 'DeleteItem', { TableName: table, Key: key });
-        if (undo.status !== 200) throw new Error(`undoing a transaction step failed: ${JSON.stringify(undo.body)}`);
-      }
+      await undo();
       if (failed) return failed;
       const codes = reasons.map((r) => r.Code).join(', ');
       return {
@@ -247,19 +259,17 @@ class DynaliteFront {
         },
       };
     }
-    return {
-      status: 200,
-      body: total
-        ? {
-            ConsumedCapacity: [...units].map(([TableName, n]) => ({
-              TableName,
-              CapacityUnits: n,
-              WriteCapacityUnits: n,
-            })),
-          }
-        : {},
-    };
+    const total = params.ReturnConsumedCapacity === 'TOTAL' || params.ReturnConsumedCapacity === 'INDEXES';
+    const consumed = [...units].map(([TableName, n]) => ({ TableName, CapacityUnits: n, WriteCapacityUnits: n }));
+    return { status: 200, body: total ? { ConsumedCapacity: consumed } : {} };
   }
+}
+
+interface Step {
+  kind: string;
+  op: Json;
+  table: string;
+  key: AttributeMap;
 }
 
 function isConditionFailure(out: Answer): boolean {
