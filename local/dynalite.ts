@@ -6,8 +6,9 @@
 // - TransactWriteItems, which dynalite does not implement: the front applies each Put, Update, Delete and
 //   ConditionCheck in turn with its own condition, and on any failure puts back every item it changed and answers
 //   TransactionCanceledException with one reason per item (with the old item on ALL_OLD).
-// Every write runs one at a time, so that no other write comes between a failed condition and the read of the item,
-// or between the steps of a transaction. Reads run alongside: one may see a transaction half applied, which the
+// Writes to one item run one at a time (a transaction holds all its items), so that no other write comes between a
+// failed condition and the read of the item, or between the steps of a transaction; writes to other items and reads
+// run alongside. A read may see a transaction half applied, which the
 // local demo tolerates (the production path is DynamoDB's). Not made up for, since nothing here uses them: TTL
 // deletion (DynamoDB Local does not delete either), transactional reads, streams. Tests and benchmarks keep DynamoDB
 // Local; test/local/dynalite.test.ts runs the device store's contract through this front.
@@ -85,8 +86,8 @@ export async function startDynalite(): Promise<{ endpoint: string; stop(): Promi
 
 class DynaliteFront {
   readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  /** The tail of the queue every write waits in. */
-  private writes: Promise<unknown> = Promise.resolve();
+  /** Per item (table and key): the tail of the queue of writes to it. */
+  private readonly locks = new Map<string, Promise<void>>();
   private readonly keySchemas = new Map<string, string[]>();
 
   constructor(private readonly enginePort: number) {}
@@ -107,9 +108,52 @@ class DynaliteFront {
       }
       return this.forward(headers, body);
     };
-    const done = this.writes.then(run, run);
-    this.writes = done.catch(() => undefined);
-    return done;
+    return this.holding(await this.itemsOf(auth, operation, params), run);
+  }
+
+  /** The items a write touches, as lock ids. */
+  private async itemsOf(auth: Record<string, string>, operation: string, params: Json): Promise<string[]> {
+    const id = async (op: Json) => {
+      const key = await this.keyOf(auth, op).catch(() => undefined);
+      return `${String(op.TableName)}\u0000${key ? JSON.stringify(key) : '?'}`;
+    };
+    if (operation === 'TransactWriteItems') {
+      const items = (params.TransactItems ?? []) as Array<Record<string, Json>>;
+      return Promise.all(items.map((entry) => id(Object.values(entry)[0] ?? {})));
+    }
+    if (operation === 'BatchWriteItem') {
+      const tables = Object.entries((params.RequestItems ?? {}) as Record<string, Array<Record<string, Json>>>);
+      return Promise.all(
+        tables.flatMap(([TableName, requests]) =>
+          requests.map((r) => id({ TableName, ...(r.PutRequest ?? {}), ...(r.DeleteRequest ?? {}) })),
+        ),
+      );
+    }
+    return [await id(params)];
+  }
+
+  /** Runs `fn` holding the locks of `ids`, taken in order (so two writes never wait for each other's). */
+  private async holding<T>(ids: string[], fn: () => Promise<T>): Promise<T> {
+    const releases: Array<() => void> = [];
+    for (const id of [...new Set(ids)].sort()) {
+      const previous = this.locks.get(id) ?? Promise.resolve();
+      let release!: () => void;
+      const mine = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const tail = previous.then(() => mine);
+      this.locks.set(id, tail);
+      releases.push(() => {
+        release();
+        if (this.locks.get(id) === tail) this.locks.delete(id);
+      });
+      await previous;
+    }
+    try {
+      return await fn();
+    } finally {
+      for (const release of releases) release();
+    }
   }
 
   /** Passes a request through unchanged (dynalite checks the form of the signature, not the signature). */
