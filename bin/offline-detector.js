@@ -1,6 +1,14 @@
 #!/usr/bin/env node
-// `npx offline-detector …`: the operator CLI (bin/cli.ts), run through tsx so the TypeScript sources need no build.
-import { register } from 'tsx/esm/api';
+// `npx offline-detector …`: the operator CLI. Installed from npm it runs the compiled CLI (dist/bin/cli.js) on plain
+// Node with the production dependencies only; in a checkout, where bin/cli.ts sits beside this file, it runs the
+// TypeScript source through tsx (a devDependency), so the CLI needs no build there.
+import { existsSync } from 'node:fs';
 
-register();
-await import('./cli.ts');
+const source = new URL('./cli.ts', import.meta.url);
+if (existsSync(source)) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(source.href);
+} else {
+  await import('../dist/bin/cli.js');
+}

@@ -1,5 +1,6 @@
 // The OfflineDetector construct. Its structure follows the flow of docs/design.md §2: ingest sources → ingest Lambdas →
 // devices table → (scheduler → dispatch → sweep queue → sweep Lambda) → event topics, then the dashboard and alarms.
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Annotations, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
@@ -222,6 +223,16 @@ export const HANDLER_ENTRIES = {
   sweep: 'sweep.ts',
   api: 'api.ts',
 } as const;
+
+/** The installed package's handlers, bundled by `npm run build` (scripts/build.ts) into dist/handlers/<name>/,
+ * beside dist/lib: found only when this file runs from the built package, which then deploys them as they are (no
+ * esbuild, no Docker on the consumer's side). From a checkout the handlers are bundled from lambdas/ at synth. */
+function prebuiltHandler(entry: string): { code: lambda.Code; handler: string } | undefined {
+  const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'handlers', path.basename(entry, '.ts'));
+  return existsSync(path.join(dir, 'index.mjs'))
+    ? { code: lambda.Code.fromAsset(dir), handler: 'index.handler' }
+    : undefined;
+}
 
 export class OfflineDetector extends Construct {
   readonly table: dynamodb.TableV2;
@@ -500,6 +511,7 @@ export class OfflineDetector extends Construct {
       const fn = new nodejs.NodejsFunction(this, id, {
         entry: path.join(LAMBDAS_DIR, entry),
         handler: 'handler',
+        ...prebuiltHandler(entry),
         projectRoot: PROJECT_ROOT,
         depsLockFilePath: path.join(PROJECT_ROOT, 'package-lock.json'),
         runtime: lambda.Runtime.NODEJS_22_X,

@@ -127,7 +127,15 @@ export async function main(argv: string[]): Promise<number> {
     let report: RunReport | undefined;
     if (command === 'simulate') {
       const { runVirtual } = await import('./simulate.js');
-      report = await runVirtual({ scenario, durationMs, seed, engine, console: out, signal: abort.signal });
+      report = await runVirtual({
+        scenario,
+        durationMs,
+        seed,
+        engine,
+        console: out,
+        signal: abort.signal,
+        dynamodb: 'auto',
+      });
     } else {
       out.line(
         command === 'local'

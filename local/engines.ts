@@ -1,11 +1,14 @@
 // Starts the AWS-API engines this project tests and runs against, on 127.0.0.1 with free ports:
 // DynamoDB Local (AWS's own engine, needs Java), fauxqs (SQS + SNS, in-process) and, on request,
-// kinesis-local (the kinesis-mock engine LocalStack uses, as a child process).
-import { type ChildProcess, spawn } from 'node:child_process';
+// kinesis-local (the kinesis-mock engine LocalStack uses, as a child process). The local demo, on a machine without
+// Java, runs DynamoDB on dynalite instead (local/dynalite.ts, in a Node child process); tests and benchmarks use
+// DynamoDB Local.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { KinesisClient, ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -19,8 +22,16 @@ export interface Endpoints {
   kinesis?: string;
 }
 
+/** The engine behind the DynamoDB endpoint. */
+export type DynamoEngine = 'dynamodb-local' | 'dynalite';
+
+/** Which DynamoDB engine to start: `auto` takes DynamoDB Local when Java 17+ is installed, else dynalite. The
+ * environment variable OFFLINE_DETECTOR_LOCAL_DYNAMODB (`dynalite` or `dynamodb-local`) overrides any choice. */
+export type DynamoEngineChoice = DynamoEngine | 'auto';
+
 export interface RunningEngines {
   endpoints: Endpoints;
+  dynamodbEngine: DynamoEngine;
   /** Process ids of the engines that run as child processes (DynamoDB Local's java, kinesis-local). */
   pids: number[];
   stop(): Promise<void>;
@@ -97,6 +108,76 @@ export async function startDynamoDbLocal(): Promise<{ endpoint: string; pid?: nu
   return { endpoint, pid: child.pid, stop: () => stopChild(child) };
 }
 
+/** Whether `java` on the PATH is version 17 or later (what DynamoDB Local needs). */
+export function hasJava17(): boolean {
+  const out = spawnSync('java', ['-version'], { encoding: 'utf8', timeout: 10_000 });
+  if (out.error || out.status !== 0) return false;
+  const match = /version "(\d+)(?:\.(\d+))?/.exec(`${out.stderr}${out.stdout}`);
+  if (!match) return false;
+  const major = match[1] === '1' ? Number(match[2]) : Number(match[1]);
+  return major >= 17;
+}
+
+export function dynamoEngineFor(choice: DynamoEngineChoice = 'dynamodb-local'): DynamoEngine {
+  const forced = process.env.OFFLINE_DETECTOR_LOCAL_DYNAMODB;
+  if (forced === 'dynalite' || forced === 'dynamodb-local') return forced;
+  if (forced) throw new Error(`OFFLINE_DETECTOR_LOCAL_DYNAMODB must be dynalite or dynamodb-local, not ${forced}`);
+  if (choice !== 'auto') return choice;
+  return hasJava17() ? 'dynamodb-local' : 'dynalite';
+}
+
+/** The one line the local demo prints when it runs on dynalite. */
+export function dynaliteNotice(): string {
+  const why = process.env.OFFLINE_DETECTOR_LOCAL_DYNAMODB
+    ? 'OFFLINE_DETECTOR_LOCAL_DYNAMODB=dynalite'
+    : 'Java 17+ not found';
+  return `${why}: DynamoDB runs on dynalite (local/dynalite.ts) instead of DynamoDB Local, the engine the tests use (it needs Java 17).`;
+}
+
+/** dynalite and its front (local/dynalite.ts) in a Node child process, through tsx like the demo itself. */
+export async function startDynaliteProcess(): Promise<{ endpoint: string; pid?: number; stop(): Promise<void> }> {
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+  const main = join(dirname(fileURLToPath(import.meta.url)), 'dynalite-main.ts');
+  const child = track(spawn(process.execPath, ['--import', tsx, main], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  try {
+    const endpoint = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error('dynalite did not start within 30 s')), 30_000);
+      child.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString('utf8');
+        const line = out.split('\n')[0]!;
+        if (out.includes('\n')) {
+          clearTimeout(timer);
+          resolve(line.trim());
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`dynalite exited with code ${code}`));
+      });
+    });
+    const client = new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+    try {
+      await waitUntil('dynalite', () => client.send(new ListTablesCommand({})), child);
+    } finally {
+      client.destroy();
+    }
+    return { endpoint, pid: child.pid, stop: () => stopChild(child) };
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  }
+}
+
+/** Starts the DynamoDB engine `choice` resolves to (see dynamoEngineFor). */
+export async function startDynamoDb(
+  choice: DynamoEngineChoice = 'dynamodb-local',
+): Promise<{ engine: DynamoEngine; endpoint: string; pid?: number; stop(): Promise<void> }> {
+  const engine = dynamoEngineFor(choice);
+  const started = engine === 'dynalite' ? await startDynaliteProcess() : await startDynamoDbLocal();
+  return { engine, ...started };
+}
+
 export async function startKinesisLocal(): Promise<{ endpoint: string; pid?: number; stop(): Promise<void> }> {
   const require = createRequire(import.meta.url);
   const packageDir = dirname(require.resolve('kinesis-local/package.json'));
@@ -133,14 +214,16 @@ export async function startKinesisLocal(): Promise<{ endpoint: string; pid?: num
   return { endpoint, pid: child.pid, stop: () => stopChild(child) };
 }
 
-export async function startEngines(options: { kinesis?: boolean } = {}): Promise<RunningEngines> {
+export async function startEngines(
+  options: { kinesis?: boolean; dynamodb?: DynamoEngineChoice } = {},
+): Promise<RunningEngines> {
   const stops: Array<() => Promise<void>> = [];
   const stopAll = async () => {
     await Promise.allSettled(stops.reverse().map((stop) => stop()));
   };
   try {
     const [dynamo, fauxqs, kinesis] = await Promise.all([
-      startDynamoDbLocal().then((engine) => {
+      startDynamoDb(options.dynamodb).then((engine) => {
         stops.push(engine.stop);
         return engine;
       }),
@@ -158,6 +241,7 @@ export async function startEngines(options: { kinesis?: boolean } = {}): Promise
     const sqsEndpoint = `http://127.0.0.1:${fauxqs.port}`;
     return {
       endpoints: { dynamodb: dynamo.endpoint, sqs: sqsEndpoint, sns: sqsEndpoint, kinesis: kinesis?.endpoint },
+      dynamodbEngine: dynamo.engine,
       pids: [dynamo.pid, kinesis?.pid].filter((pid): pid is number => pid !== undefined),
       stop: stopAll,
     };

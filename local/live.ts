@@ -13,6 +13,7 @@ import { dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
 import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
 import type { RunConsole } from './console.js';
+import { dynaliteNotice, dynamoEngineFor } from './engines.js';
 import { type DueMessage, Fleet, type Scenario, toleranceOf } from './fleet-model.js';
 import { RuntimeObserver } from './observe.js';
 import { KinesisPoller, lambdaContext, SqsPoller } from './pollers.js';
@@ -148,8 +149,13 @@ export async function runLive(options: LiveOptions): Promise<RunReport | undefin
       { timeoutMs: t.timeoutMs, precisionMs: t.precisionMs, heartbeatMs: t.heartbeatMs },
     ]),
   );
-  out.line(`Starting DynamoDB Local, fauxqs${source === 'kinesis' ? ', kinesis-local' : ''} on 127.0.0.1 …`);
+  // Without Java, DynamoDB runs on dynalite (local/dynalite.ts): said in one line.
+  const dynamodb = dynamoEngineFor('auto');
+  if (dynamodb === 'dynalite') out.line(dynaliteNotice());
+  const engineName = dynamodb === 'dynalite' ? 'dynalite' : 'DynamoDB Local';
+  out.line(`Starting ${engineName}, fauxqs${source === 'kinesis' ? ', kinesis-local' : ''} on 127.0.0.1 …`);
   const stack = await startLocalStack({
+    dynamodb,
     source,
     deviceTypes,
     tickSeconds: scenario.sweepTickSeconds,
@@ -162,7 +168,7 @@ export async function runLive(options: LiveOptions): Promise<RunReport | undefin
   const running = new Running();
   running.add(() => stack.stop());
   out.line(
-    `Engines up (child process ids: ${stack.pids.join(', ')}); resources created from lambdas/core/table-schema.ts`,
+    `Engines up (${stack.pids.length > 0 ? `child process ids: ${stack.pids.join(', ')}` : 'all in this process'}); resources created from lambdas/core/table-schema.ts`,
   );
   try {
     const runtime = await startRuntime(stack, scenario, source, signal);

@@ -26,7 +26,14 @@ import { dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
 import { ingestDepsFromEnv, sqsIngestHandler } from '../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
 import type { RunConsole } from './console.js';
-import { LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDbLocal } from './engines.js';
+import {
+  type DynamoEngineChoice,
+  dynaliteNotice,
+  dynamoEngineFor,
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  startDynamoDb,
+} from './engines.js';
 import { type DueMessage, Fleet, type Scenario, toleranceOf } from './fleet-model.js';
 import { RuntimeObserver } from './observe.js';
 import { lambdaContext, sqsRecord } from './pollers.js';
@@ -60,6 +67,8 @@ export interface VirtualOptions {
   engine?: EngineName;
   /** An engine to reuse (the benchmark runs several simulations on one). */
   dynamodbEndpoint?: string;
+  /** The engine to start when none is given (engines.ts); default DynamoDB Local, `npm run simulate` says auto. */
+  dynamodb?: DynamoEngineChoice;
   tableName?: string;
 }
 
@@ -153,10 +162,12 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
   const rate = fleet.devices.reduce((sum, d) => sum + 1000 / d.policy.heartbeatMs, 0);
   const ingestPerSecond = options.ingestPerSecond ?? Math.max(1_000, Math.ceil(rate * 20));
 
-  let engine: Awaited<ReturnType<typeof startDynamoDbLocal>> | undefined;
+  let engine: Awaited<ReturnType<typeof startDynamoDb>> | undefined;
   if (!options.dynamodbEndpoint) {
-    out.line('Starting DynamoDB Local on 127.0.0.1 …');
-    engine = await startDynamoDbLocal();
+    const choice = dynamoEngineFor(options.dynamodb);
+    if (choice === 'dynalite') out.line(dynaliteNotice());
+    out.line(`Starting ${choice === 'dynalite' ? 'dynalite' : 'DynamoDB Local'} on 127.0.0.1 …`);
+    engine = await startDynamoDb(choice);
   }
   const endpoint = options.dynamodbEndpoint ?? engine!.endpoint;
   const common = { region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS };

@@ -13,7 +13,14 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { ENV, type EngineName } from '../lambdas/core/config.js';
 import { KEY } from '../lambdas/core/table-schema.js';
-import { type Endpoints, LOCAL_CREDENTIALS, LOCAL_REGION, startEngines } from './engines.js';
+import {
+  type DynamoEngine,
+  type DynamoEngineChoice,
+  type Endpoints,
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  startEngines,
+} from './engines.js';
 import {
   createDeviceTable,
   createQueue,
@@ -41,6 +48,8 @@ export interface StackOptions {
   visibilityTimeoutSeconds?: number;
   /** The detection engine. @default per-device */
   engine?: EngineName;
+  /** The DynamoDB engine (engines.ts); default DynamoDB Local. */
+  dynamodb?: DynamoEngineChoice;
 }
 
 export interface Clients {
@@ -114,6 +123,7 @@ export class WriteUnits {
 
 export interface LocalStack {
   endpoints: Endpoints;
+  dynamodbEngine: DynamoEngine;
   pids: number[];
   clients: Clients;
   env: Record<string, string>;
@@ -149,7 +159,7 @@ export function localClients(endpoints: Endpoints): Clients {
 }
 
 export async function startLocalStack(options: StackOptions): Promise<LocalStack> {
-  const engines = await startEngines({ kinesis: options.source === 'kinesis' });
+  const engines = await startEngines({ kinesis: options.source === 'kinesis', dynamodb: options.dynamodb });
   try {
     const clients = localClients(engines.endpoints);
     const writeUnits = new WriteUnits();
@@ -220,6 +230,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     };
     return {
       endpoints: engines.endpoints,
+      dynamodbEngine: engines.dynamodbEngine,
       pids: engines.pids,
       clients,
       env,

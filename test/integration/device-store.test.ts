@@ -1,9 +1,9 @@
 // The DynamoDB adapter against a real engine: every condition the protocol relies on, both ways.
 import { DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
-import { DeleteCommand, DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DynamoDeviceStore, toState } from '../../lambdas/adapters/device-store.js';
-import { type DeviceEvent, transitionEvent } from '../../lambdas/core/device.js';
+import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
+import { transitionEvent } from '../../lambdas/core/device.js';
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
 import { OUTBOX_ITEM_MAX, relayOutboxes } from '../../lambdas/core/outbox.js';
@@ -13,8 +13,8 @@ import { A, KEY, SPILL, type Status, spillKey } from '../../lambdas/core/table-s
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/engines.js';
 import { createDeviceTable } from '../../local/resources.js';
 import { testClients, uniqueName } from '../support/aws.js';
+import { dynamoOutboxSetup } from '../support/dynamo-outbox.js';
 import { memoryDeps, record } from '../support/ingest-fixtures.js';
-import { itemSize } from '../support/item-size.js';
 import { commitMany, Log, outboxContract } from '../support/outbox-contract.js';
 
 const clients = testClients();
@@ -288,30 +288,13 @@ describe('DynamoDeviceStore: the bounded outbox', () => {
   const doc = DynamoDBDocumentClient.from(clients.dynamodb);
   const raw = async (key: string) =>
     (await doc.send(new GetCommand({ TableName: tableName, Key: { [KEY]: key }, ConsistentRead: true }))).Item;
-  let n = 0;
-  outboxContract({
-    store: () => store,
-    id: (name) => `${name}-${++n}`,
-    spillExists: async (deviceId, k) => (await raw(spillKey(deviceId, k)))?.[SPILL.events] !== undefined,
-    deleteSpill: async (deviceId, k) => {
-      await doc.send(new DeleteCommand({ TableName: tableName, Key: { [KEY]: spillKey(deviceId, k) } }));
-    },
-    itemBytes: async (deviceId) => itemSize((await raw(deviceId)) ?? {}),
-    pending: async (deviceId) => {
-      const item = await raw(deviceId);
-      if (!item) return [];
-      const state = toState(item);
-      const { from, to } = state.outboxSpills ?? { from: 0, to: 0 };
-      const spilled: DeviceEvent[] = [];
-      for (let k = from; k < to; k++) {
-        const spill = await raw(spillKey(deviceId, k));
-        spilled.push(
-          ...((spill?.[SPILL.events] as string[] | undefined) ?? []).map((e) => JSON.parse(e) as DeviceEvent),
-        );
-      }
-      return [...spilled, ...state.outbox];
-    },
-  });
+  outboxContract(
+    dynamoOutboxSetup(
+      () => clients.dynamodb,
+      tableName,
+      () => store,
+    ),
+  );
 
   it('spills, reads and clears with GetItem and UpdateItem only (all the functions may do); cleared spills go to TTL', async () => {
     const client = new DynamoDBClient({

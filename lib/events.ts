@@ -1,0 +1,17 @@
+// What offline-detector publishes, for the code that consumes it (`offline-detector/events`): types only, so a
+// consumer's Lambda or service imports them without pulling in aws-cdk-lib or anything else.
+//
+// Each SNS message's body is one DeviceEvent as JSON: device.online on the online topic, device.offline and
+// device.flapping on the offline topic. `eventId` is the same for every delivery of one transition (drop
+// duplicates by it), and `seq` orders a device's events.
+import type { EventType } from '../lambdas/core/device.js';
+
+export type { DeviceEvent, EventType } from '../lambdas/core/device.js';
+
+/** The SNS message attributes of every event, for subscription filter policies. */
+export interface DeviceEventAttributes {
+  /** The event's `type`. */
+  type: EventType;
+  /** The event's `deviceType`. */
+  deviceType: string;
+}
