@@ -47,6 +47,10 @@ export interface GoneEntry {
 
 export type ShardEntry = IndexedEntry | GoneEntry;
 
+/** Shard states one container keeps warm: at their largest (125,000 devices, ~55 MB each) four fit the sweep
+ * function's 1,024 MB with room to work; a job for another shard loads its own (a cold load reads its checkpoint). */
+const WARM_STATES = 4;
+
 /** How long the state remembers a device that left the index (see `forgetGone`). */
 const GONE_KEPT_MS = 3_600_000;
 
@@ -423,7 +427,16 @@ async function loadState(shard: string, deps: BatchedSweepDeps): Promise<{ state
     ? new ShardState(shard, stored.version, stored.entries, stored.position, stored.journals)
     : new ShardState(shard, 0, new Map(), Number.NEGATIVE_INFINITY, 0);
   state.busy = true;
-  if (!cached?.busy) deps.cache?.set(shard, state);
+  if (deps.cache && !cached?.busy) {
+    deps.cache.delete(shard);
+    deps.cache.set(shard, state);
+    // The least recently loaded first (a Map keeps insertion order): a container keeps a few states warm, not
+    // every shard it ever swept.
+    for (const [key, old] of deps.cache) {
+      if (deps.cache.size <= WARM_STATES) break;
+      if (!old.busy) deps.cache.delete(key);
+    }
+  }
   return { state, warm: false };
 }
 

@@ -212,6 +212,15 @@ describe('merging a sighting into the shard state', () => {
 });
 
 describe('the state of a shard over time', () => {
+  it('a container keeps at most four shard states warm, the least recently loaded leaving first', async () => {
+    const e = engine();
+    const cache = e.deps.cache!;
+    for (let shard = 0; shard < 6; shard++) {
+      await sweepBatchedShard({ shard: String(shard) }, { ...e.deps, batched: { ...e.deps.batched, shardCount: 6 } });
+    }
+    expect([...cache.keys()]).toEqual(['2', '3', '4', '5']);
+  });
+
   it('forgets the devices that left the index an hour before a checkpoint, and keeps the others', async () => {
     const e = engine();
     await e.send(['a', 'b']);
