@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Annotations, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
@@ -208,6 +208,23 @@ const SHARD_TABLE_ACTIONS = {
   api: ['dynamodb:PutItem'],
   sweep: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
 } as const;
+
+/** What a Lambda event source mapping with a standard iterator reads a stream with (Lambda developer guide,
+ * "Process Amazon Kinesis Data Streams records with Lambda"); SubscribeToShard is for enhanced fan-out only. */
+const KINESIS_STANDARD_READ = [
+  'kinesis:DescribeStream',
+  'kinesis:DescribeStreamSummary',
+  'kinesis:GetRecords',
+  'kinesis:GetShardIterator',
+  'kinesis:ListShards',
+];
+
+/** `sqs:SendMessage` (which also authorizes SendMessageBatch) and what a KMS-encrypted queue needs for it. CDK's
+ * grantSendMessages adds GetQueueAttributes and GetQueueUrl, which the senders here never call. */
+function grantSendOnly(queue: sqs.IQueue, grantee: iam.IGrantable, ...extra: string[]): iam.Grant {
+  queue.encryptionMasterKey?.grant(grantee, 'kms:GenerateDataKey', 'kms:Decrypt');
+  return queue.grant(grantee, 'sqs:SendMessage', ...extra);
+}
 
 /** The SQS ingest's batch budget (INGEST_TIMEOUT_MS's default): the construct leaves it at that. */
 const INGEST_BATCH_BUDGET_MS = 10_000;
@@ -574,20 +591,27 @@ export class OfflineDetector extends Construct {
         },
         description: 'offline-detector: Kinesis ingest (coalesce, conditional write, online transitions)',
       });
-      fn.addEventSource(
-        new sources.KinesisEventSource(this.ingestStream, {
-          startingPosition: kinesisIngest.startingPosition ?? lambda.StartingPosition.LATEST,
-          batchSize: kinesisIngest.batchSize ?? sizing?.batchSize ?? 500,
-          maxBatchingWindow: kinesisIngest.maxBatchingWindow ?? batchWindow,
-          parallelizationFactor: kinesisParallelizationFactor, // 1: checked above
-          bisectBatchOnError: kinesisIngest.bisectBatchOnError ?? true,
-          // Half the default 24 h retention: a stuck record reaches the failure queue before the stream expires it.
-          maxRecordAge: kinesisIngest.maxRecordAge ?? Duration.hours(12),
-          retryAttempts: kinesisIngest.retryAttempts ?? 10,
-          onFailure: new sources.SqsDlq(this.kinesisFailureQueue),
-          reportBatchItemFailures: true,
-        }),
-      ); // grants stream read
+      // A mapping of our own rather than CDK's KinesisEventSource, which grants the stream's whole read set: this one
+      // uses a standard iterator (no enhanced fan-out), so it needs no SubscribeToShard, DescribeStreamConsumer or
+      // ListStreams, and its on-failure queue needs SendMessage only. Same construct id as KinesisEventSource would
+      // give it, so an existing mapping is kept, not replaced.
+      const failureQueue = this.kinesisFailureQueue;
+      fn.addEventSourceMapping(`KinesisEventSource:${Names.nodeUniqueId(this.ingestStream.node)}`, {
+        eventSourceArn: this.ingestStream.streamArn,
+        startingPosition: kinesisIngest.startingPosition ?? lambda.StartingPosition.LATEST,
+        batchSize: kinesisIngest.batchSize ?? sizing?.batchSize ?? 500,
+        maxBatchingWindow: kinesisIngest.maxBatchingWindow ?? batchWindow,
+        parallelizationFactor: kinesisParallelizationFactor, // 1: checked above
+        bisectBatchOnError: kinesisIngest.bisectBatchOnError ?? true,
+        // Half the default 24 h retention: a stuck record reaches the failure queue before the stream expires it.
+        maxRecordAge: kinesisIngest.maxRecordAge ?? Duration.hours(12),
+        retryAttempts: kinesisIngest.retryAttempts ?? 10,
+        onFailure: { bind: () => ({ destination: failureQueue.queueArn }) },
+        reportBatchItemFailures: true,
+      });
+      this.ingestStream.grant(fn, ...KINESIS_STANDARD_READ);
+      this.ingestStream.encryptionKey?.grantDecrypt(fn);
+      grantSendOnly(failureQueue, fn); // Lambda sends the failed batch's description as the function's role
       this.grantIngest(fn);
       this.ingestKinesisFunction = fn;
     }
@@ -608,8 +632,9 @@ export class OfflineDetector extends Construct {
       environment: { ...sweepSide, POWERTOOLS_SERVICE_NAME: SERVICE.dispatch },
       description: 'offline-detector: every minute, enqueue sweep jobs per shard and tick, send watermark probes',
     });
-    this.sweepQueue.grantSendMessages(this.dispatchFunction);
-    this.ingestQueue?.grantSendMessages(this.dispatchFunction); // watermark probes
+    grantSendOnly(this.sweepQueue, this.dispatchFunction);
+    // Watermark probes; GetQueueAttributes because the probes look each queue's ARN up by its URL.
+    if (this.ingestQueue) grantSendOnly(this.ingestQueue, this.dispatchFunction, 'sqs:GetQueueAttributes');
     this.ingestStream?.grantWrite(this.dispatchFunction); // ListShards + PutRecord(s): one probe per shard
     this.grantTable(this.dispatchFunction, TABLE_ACTIONS.dispatch);
 
@@ -643,7 +668,7 @@ export class OfflineDetector extends Construct {
         reportBatchItemFailures: true,
       }),
     );
-    this.sweepQueue.grantSendMessages(this.sweepFunction); // continuation jobs
+    grantSendOnly(this.sweepQueue, this.sweepFunction); // continuation jobs
     this.grantTable(this.sweepFunction, TABLE_ACTIONS.sweep);
     this.grantShardTable(this.sweepFunction, SHARD_TABLE_ACTIONS.sweep);
     iam.Grant.addToPrincipal({
@@ -782,7 +807,7 @@ export class OfflineDetector extends Construct {
   private grantIngest(fn: nodejs.NodejsFunction): void {
     this.grantTable(fn, TABLE_ACTIONS.ingest);
     this.grantShardTable(fn, SHARD_TABLE_ACTIONS.ingest);
-    this.rejectsQueue.grantSendMessages(fn);
+    grantSendOnly(this.rejectsQueue, fn);
     this.onlineTopic.grantPublish(fn);
     this.offlineTopic.grantPublish(fn); // an online transition can flush an older offline event from the outbox
   }

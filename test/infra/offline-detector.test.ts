@@ -5,6 +5,7 @@ import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { describe, expect, it } from 'vitest';
@@ -278,7 +279,8 @@ describe('OfflineDetectorStack (defaults)', () => {
     const table = logicalId(stack, d.table);
     expect(actionsOn(s, table).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
     expect(JSON.stringify(s)).not.toContain('/index/');
-    expect(actionsOn(s, logicalId(stack, d.rejectsQueue))).toContain('sqs:SendMessage');
+    // Only what the code calls (issue 14): SendMessageBatch needs sqs:SendMessage; no GetQueueAttributes/GetQueueUrl.
+    expect(actionsOn(s, logicalId(stack, d.rejectsQueue))).toEqual(['sqs:SendMessage']);
     expect(actionsOn(s, logicalId(stack, d.ingestQueue as sqs.Queue))).toEqual(
       expect.arrayContaining(['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes']),
     );
@@ -289,8 +291,12 @@ describe('OfflineDetectorStack (defaults)', () => {
 
   it('grants dispatch sweep-job and probe sends and the watermark item, nothing else', () => {
     const s = statements(template, stack, d.dispatchFunction);
-    expect(actionsOn(s, logicalId(stack, d.sweepQueue))).toContain('sqs:SendMessage');
-    expect(actionsOn(s, logicalId(stack, d.ingestQueue as sqs.Queue))).toContain('sqs:SendMessage');
+    expect(actionsOn(s, logicalId(stack, d.sweepQueue))).toEqual(['sqs:SendMessage']);
+    // The probes look the queue's ARN up by its URL (GetQueueAttributes), and send.
+    expect(actionsOn(s, logicalId(stack, d.ingestQueue as sqs.Queue)).sort()).toEqual([
+      'sqs:GetQueueAttributes',
+      'sqs:SendMessage',
+    ]);
     expect(actionsOn(s, logicalId(stack, d.table)).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
     expect(JSON.stringify(s)).not.toContain('sns:Publish');
   });
@@ -306,6 +312,10 @@ describe('OfflineDetectorStack (defaults)', () => {
     expect(actionsOn(s, logicalId(stack, d.sweepQueue))).toEqual(
       expect.arrayContaining(['sqs:SendMessage', 'sqs:ReceiveMessage']),
     );
+    // Continuations are sent: SendMessage is the one send action granted beyond the event source's consume set.
+    expect(actionsOn(s, logicalId(stack, d.sweepQueue)).filter((a) => a.startsWith('sqs:Send'))).toEqual([
+      'sqs:SendMessage',
+    ]);
     expect(actionsOn(s, logicalId(stack, d.offlineTopic as sns.Topic))).toEqual(['sns:Publish']);
     expect(actionsOn(s, logicalId(stack, d.rejectsQueue))).toEqual([]);
   });
@@ -495,6 +505,19 @@ describe('OfflineDetectorStack (context)', () => {
         OnFailure: { Destination: { 'Fn::GetAtt': [logicalId(stack, d.kinesisFailureQueue!), 'Arn'] } },
       },
     });
+    // A standard iterator, no enhanced fan-out: none of the consumer or listing actions CDK's KinesisEventSource
+    // would grant (issue 14), and only SendMessage on the on-failure queue.
+    const ingest = statements(template, stack, d.ingestKinesisFunction!);
+    expect(actionsOn(ingest, logicalId(stack, d.ingestStream as kinesis.Stream)).sort()).toEqual([
+      'kinesis:DescribeStream',
+      'kinesis:DescribeStreamSummary',
+      'kinesis:GetRecords',
+      'kinesis:GetShardIterator',
+      'kinesis:ListShards',
+    ]);
+    expect(JSON.stringify(ingest)).not.toMatch(/SubscribeToShard|DescribeStreamConsumer|ListStreams/);
+    expect(actionsOn(ingest, logicalId(stack, d.kinesisFailureQueue!))).toEqual(['sqs:SendMessage']);
+    expect(actionsOn(ingest, logicalId(stack, d.rejectsQueue))).toEqual(['sqs:SendMessage']);
     const dispatch = statements(template, stack, d.dispatchFunction);
     expect(actionsOn(dispatch, logicalId(stack, d.ingestStream as kinesis.Stream)).sort()).toEqual([
       'kinesis:ListShards',
@@ -628,6 +651,20 @@ describe('OfflineDetector (embedded)', () => {
     const dispatch = statements(template, stack, d.dispatchFunction);
     expect(actionsOn(dispatch, queue.queueArn)).toContain('sqs:SendMessage');
     expect(actionsOn(dispatch, stream.streamArn)).toContain('kinesis:PutRecords');
+  });
+
+  it("reads an existing stream encrypted with the user's key: Decrypt on that key, still no fan-out actions", () => {
+    const app = new App({ context: NO_BUNDLING });
+    const stack = new Stack(app, 'Embed');
+    const key = new kms.Key(stack, 'StreamKey', { enableKeyRotation: true });
+    const stream = kinesis.Stream.fromStreamAttributes(stack, 'K', {
+      streamArn: 'arn:aws:kinesis:eu-west-1:111111111111:stream/devices',
+      encryptionKey: key,
+    });
+    const d = new OfflineDetector(stack, 'Detector', { sqsIngest: false, kinesisIngest: { stream } });
+    const s = statements(Template.fromStack(stack), stack, d.ingestKinesisFunction!);
+    expect(actionsOn(s, logicalId(stack, key))).toEqual(['kms:Decrypt']);
+    expect(actionsOn(s, stream.streamArn)).not.toContain('kinesis:SubscribeToShard');
   });
 
   it('validates its configuration at synth time', () => {
