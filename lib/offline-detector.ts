@@ -411,11 +411,19 @@ export class OfflineDetector extends Construct {
     this.offlineTopic = props.offlineTopic ?? this.newTopic('OfflineTopic', 'Device offline events');
     this.alarmTopic = props.alarmTopic ?? this.newTopic('AlarmTopic', 'offline-detector alarms');
     if (!props.alarmTopic) {
+      // Only on behalf of alarms of this account and region (confused deputy): CloudWatch names the alarm it
+      // publishes for in aws:SourceArn and its account in aws:SourceAccount, to SNS and to KMS alike.
+      const { account, region, partition } = Stack.of(this);
+      const fromOurAlarms = {
+        StringEquals: { 'aws:SourceAccount': account },
+        ArnLike: { 'aws:SourceArn': `arn:${partition}:cloudwatch:${region}:${account}:alarm:*` },
+      };
       this.topicKey.addToResourcePolicy(
         new iam.PolicyStatement({
           principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
           actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
           resources: ['*'], // in a key policy, '*' is this key
+          conditions: fromOurAlarms,
         }),
       );
       this.alarmTopic.addToResourcePolicy(
@@ -423,7 +431,7 @@ export class OfflineDetector extends Construct {
           principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
           actions: ['sns:Publish'],
           resources: [this.alarmTopic.topicArn],
-          conditions: { StringEquals: { 'aws:SourceAccount': this.alarmTopic.env.account } },
+          conditions: fromOurAlarms,
         }),
       );
     }

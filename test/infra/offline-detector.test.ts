@@ -166,17 +166,42 @@ describe('OfflineDetectorStack (defaults)', () => {
     for (const p of Object.values(resources(template, 'AWS::SNS::TopicPolicy'))) {
       expect(JSON.stringify(p.Properties)).toContain('aws:SecureTransport');
     }
-    // CloudWatch may use the key and publish to the ops topic, or alarms would fail silently.
-    template.hasResourceProperties('AWS::KMS::Key', {
-      KeyPolicy: {
-        Statement: Match.arrayWith([
-          Match.objectLike({
-            Principal: { Service: 'cloudwatch.amazonaws.com' },
-            Action: Match.arrayWith(['kms:Decrypt']),
-          }),
-        ]),
+    // CloudWatch may use the key and publish to the ops topic, or alarms would fail silently; only for alarms of this
+    // account and region (issue 14: confused deputy).
+    const fromOurAlarms = {
+      StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+      ArnLike: {
+        'aws:SourceArn': {
+          'Fn::Join': [
+            '',
+            [
+              'arn:',
+              { Ref: 'AWS::Partition' },
+              ':cloudwatch:',
+              { Ref: 'AWS::Region' },
+              ':',
+              { Ref: 'AWS::AccountId' },
+              ':alarm:*',
+            ],
+          ],
+        },
       },
-    });
+    };
+    const keyPolicy = resources(template, 'AWS::KMS::Key')[keyId]!.Properties.KeyPolicy as { Statement: Statement[] };
+    const cloudwatch = keyPolicy.Statement.filter((s) => JSON.stringify(s).includes('cloudwatch.amazonaws.com'));
+    expect(cloudwatch).toEqual([
+      expect.objectContaining({
+        Effect: 'Allow',
+        Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        Condition: fromOurAlarms,
+      }),
+    ]);
+    const alarmTopicPolicy = Object.values(resources(template, 'AWS::SNS::TopicPolicy')).find((p) =>
+      JSON.stringify(p.Properties.Topics).includes(logicalId(stack, d.alarmTopic as sns.Topic)),
+    );
+    expect((alarmTopicPolicy!.Properties.PolicyDocument as { Statement: unknown[] }).Statement).toContainEqual(
+      expect.objectContaining({ Principal: { Service: 'cloudwatch.amazonaws.com' }, Condition: fromOurAlarms }),
+    );
   });
 
   it('lets only the ingest and sweep functions publish to the event topics, with signature version 2 (issue 14)', () => {
