@@ -25,6 +25,7 @@ const USAGE = `usage: offline-detector <command> [args] (--url <function url> | 
   forget <deviceId>                       decommission
   redrive --from <DLQ url> --to <ingest queue url> --table <name> [--max N]
                                           put dead-lettered ingest messages back, keeping when they first entered
+--url: the admin URL (stack output ApiUrl) for every command, or the read URL (ApiReadUrl) for status, list, stats.
 durations: 90s, 15m, 25h, 2d or whole ms. Environment: OFFLINE_DETECTOR_URL, AWS_REGION, AWS_PROFILE; with --endpoint
 also DEVICE_TYPES / DEFAULT_DEVICE_TYPE as the stack's Lambdas have them.`;
 

@@ -1,17 +1,17 @@
 // Operator API Lambda, behind a Function URL with IAM (SigV4) auth: device status, offline list, stats, policy
-// overrides, mute, decommission. Routing and validation live in core/api.ts; this maps the Function URL event.
+// overrides, mute, decommission. Routing and validation live in core/api.ts; this maps the Function URL event. The
+// same code serves the read deployment (API_ACCESS=read: GET routes only) and the admin one.
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context, LambdaFunctionURLEvent, LambdaFunctionURLResult } from 'aws-lambda';
 import { DynamoDeviceStore } from './adapters/device-store.js';
 import { DynamoSightingLog } from './adapters/shard-log.js';
-import type { AdminDeps } from './core/admin.js';
-import { type ApiRequest, handleApi, loadApiConfig, MAX_BODY_BYTES } from './core/api.js';
+import { type ApiDeps, type ApiRequest, handleApi, loadApiConfig, MAX_BODY_BYTES, StatsCache } from './core/api.js';
 import { notingAdminStore } from './core/batched.js';
 import { type Env, loadBatchedEngine } from './core/config.js';
 import { type AwsClients, awsClients, logger, once } from './runtime.js';
 
-export function apiDepsFromEnv(env: Env, clients: Pick<AwsClients, 'dynamodb'> = awsClients()): AdminDeps {
+export function apiDepsFromEnv(env: Env, clients: Pick<AwsClients, 'dynamodb'> = awsClients()): ApiDeps {
   const config = loadApiConfig(env);
   const batched = loadBatchedEngine(env);
   const store = new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName, shardCount: config.shardCount });
@@ -28,6 +28,8 @@ export function apiDepsFromEnv(env: Env, clients: Pick<AwsClients, 'dynamodb'> =
     deviceTypes: config.deviceTypes,
     housekeepingTtlMs: config.housekeepingTtlMs,
     now: Date.now,
+    access: config.access,
+    statsCache: new StatsCache(config.statsMaxAgeMs), // one per container, as the deps are
   };
 }
 
@@ -46,20 +48,41 @@ export function toApiRequest(event: LambdaFunctionURLEvent): ApiRequest {
   };
 }
 
-export function apiHandler(deps: () => AdminDeps) {
+/** Who called: the IAM identity Lambda verified the SigV4 signature of (the Function URL's authorizer context).
+ * Never a header or a body field, which any caller may set to anything. */
+export interface Caller {
+  userArn?: string;
+  callerId?: string;
+  accountId?: string;
+}
+
+export function callerOf(event: LambdaFunctionURLEvent): Caller {
+  const iam = (event.requestContext as { authorizer?: { iam?: Record<string, unknown> } }).authorizer?.iam;
+  const text = (value: unknown) => (typeof value === 'string' && value !== '' ? value : undefined);
+  const caller: Caller = {};
+  const userArn = text(iam?.userArn);
+  const callerId = text(iam?.callerId);
+  const accountId = text(iam?.accountId);
+  if (userArn) caller.userArn = userArn;
+  if (callerId) caller.callerId = callerId;
+  if (accountId) caller.accountId = accountId;
+  return caller;
+}
+
+export function apiHandler(deps: () => ApiDeps) {
   return middy<LambdaFunctionURLEvent, LambdaFunctionURLResult, Error, Context>()
     .use(injectLambdaContext(logger))
     .handler(async (event) => {
       const response = await handleApi(toApiRequest(event), deps());
-      if (response.status >= 400) logger.warn('request refused', { status: response.status, body: response.body });
-      else if (event.requestContext.http.method !== 'GET') {
-        // Operator changes are rare and worth an audit line: who (the IAM caller) did what to which device.
-        logger.info('operator change', {
-          method: event.requestContext.http.method,
-          path: event.rawPath,
-          caller: (event.requestContext as { authorizer?: { iam?: { userArn?: string } } }).authorizer?.iam?.userArn,
-        });
-      }
+      // Every call, with its caller: an audit of who read or changed what, and who loops on GET /stats.
+      const call = {
+        method: event.requestContext.http.method,
+        path: event.rawPath,
+        status: response.status,
+        caller: callerOf(event),
+      };
+      if (response.status >= 400) logger.warn('api call refused', { ...call, body: response.body });
+      else logger.info('api call', call);
       return {
         statusCode: response.status,
         headers: { 'content-type': 'application/json' },

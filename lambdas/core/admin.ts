@@ -51,6 +51,8 @@ export interface OfflineList {
 export interface Stats {
   deviceTypes: Record<string, TypeCounts>;
   total: TypeCounts;
+  /** When the counts were read (epoch ms). */
+  asOf: number;
 }
 
 /** Redo a change this many times when the device keeps changing under it (a transition, another operator). */
@@ -160,13 +162,14 @@ export async function listOffline(
 }
 
 export async function stats(deps: AdminDeps): Promise<Stats> {
+  const asOf = deps.now();
   const deviceTypes = await deps.store.counts(Object.keys(deps.deviceTypes.types));
   const total = { online: 0, offline: 0 };
   for (const counts of Object.values(deviceTypes)) {
     total.online += counts.online;
     total.offline += counts.offline;
   }
-  return { deviceTypes, total };
+  return { deviceTypes, total, asOf };
 }
 
 /** Applies a change decided from the stored item, as one conditional write, redone from the item a failed

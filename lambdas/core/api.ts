@@ -1,9 +1,9 @@
 // The operator API: routes, input validation and the HTTP answer. Every input is checked before anything is read
 // or written, so a refused request (4xx with a reason code) has changed nothing. Transport-neutral: the Lambda
 // handler maps a Function URL event onto ApiRequest; the CLI calls the same function against a local table.
-import { type AdminDeps, forget, getDevice, listOffline, mute, setPolicy, stats, unmute } from './admin.js';
+import { type AdminDeps, forget, getDevice, listOffline, mute, type Stats, setPolicy, stats, unmute } from './admin.js';
 import { ENV, type Env, intSetting, loadDeviceTypes, requireString, silentWaitMs } from './config.js';
-import { ApiError } from './errors.js';
+import { ApiError, ConfigError } from './errors.js';
 import { DEVICE_ID_PATTERN } from './message.js';
 import type { Policy } from './policy.js';
 import { DEFAULT_SHARD_COUNT } from './table-schema.js';
@@ -21,21 +21,63 @@ export interface ApiResponse {
   body?: unknown;
 }
 
+/** What one deployment of the API may do. `read` answers GET routes only, so a dashboard or a support tool can look
+ * without being able to mute the fleet (its function's role cannot write either); `admin` answers every route. */
+export type ApiAccess = 'read' | 'admin';
+
 export interface ApiConfig {
   tableName: string;
   deviceTypes: AdminDeps['deviceTypes'];
   housekeepingTtlMs: number;
   /** Shards of the deadline index, all of which GET /stats reads. */
   shardCount: number;
+  access: ApiAccess;
+  /** How long GET /stats answers from the counts a container read last (0: read them on every call). */
+  statsMaxAgeMs: number;
 }
 
+export const DEFAULT_STATS_CACHE_SECONDS = 60;
+
 export function loadApiConfig(env: Env): ApiConfig {
+  const access = env[ENV.apiAccess] || 'admin';
+  if (access !== 'read' && access !== 'admin')
+    throw new ConfigError(ENV.apiAccess, `must be read or admin, got "${access}"`);
   return {
     tableName: requireString(env, 'TABLE_NAME'),
     deviceTypes: loadDeviceTypes(env),
     housekeepingTtlMs: intSetting(env, 'HOUSEKEEPING_TTL_DAYS', 30, 1, 3650) * 24 * 3600_000,
     shardCount: intSetting(env, ENV.shardCount, DEFAULT_SHARD_COUNT, 1, 10_000),
+    access,
+    statsMaxAgeMs: intSetting(env, ENV.statsCacheSeconds, DEFAULT_STATS_CACHE_SECONDS, 0, 3600) * 1000,
   };
+}
+
+/** What the API needs beyond the operator use cases. */
+export interface ApiDeps extends AdminDeps {
+  /** @default 'admin' */
+  access?: ApiAccess;
+  /** GET /stats answers from it while its counts are fresh. @default none: every call reads the indexes */
+  statsCache?: StatsCache;
+}
+
+/** GET /stats reads the index keys of the whole fleet (≈ 12k read units per million devices). Kept for `maxAgeMs`
+ * per container, so a loop of calls costs the indexes the sweep depends on one read per container per period, not
+ * one per call. A failed read is not kept. */
+export class StatsCache {
+  private last?: Stats;
+  private reading?: Promise<Stats>;
+
+  constructor(readonly maxAgeMs: number) {}
+
+  async get(deps: AdminDeps): Promise<Stats> {
+    if (this.last && deps.now() - this.last.asOf < this.maxAgeMs) return this.last;
+    // Calls that arrive while the counts are being read share that read.
+    this.reading ??= stats(deps).finally(() => {
+      this.reading = undefined;
+    });
+    this.last = await this.reading;
+    return this.last;
+  }
 }
 
 /** Operator requests are a few fields; anything larger is refused unread. */
@@ -45,7 +87,7 @@ const MAX_MUTE_MS = 366 * 24 * 3600_000;
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 100;
 
-export async function handleApi(request: ApiRequest, deps: AdminDeps): Promise<ApiResponse> {
+export async function handleApi(request: ApiRequest, deps: ApiDeps): Promise<ApiResponse> {
   try {
     return await route(request, deps);
   } catch (error) {
@@ -54,19 +96,24 @@ export async function handleApi(request: ApiRequest, deps: AdminDeps): Promise<A
   }
 }
 
-async function route(request: ApiRequest, deps: AdminDeps): Promise<ApiResponse> {
+async function route(request: ApiRequest, deps: ApiDeps): Promise<ApiResponse> {
+  const method = request.method.toUpperCase();
+  // Before anything else: a read deployment refuses every change, whatever the route.
+  if (deps.access === 'read' && method !== 'GET') {
+    throw new ApiError('read-only', 'this is the read-only operator API: changes go to the admin URL');
+  }
   if (request.body !== undefined && Buffer.byteLength(request.body) > MAX_BODY_BYTES) {
     throw new ApiError('body-too-large', `request body over ${MAX_BODY_BYTES} bytes`);
   }
   const segments = request.path.split('/').filter((s) => s !== '');
-  const method = request.method.toUpperCase();
   const [root, rawId, sub, ...rest] = segments;
   if (rest.length > 0) throw new ApiError('no-route', `no route ${request.path}`);
 
   if (root === 'stats' && rawId === undefined) {
     allow(method, ['GET']);
     noQuery(request, []);
-    return ok(await stats(deps));
+    const counts = deps.statsCache ? await deps.statsCache.get(deps) : await stats(deps);
+    return ok({ ...counts, maxAgeMs: deps.statsCache?.maxAgeMs ?? 0 });
   }
   if (root !== 'devices') throw new ApiError('no-route', `no route ${request.path}`);
 

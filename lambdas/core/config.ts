@@ -48,6 +48,11 @@ export const ENV = {
   shardLogRetentionHours: 'SHARD_LOG_RETENTION_HOURS',
   shardLogLookbackMs: 'SHARD_LOG_LOOKBACK_MS',
   shardCheckpointEveryMs: 'SHARD_CHECKPOINT_EVERY_MS',
+  // operator API
+  /** `read` (GET routes only) or `admin` (every route). */
+  apiAccess: 'API_ACCESS',
+  /** How long a container answers GET /stats from the counts it read last. */
+  statsCacheSeconds: 'STATS_CACHE_SECONDS',
 } as const;
 
 export type EngineName = 'per-device' | 'batched';

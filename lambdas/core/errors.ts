@@ -13,6 +13,7 @@ export class ConfigError extends Error {
 export type ApiErrorCode =
   | 'no-route'
   | 'method-not-allowed'
+  | 'read-only'
   | 'body-too-large'
   | 'bad-json'
   | 'unknown-field'
@@ -29,6 +30,7 @@ export type ApiErrorCode =
 export const API_ERROR_STATUS: Record<ApiErrorCode, number> = {
   'no-route': 404,
   'method-not-allowed': 405,
+  'read-only': 403,
   'body-too-large': 413,
   'bad-json': 400,
   'unknown-field': 400,

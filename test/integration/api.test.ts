@@ -5,16 +5,16 @@
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import type { LambdaFunctionURLEvent, LambdaFunctionURLResult } from 'aws-lambda';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { apiHandler } from '../../lambdas/api.js';
-import type { AdminDeps } from '../../lambdas/core/admin.js';
-import { MAX_BODY_BYTES } from '../../lambdas/core/api.js';
+import { type ApiAccess, type ApiDeps, MAX_BODY_BYTES } from '../../lambdas/core/api.js';
 import { loadIngestConfig } from '../../lambdas/core/config.js';
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
 import { type SweepDeps, sweepShard } from '../../lambdas/core/sweep.js';
 import { A } from '../../lambdas/core/table-schema.js';
+import { logger } from '../../lambdas/runtime.js';
 import { createDeviceTable } from '../../local/resources.js';
 import { testClients, uniqueName } from '../support/aws.js';
 import { lambdaContext } from '../support/lambda-events.js';
@@ -37,7 +37,10 @@ async function freshTable(): Promise<string> {
 }
 
 /** A table with devices driven by the real ingest and sweep cores, and the API handler over it. */
-async function fleet(types: Record<string, { timeoutMs: number; precisionMs: number }> = TYPES) {
+async function fleet(
+  types: Record<string, { timeoutMs: number; precisionMs: number }> = TYPES,
+  options: { access?: ApiAccess } = {},
+) {
   const tableName = await freshTable();
   const clock = { t: T0 };
   const now = () => clock.t;
@@ -56,7 +59,13 @@ async function fleet(types: Record<string, { timeoutMs: number; precisionMs: num
     queue: new MemoryJobQueue(),
     now,
   };
-  const deps: AdminDeps = { store, deviceTypes: config.deviceTypes, housekeepingTtlMs: 30 * 86_400_000, now };
+  const deps: ApiDeps = {
+    store,
+    deviceTypes: config.deviceTypes,
+    housekeepingTtlMs: 30 * 86_400_000,
+    now,
+    ...(options.access ? { access: options.access } : {}),
+  };
   const handler = apiHandler(() => deps);
   let n = 0;
   return {
@@ -79,7 +88,7 @@ async function fleet(types: Record<string, { timeoutMs: number; precisionMs: num
       clock.t = t;
       for (const shard of ['0', '1']) await sweepShard({ shard }, sweepDeps);
     },
-    async call(method: string, path: string, options: { query?: Record<string, string>; body?: string } = {}) {
+    async call(method: string, path: string, options: UrlEventOptions = {}) {
       const result = (await handler(urlEvent(method, path, options), lambdaContext())) as LambdaFunctionURLResult & {
         statusCode: number;
         body?: string;
@@ -89,13 +98,21 @@ async function fleet(types: Record<string, { timeoutMs: number; precisionMs: num
   };
 }
 
-function urlEvent(method: string, path: string, options: { query?: Record<string, string>; body?: string }) {
+interface UrlEventOptions {
+  query?: Record<string, string>;
+  body?: string;
+  headers?: Record<string, string>;
+  /** The IAM identity Lambda verified the signature of (the Function URL's authorizer context). */
+  iam?: Record<string, string>;
+}
+
+function urlEvent(method: string, path: string, options: UrlEventOptions) {
   return {
     version: '2.0',
     routeKey: '$default',
     rawPath: path,
     rawQueryString: new URLSearchParams(options.query ?? {}).toString(),
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...options.headers },
     ...(options.query ? { queryStringParameters: options.query } : {}),
     requestContext: {
       accountId: '000000000000',
@@ -108,6 +125,7 @@ function urlEvent(method: string, path: string, options: { query?: Record<string
       stage: '$default',
       time: '',
       timeEpoch: 0,
+      ...(options.iam ? { authorizer: { iam: options.iam } } : {}),
     },
     isBase64Encoded: false,
     ...(options.body !== undefined ? { body: options.body } : {}),
@@ -157,6 +175,8 @@ describe('operator API on DynamoDB Local', () => {
       body: {
         deviceTypes: { tracker: { online: 1, offline: 1 }, meter: { online: 1, offline: 0 } },
         total: { online: 2, offline: 1 },
+        asOf: T0 + TRACKER,
+        maxAgeMs: 0, // no cache in these deps: each call reads the indexes
       },
     });
 
@@ -275,6 +295,81 @@ describe('operator API on DynamoDB Local', () => {
     }
     expect(await g.store.get('d1')).toEqual(before);
     expect(await g.store.counts(['tracker', 'meter'])).toEqual(countsBefore);
+  });
+});
+
+describe('the read-only API function (issue 14)', () => {
+  it('answers the GET routes and refuses every change with 403, changing nothing', async () => {
+    const r = await fleet(TYPES, { access: 'read' });
+    await r.send(['d1', 'site/a'], T0);
+    await r.sweepAt(T0 + TRACKER);
+    const before = await r.store.get('d1');
+    expect(await r.call('GET', '/devices/d1')).toMatchObject({ status: 200, body: { deviceId: 'd1' } });
+    expect(await r.call('GET', '/devices', { query: { status: 'offline' } })).toMatchObject({ status: 200 });
+    expect(await r.call('GET', '/stats')).toMatchObject({ status: 200, body: { total: { offline: 2 } } });
+    for (const [method, path, body] of [
+      ['POST', '/devices/d1/mute', JSON.stringify({ until: T0 + TRACKER + 3_600_000 })],
+      ['DELETE', '/devices/d1/mute', undefined],
+      ['PUT', '/devices/d1/policy', JSON.stringify({ timeout: '30s' })],
+      ['DELETE', '/devices/d1/policy', undefined],
+      ['DELETE', '/devices/d1', undefined],
+      ['DELETE', '/devices/site%2Fa', undefined],
+    ] as const) {
+      expect(await r.call(method, path, body ? { body } : {}), `${method} ${path}`).toMatchObject({
+        status: 403,
+        body: { error: 'read-only' },
+      });
+    }
+    expect(await r.store.get('d1')).toEqual(before);
+    expect(await r.call('GET', '/devices/site%2Fa')).toMatchObject({ status: 200, body: { status: 'OFFLINE' } });
+  });
+});
+
+describe('every API call is logged with its caller from the request context (issue 14)', () => {
+  it('logs the IAM identity Lambda verified, never one a header or the body claims', async () => {
+    const g = await fleet();
+    await g.send(['d1'], T0);
+    const info = vi.spyOn(logger, 'info');
+    const warn = vi.spyOn(logger, 'warn');
+    try {
+      const iam = {
+        userArn: 'arn:aws:sts::111111111111:assumed-role/support/alice',
+        callerId: 'AROAEXAMPLE:alice',
+        accountId: '111111111111',
+        accessKey: 'ASIAEXAMPLE',
+      };
+      const claims = {
+        'x-amz-user-arn': 'arn:aws:iam::111111111111:role/admin',
+        'x-caller': 'arn:aws:iam::111111111111:role/admin',
+        'x-forwarded-for': 'admin',
+      };
+      await g.call('GET', '/devices/d1', { iam, headers: claims });
+      await g.call('POST', '/devices/d1/mute', {
+        iam,
+        headers: claims,
+        body: JSON.stringify({ until: T0 + 3_600_000, caller: 'arn:aws:iam::111111111111:role/admin' }),
+      });
+      await g.call('POST', '/devices/d1/mute', { iam, body: JSON.stringify({ until: T0 + 3_600_000 }) });
+      const alice = { userArn: iam.userArn, callerId: iam.callerId, accountId: iam.accountId };
+      expect(info.mock.calls).toEqual([
+        ['api call', { method: 'GET', path: '/devices/d1', status: 200, caller: alice }],
+        ['api call', { method: 'POST', path: '/devices/d1/mute', status: 200, caller: alice }],
+      ]);
+      expect(warn.mock.calls).toEqual([
+        [
+          'api call refused',
+          expect.objectContaining({ method: 'POST', status: 400, caller: alice, body: expect.anything() }),
+        ],
+      ]);
+      expect(JSON.stringify([...info.mock.calls, ...warn.mock.calls])).not.toContain('role/admin');
+      // A request without an authorizer context (never through the Function URL) logs no caller, not a claimed one.
+      info.mockClear();
+      await g.call('GET', '/devices/d1', { headers: claims });
+      expect(info.mock.calls).toEqual([['api call', { method: 'GET', path: '/devices/d1', status: 200, caller: {} }]]);
+    } finally {
+      info.mockRestore();
+      warn.mockRestore();
+    }
   });
 });
 

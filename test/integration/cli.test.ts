@@ -95,10 +95,39 @@ describe('offline-detector CLI', () => {
       server.close();
     }
     expect(seen[1]).toMatchObject({ method: 'GET', path: '/devices/a%2Fb' });
+    expect(seen.map((call) => call.method)).toEqual(['GET', 'GET']);
     for (const call of seen) {
       expect(call.authorization).toMatch(
         /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/eu-west-1\/lambda\/aws4_request, SignedHeaders=\S*host\S*, Signature=[0-9a-f]{64}$/,
       );
+    }
+  });
+
+  it('reads through the read-only URL, and a change sent there fails with its 403 answer', async () => {
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'secret' });
+    const deps = {
+      store: new MemoryDeviceStore(),
+      deviceTypes: loadIngestConfig({ TABLE_NAME: 't', DEVICE_TYPES: JSON.stringify(TYPES) }).deviceTypes,
+      housekeepingTtlMs: 86_400_000,
+      now: Date.now,
+      access: 'read' as const,
+    };
+    const server = createServer((req, res) => {
+      const url = new URL(req.url!, 'http://x');
+      void handleApi({ method: req.method!, path: url.pathname, query: {} }, deps).then((out) => {
+        res.writeHead(out.status, { 'content-type': 'application/json' });
+        res.end(out.body === undefined ? '' : JSON.stringify(out.body));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      expect(await run(['stats', '--url', url, '--region', 'eu-west-1'])).toMatchObject({ code: 0 });
+      const refused = await run(['forget', 'pump/7', '--url', url, '--region', 'eu-west-1']);
+      expect(refused.code).toBe(1);
+      expect(refused.json()).toMatchObject({ error: 'read-only' });
+    } finally {
+      server.close();
     }
   });
 });

@@ -75,6 +75,7 @@ async function detector() {
     OFFLINE_TOPIC_ARN: stack.offlineTopic.arn,
     SWEEP_QUEUE_URL: 'http://unused.invalid/sweep-jobs', // replaced below: one page per job, no continuation
     OUTBOX_REPUBLISH_AFTER_MS: '15000',
+    STATS_CACHE_SECONDS: '0', // each GET /stats must see the transition just made (the cache has its own tests)
   };
   const ingestDeps = { ...ingestDepsFromEnv(env, clients), now }; // built once: a warm container keeps its cache
   const sweepDeps = {

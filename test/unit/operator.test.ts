@@ -1,6 +1,6 @@
 // Operator features through the real ingest and sweep cores on the in-memory table, with an injected clock: the
 // events that come out are exactly the expected ones. (test/integration/api.test.ts runs the API on DynamoDB Local.)
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   type AdminDeps,
   forget,
@@ -11,7 +11,7 @@ import {
   stats,
   unmute,
 } from '../../lambdas/core/admin.js';
-import { handleApi } from '../../lambdas/core/api.js';
+import { type ApiDeps, handleApi, StatsCache } from '../../lambdas/core/api.js';
 import { type Harness, harness, T0, TYPES, total } from '../support/sweep-harness.js';
 
 const TRACKER = TYPES.tracker.timeoutMs;
@@ -201,7 +201,84 @@ describe('queries', () => {
     expect(await stats(admin(h))).toEqual({
       deviceTypes: { tracker: { online: 1, offline: 7 }, meter: { online: 0, offline: 2 } },
       total: { online: 1, offline: 9 },
+      asOf: h.clock.t,
     });
+  });
+});
+
+describe('GET /stats cache (issue 14: a loop of calls must not read the whole fleet each time)', () => {
+  it('answers from the counts read last for the cache time, says when they were read, then reads again', async () => {
+    const h = harness();
+    await h.send(['a', 'b'], T0, 'tracker');
+    const reads = vi.spyOn(h.store, 'counts');
+    const deps: ApiDeps = { ...admin(h), statsCache: new StatsCache(60_000) };
+    const call = async () => (await handleApi({ method: 'GET', path: '/stats', query: {} }, deps)).body;
+
+    h.clock.t = T0 + 1_000;
+    expect(await call()).toEqual({
+      deviceTypes: { tracker: { online: 2, offline: 0 }, meter: { online: 0, offline: 0 } },
+      total: { online: 2, offline: 0 },
+      asOf: T0 + 1_000,
+      maxAgeMs: 60_000,
+    });
+    await h.send(['c'], T0 + 2_000, 'tracker');
+    h.clock.t = T0 + 60_999; // still within the minute: the same answer, no read
+    for (let i = 0; i < 100; i++) expect(await call()).toMatchObject({ total: { online: 2 }, asOf: T0 + 1_000 });
+    expect(reads).toHaveBeenCalledTimes(1);
+
+    h.clock.t = T0 + 61_000; // a minute old: read again, and c is counted
+    expect(await call()).toMatchObject({ total: { online: 3, offline: 0 }, asOf: T0 + 61_000 });
+    expect(reads).toHaveBeenCalledTimes(2);
+  });
+
+  it('shares one read among calls that arrive while it runs, and keeps no failed read', async () => {
+    const h = harness();
+    await h.send(['a'], T0, 'tracker');
+    const cache = new StatsCache(60_000);
+    const deps: ApiDeps = { ...admin(h), statsCache: cache };
+    const reads = vi.spyOn(h.store, 'counts').mockRejectedValueOnce(new Error('throttled'));
+    await expect(cache.get(deps)).rejects.toThrow('throttled');
+    const [x, y] = await Promise.all([cache.get(deps), cache.get(deps)]);
+    expect(x).toBe(y);
+    expect(reads).toHaveBeenCalledTimes(2); // the failed one, then one for both calls
+  });
+
+  it('reads on every call without a cache (the CLI on a local table), and says so', async () => {
+    const h = harness();
+    const reads = vi.spyOn(h.store, 'counts');
+    const deps: ApiDeps = admin(h);
+    for (let i = 0; i < 3; i++) {
+      expect((await handleApi({ method: 'GET', path: '/stats', query: {} }, deps)).body).toMatchObject({ maxAgeMs: 0 });
+    }
+    expect(reads).toHaveBeenCalledTimes(3);
+  });
+});
+
+describe('read-only API', () => {
+  it('refuses every change with 403 before reading anything, and answers the GET routes', async () => {
+    const h = harness();
+    await h.send(['a'], T0, 'tracker');
+    const deps: ApiDeps = { ...admin(h), access: 'read' };
+    const before = structuredClone(h.store.items.get('a'));
+    const get = vi.spyOn(h.store, 'get');
+    for (const [method, path, body] of [
+      ['POST', '/devices/a/mute', JSON.stringify({ until: T0 + 3_600_000 })],
+      ['DELETE', '/devices/a/mute', undefined],
+      ['PUT', '/devices/a/policy', JSON.stringify({ timeout: '30s' })],
+      ['DELETE', '/devices/a/policy', undefined],
+      ['DELETE', '/devices/a', undefined],
+      ['PATCH', '/nowhere', 'x'.repeat(5000)],
+    ] as const) {
+      const response = await handleApi({ method, path, query: {}, ...(body ? { body } : {}) }, deps);
+      expect(response, `${method} ${path}`).toMatchObject({ status: 403, body: { error: 'read-only' } });
+    }
+    expect(get).not.toHaveBeenCalled();
+    expect(h.store.items.get('a')).toEqual(before);
+    expect(await handleApi({ method: 'GET', path: '/devices/a', query: {} }, deps)).toMatchObject({
+      status: 200,
+      body: { deviceId: 'a', status: 'ONLINE' },
+    });
+    expect(await handleApi({ method: 'GET', path: '/stats', query: {} }, deps)).toMatchObject({ status: 200 });
   });
 });
 
