@@ -192,6 +192,7 @@ export class OfflineDetectorStack extends Stack {
     out('RejectsQueueUrl', d.rejectsQueue.queueUrl, 'Rejected messages with their reason');
     out('DispatchFunctionName', d.dispatchFunction.functionName, 'Dispatcher (invoked every minute by the scheduler)');
     out('DashboardName', d.dashboard.dashboard.dashboardName, 'CloudWatch dashboard');
-    out('ApiUrl', d.apiUrl?.url, 'Operator API (IAM auth; npx offline-detector --url <this>)');
+    out('ApiUrl', d.apiUrl?.url, 'Operator API, admin: every command (IAM auth; npx offline-detector --url <this>)');
+    out('ApiReadUrl', d.apiReadUrl?.url, 'Operator API, read only: status, list, stats (IAM auth; --url <this>)');
   }
 }

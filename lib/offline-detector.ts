@@ -17,6 +17,7 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { type ApiAccess, DEFAULT_STATS_CACHE_SECONDS } from '../lambdas/core/api.js';
 import {
   checkInvariants,
   DEFAULT_DEVICE_TYPES,
@@ -33,13 +34,16 @@ import {
   batchedSweepConcurrency,
 } from '../lambdas/core/sizing.js';
 import {
+  CONTROL_KEY_PREFIX,
   DEADLINE_INDEX,
   DEFAULT_SHARD_COUNT,
   KEY,
   OFFLINE_INDEX,
   OUTBOX_INDEX,
+  PROBE_KEY_ITEM,
   SHARD_TABLE,
   TTL_ATTRIBUTE,
+  WATERMARKS_KEY,
 } from '../lambdas/core/table-schema.js';
 import { type AlarmOptions, OfflineDetectorDashboard } from './dashboard.js';
 
@@ -187,9 +191,17 @@ export interface OfflineDetectorProps {
   readonly alarms?: AlarmOptions;
   /** Name of the CloudWatch dashboard. @default generated */
   readonly dashboardName?: string;
-  /** The operator API (device status, offline list, stats, overrides, mute, decommission): a Lambda Function URL
-   * with IAM (SigV4) auth. @default true */
+  /** The operator API (device status, offline list, stats, overrides, mute, decommission): two Lambda Function URLs
+   * with IAM (SigV4) auth, a read one (GET routes only, on a role that cannot write; `grantRead`) and an admin one
+   * (every route; `grantAdmin`). @default true */
   readonly operatorApi?: boolean;
+  /** Reserved concurrency of each operator API function: bounds what a loop of calls can take from the account's
+   * concurrency and, through GET /stats, from the indexes the sweep reads. @default none (unreserved: reserving fails
+   * deployment in accounts with a small concurrency quota) */
+  readonly apiReservedConcurrency?: number;
+  /** How long each API container answers GET /stats from the counts it read last (the answer's `asOf` says when they
+   * were read). @default 60 seconds */
+  readonly statsCacheTtl?: Duration;
 }
 
 /** DynamoDB actions each role needs, on the table's items (the Lambdas never scan, batch or delete items). */
@@ -199,6 +211,7 @@ const TABLE_ACTIONS = {
   sweep: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
   // Decommission is an update to a tombstone, never a delete; listing and stats query the indexes (granted below).
   api: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+  apiRead: ['dynamodb:GetItem'],
 } as const;
 
 /** DynamoDB actions on the batched engine's shard table: the ingest appends, the API leaves notes, the sweep reads
@@ -208,6 +221,18 @@ const SHARD_TABLE_ACTIONS = {
   api: ['dynamodb:PutItem'],
   sweep: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
 } as const;
+
+/** Every action that reads or writes items by key: what the API roles are denied on control items. */
+const ITEM_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:BatchGetItem',
+  'dynamodb:Query',
+  'dynamodb:ConditionCheckItem',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:BatchWriteItem',
+];
 
 /** What a Lambda event source mapping with a standard iterator reads a stream with (Lambda developer guide,
  * "Process Amazon Kinesis Data Streams records with Lambda"); SubscribeToShard is for enhanced fan-out only. */
@@ -279,10 +304,15 @@ export class OfflineDetector extends Construct {
   readonly sweepFunction: nodejs.NodejsFunction;
   readonly schedule: scheduler.Schedule;
   readonly dashboard: OfflineDetectorDashboard;
-  /** The operator API (absent with `operatorApi: false`). */
+  /** The operator API's admin function, every route (absent with `operatorApi: false`). */
   readonly apiFunction?: nodejs.NodejsFunction;
-  /** Its Function URL; callers need `lambda:InvokeFunctionUrl` on `apiFunction` (see `grantApi`). */
+  /** Its Function URL; callers need `lambda:InvokeFunctionUrl` on `apiFunction` (see `grantAdmin`). */
   readonly apiUrl?: lambda.FunctionUrl;
+  /** The operator API's read function: GET routes only, on a role without any write (absent with
+   * `operatorApi: false`). */
+  readonly apiReadFunction?: nodejs.NodejsFunction;
+  /** Its Function URL; callers need `lambda:InvokeFunctionUrl` on `apiReadFunction` (see `grantRead`). */
+  readonly apiReadUrl?: lambda.FunctionUrl;
 
   constructor(scope: Construct, id: string, props: OfflineDetectorProps = {}) {
     super(scope, id);
@@ -307,6 +337,17 @@ export class OfflineDetector extends Construct {
     }
     if (sweepMaxConcurrency < 2 || sweepMaxConcurrency > 1000) {
       throw new Error(`sweepMaxConcurrency must be in 2..1000 (SQS event source limits), got ${sweepMaxConcurrency}`);
+    }
+    const apiReservedConcurrency = props.apiReservedConcurrency;
+    if (
+      apiReservedConcurrency !== undefined &&
+      (!Number.isInteger(apiReservedConcurrency) || apiReservedConcurrency < 1)
+    ) {
+      throw new Error(`apiReservedConcurrency must be a whole number of at least 1, got ${apiReservedConcurrency}`);
+    }
+    const statsCacheSeconds = (props.statsCacheTtl ?? Duration.seconds(DEFAULT_STATS_CACHE_SECONDS)).toSeconds();
+    if (!Number.isInteger(statsCacheSeconds) || statsCacheSeconds < 0 || statsCacheSeconds > 3600) {
+      throw new Error(`statsCacheTtl must be a whole number of seconds in 0..3600, got ${statsCacheSeconds}`);
     }
     if (props.sqsIngest === false && !props.kinesisIngest) {
       throw new Error('OfflineDetector needs an ingest source: sqsIngest, kinesisIngest or both');
@@ -524,7 +565,13 @@ export class OfflineDetector extends Construct {
     const newFunction = (
       id: string,
       entry: string,
-      opts: { timeout: Duration; memorySize: number; environment: Record<string, string>; description: string },
+      opts: {
+        timeout: Duration;
+        memorySize: number;
+        environment: Record<string, string>;
+        description: string;
+        reservedConcurrentExecutions?: number;
+      },
     ) => {
       // An own role whose only log permissions are this function's log group, instead of the managed
       // AWSLambdaBasicExecutionRole (logs:* on every log group).
@@ -545,6 +592,9 @@ export class OfflineDetector extends Construct {
         memorySize: opts.memorySize,
         description: opts.description,
         environment: opts.environment,
+        ...(opts.reservedConcurrentExecutions !== undefined
+          ? { reservedConcurrentExecutions: opts.reservedConcurrentExecutions }
+          : {}),
         role,
         logGroup,
         bundling: {
@@ -644,7 +694,11 @@ export class OfflineDetector extends Construct {
     // Watermark probes; GetQueueAttributes because the probes look each queue's ARN up by its URL.
     if (this.ingestQueue) grantSendOnly(this.ingestQueue, this.dispatchFunction, 'sqs:GetQueueAttributes');
     this.ingestStream?.grantWrite(this.dispatchFunction); // ListShards + PutRecord(s): one probe per shard
-    this.grantTable(this.dispatchFunction, TABLE_ACTIONS.dispatch);
+    // Only its control items: the watermarks and the probe key it creates. Every device item is out of its reach.
+    this.grantTable(this.dispatchFunction, TABLE_ACTIONS.dispatch, {
+      'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [WATERMARKS_KEY, PROBE_KEY_ITEM] },
+      Null: { 'dynamodb:LeadingKeys': 'false' }, // ForAllValues holds for a request without keys: none here
+    });
 
     this.sweepFunction = newFunction('SweepFunction', HANDLER_ENTRIES.sweep, {
       timeout: sweepTimeout,
@@ -698,31 +752,62 @@ export class OfflineDetector extends Construct {
     });
 
     if (props.operatorApi ?? true) {
-      this.apiFunction = newFunction('ApiFunction', HANDLER_ENTRIES.api, {
-        timeout: Duration.seconds(15),
-        memorySize: 512,
-        environment: {
-          [ENV.tableName]: this.table.tableName,
-          [ENV.shardCount]: String(shardCount), // GET /stats reads every deadline-index shard
-          [ENV.deviceTypes]: deviceTypesJson.json,
-          [ENV.defaultDeviceType]: deviceTypesJson.defaultType,
-          [ENV.housekeepingTtlDays]: String(housekeepingTtlDays),
-          ...this.engineEnv(),
-          POWERTOOLS_SERVICE_NAME: SERVICE.api,
-          NODE_OPTIONS: '--enable-source-maps',
-        },
-        description: 'offline-detector: operator API (status, offline list, stats, override, mute, decommission)',
-      });
-      // Never open: every call is SigV4-signed by a principal granted lambda:InvokeFunctionUrl.
-      this.apiUrl = this.apiFunction.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
-      this.grantTable(this.apiFunction, TABLE_ACTIONS.api);
-      this.grantShardTable(this.apiFunction, SHARD_TABLE_ACTIONS.api); // notes for the sweep
-      // The offline listing and the offline counts read byOffline; the online counts read byDeadline.
-      iam.Grant.addToPrincipal({
-        grantee: this.apiFunction,
-        actions: ['dynamodb:Query'],
-        resourceArns: [DEADLINE_INDEX.name, OFFLINE_INDEX.name].map((index) => `${this.table.tableArn}/index/${index}`),
-      });
+      const apiFunction = (id: string, access: ApiAccess, description: string) => {
+        const fn = newFunction(id, HANDLER_ENTRIES.api, {
+          timeout: Duration.seconds(15),
+          memorySize: 512,
+          environment: {
+            [ENV.tableName]: this.table.tableName,
+            [ENV.shardCount]: String(shardCount), // GET /stats reads every deadline-index shard
+            [ENV.deviceTypes]: deviceTypesJson.json,
+            [ENV.defaultDeviceType]: deviceTypesJson.defaultType,
+            [ENV.housekeepingTtlDays]: String(housekeepingTtlDays),
+            [ENV.apiAccess]: access,
+            [ENV.statsCacheSeconds]: String(statsCacheSeconds),
+            ...this.engineEnv(),
+            POWERTOOLS_SERVICE_NAME: SERVICE.api,
+            NODE_OPTIONS: '--enable-source-maps',
+          },
+          description,
+          reservedConcurrentExecutions: apiReservedConcurrency,
+        });
+        this.grantTable(fn, access === 'read' ? TABLE_ACTIONS.apiRead : TABLE_ACTIONS.api);
+        // Notes for the sweep, left by changes: the read function makes none.
+        if (access === 'admin') this.grantShardTable(fn, SHARD_TABLE_ACTIONS.api);
+        // The offline listing and the offline counts read byOffline; the online counts read byDeadline.
+        iam.Grant.addToPrincipal({
+          grantee: fn,
+          actions: ['dynamodb:Query'],
+          resourceArns: [DEADLINE_INDEX.name, OFFLINE_INDEX.name].map(
+            (index) => `${this.table.tableArn}/index/${index}`,
+          ),
+        });
+        // Device items only: no operator call reads or writes the watermarks, the probe key or spilled outboxes.
+        fn.addToRolePolicy(
+          new iam.PolicyStatement({
+            effect: iam.Effect.DENY,
+            actions: ITEM_ACTIONS,
+            resources: [this.table.tableArn],
+            conditions: { 'ForAnyValue:StringLike': { 'dynamodb:LeadingKeys': [`${CONTROL_KEY_PREFIX}*`] } },
+          }),
+        );
+        // Never open: every call is SigV4-signed by a principal granted lambda:InvokeFunctionUrl.
+        return { fn, url: fn.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM }) };
+      };
+      const admin = apiFunction(
+        'ApiFunction',
+        'admin',
+        'offline-detector: operator API, admin (status, offline list, stats, override, mute, decommission)',
+      );
+      this.apiFunction = admin.fn;
+      this.apiUrl = admin.url;
+      const read = apiFunction(
+        'ApiReadFunction',
+        'read',
+        'offline-detector: operator API, read only (status, offline list, stats)',
+      );
+      this.apiReadFunction = read.fn;
+      this.apiReadUrl = read.url;
     }
 
     this.onlyDetectorPublishes(props);
@@ -739,6 +824,7 @@ export class OfflineDetector extends Construct {
         this.dispatchFunction,
         this.sweepFunction,
         this.apiFunction,
+        this.apiReadFunction,
       ].filter((f): f is nodejs.NodejsFunction => f !== undefined),
       dispatchFunction: this.dispatchFunction,
       ingestQueue: this.ingestQueue,
@@ -779,10 +865,22 @@ export class OfflineDetector extends Construct {
     });
   }
 
-  /** Lets a principal (an operator role, a CI user) call the operator API. */
-  grantApi(grantee: iam.IGrantable): iam.Grant {
+  /** Lets a principal (a dashboard, a support tool) call the read-only operator API: status, offline list, stats. */
+  grantRead(grantee: iam.IGrantable): iam.Grant {
+    if (!this.apiReadFunction) throw new Error('the operator API is disabled (operatorApi: false)');
+    return this.apiReadFunction.grantInvokeUrl(grantee);
+  }
+
+  /** Lets a principal (an operator role, a CI user) call the admin operator API: every route, overrides, mutes and
+   * decommissions included. */
+  grantAdmin(grantee: iam.IGrantable): iam.Grant {
     if (!this.apiFunction) throw new Error('the operator API is disabled (operatorApi: false)');
     return this.apiFunction.grantInvokeUrl(grantee);
+  }
+
+  /** @deprecated use `grantAdmin` (the same grant) or, for callers that only look, `grantRead`. */
+  grantApi(grantee: iam.IGrantable): iam.Grant {
+    return this.grantAdmin(grantee);
   }
 
   private newTopic(id: string, displayName: string): sns.Topic {
@@ -821,8 +919,17 @@ export class OfflineDetector extends Construct {
   }
 
   /** Item-level actions on the table itself; index access is granted separately, per index. */
-  private grantTable(fn: iam.IGrantable, actions: readonly string[]): void {
-    iam.Grant.addToPrincipal({ grantee: fn, actions: [...actions], resourceArns: [this.table.tableArn] });
+  private grantTable(
+    fn: iam.IGrantable,
+    actions: readonly string[],
+    conditions?: Record<string, Record<string, unknown>>,
+  ): void {
+    iam.Grant.addToPrincipal({
+      grantee: fn,
+      actions: [...actions],
+      resourceArns: [this.table.tableArn],
+      ...(conditions ? { conditions } : {}),
+    });
     // With a customer key, DynamoDB decrypts the table key on the caller's behalf (kms:ViaService): name the actions
     // rather than grantEncryptDecrypt, whose ReEncrypt* nobody here needs.
     this.table.encryptionKey?.grant(fn, 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey');

@@ -5,10 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { ProbeKeyStore } from '../core/probe.js';
-import { KEY } from '../core/table-schema.js';
+import { KEY, PROBE_KEY_ITEM } from '../core/table-schema.js';
 
-/** Control items start with '#', which device ids cannot contain. */
-export const PROBE_KEY_ITEM = '#probe-key';
 /** How long a container waits before it looks again for a key that did not exist yet. */
 const RETRY_MISSING_MS = 10_000;
 

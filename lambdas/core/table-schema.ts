@@ -125,8 +125,14 @@ export function spillKey(deviceId: string, n: number): string {
   return `#outbox/${deviceId}/${n}`;
 }
 
+/** Control items start with this, which device ids cannot contain: least-privilege policies tell them apart by it. */
+export const CONTROL_KEY_PREFIX = '#';
+
 /** Control item holding every ingest partition's watermark. */
 export const WATERMARKS_KEY = '#watermarks';
+
+/** Control item holding the deployment's probe key (adapters/probe-key.ts). */
+export const PROBE_KEY_ITEM = '#probe-key';
 
 export const DEFAULT_SHARD_COUNT = 64;
 

@@ -12,13 +12,16 @@ import { describe, expect, it } from 'vitest';
 import { ENV, loadIngestConfig, METRICS_NAMESPACE } from '../../lambdas/core/config.js';
 import { batchedSizing } from '../../lambdas/core/sizing.js';
 import {
+  CONTROL_KEY_PREFIX,
   DEADLINE_INDEX,
   DEFAULT_SHARD_COUNT,
   KEY,
   OFFLINE_INDEX,
   OUTBOX_INDEX,
+  PROBE_KEY_ITEM,
   SHARD_TABLE,
   TTL_ATTRIBUTE,
+  WATERMARKS_KEY,
 } from '../../lambdas/core/table-schema.js';
 import { OfflineDetector, type OfflineDetectorProps } from '../../lib/offline-detector.js';
 import { OfflineDetectorStack } from '../../lib/offline-detector-stack.js';
@@ -229,7 +232,7 @@ describe('OfflineDetectorStack (defaults)', () => {
 
   it('bundles every function as nodejs22.x on arm64 with a log group of bounded retention', () => {
     const fns = Object.values(resources(template, 'AWS::Lambda::Function'));
-    expect(fns).toHaveLength(4);
+    expect(fns).toHaveLength(5); // ingest, dispatch, sweep, API admin and read
     for (const fn of fns) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs22.x',
@@ -239,7 +242,7 @@ describe('OfflineDetectorStack (defaults)', () => {
       expect(fn.Properties.LoggingConfig).toBeDefined();
     }
     const logGroups = Object.values(resources(template, 'AWS::Logs::LogGroup'));
-    expect(logGroups).toHaveLength(4);
+    expect(logGroups).toHaveLength(5);
     for (const lg of logGroups) expect(lg.Properties.RetentionInDays).toBe(30);
   });
 
@@ -316,6 +319,18 @@ describe('OfflineDetectorStack (defaults)', () => {
 
   it('grants dispatch sweep-job and probe sends and the watermark item, nothing else', () => {
     const s = statements(template, stack, d.dispatchFunction);
+    // Its control items only (issue 14): every key it reads or writes is named, device items are out of reach.
+    expect(s.filter((st) => JSON.stringify(st.Action).includes('dynamodb:'))).toEqual([
+      expect.objectContaining({
+        Effect: 'Allow',
+        Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        Resource: { 'Fn::GetAtt': [logicalId(stack, d.table), 'Arn'] },
+        Condition: {
+          'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [WATERMARKS_KEY, PROBE_KEY_ITEM] },
+          Null: { 'dynamodb:LeadingKeys': 'false' },
+        },
+      }),
+    ]);
     expect(actionsOn(s, logicalId(stack, d.sweepQueue))).toEqual(['sqs:SendMessage']);
     // The probes look the queue's ARN up by its URL (GetQueueAttributes), and send.
     expect(actionsOn(s, logicalId(stack, d.ingestQueue as sqs.Queue)).sort()).toEqual([
@@ -345,58 +360,110 @@ describe('OfflineDetectorStack (defaults)', () => {
     expect(actionsOn(s, logicalId(stack, d.rejectsQueue))).toEqual([]);
   });
 
-  it('serves the operator API from a Function URL that requires IAM (SigV4) auth', () => {
-    const [, url] = only(template, 'AWS::Lambda::Url');
-    expect(url.Properties).toMatchObject({
-      AuthType: 'AWS_IAM',
-      TargetFunctionArn: { 'Fn::GetAtt': [logicalId(stack, d.apiFunction!), 'Arn'] },
-    });
-    // No resource policy opens it to anyone: callers need lambda:InvokeFunctionUrl from their own identity policy.
+  it('serves the operator API from two Function URLs, read and admin, both requiring IAM (SigV4) auth', () => {
+    const urls = Object.values(resources(template, 'AWS::Lambda::Url'));
+    expect(urls.map((u) => u.Properties)).toEqual([
+      { AuthType: 'AWS_IAM', TargetFunctionArn: { 'Fn::GetAtt': [logicalId(stack, d.apiFunction!), 'Arn'] } },
+      { AuthType: 'AWS_IAM', TargetFunctionArn: { 'Fn::GetAtt': [logicalId(stack, d.apiReadFunction!), 'Arn'] } },
+    ]);
+    // No resource policy opens them to anyone: callers need lambda:InvokeFunctionUrl from their own identity policy.
     for (const permission of Object.values(resources(template, 'AWS::Lambda::Permission'))) {
       expect(permission.Properties.FunctionUrlAuthType).not.toBe('NONE');
-      if (JSON.stringify(permission.Properties.FunctionName).includes(logicalId(stack, d.apiFunction!))) {
-        expect(permission.Properties.Principal).not.toBe('*');
-      }
+      expect(permission.Properties.Principal).not.toBe('*');
     }
-    const env = functionEnv(template, logicalId(stack, d.apiFunction!));
-    expect(env).toMatchObject({
-      POWERTOOLS_SERVICE_NAME: 'api',
-      [ENV.tableName]: { Ref: logicalId(stack, d.table) },
-      // GET /stats reads every shard of the deadline index.
-      [ENV.shardCount]: String(DEFAULT_SHARD_COUNT),
+    for (const [fn, access] of [
+      [d.apiFunction!, 'admin'],
+      [d.apiReadFunction!, 'read'],
+    ] as const) {
+      expect(functionEnv(template, logicalId(stack, fn))).toMatchObject({
+        POWERTOOLS_SERVICE_NAME: 'api',
+        [ENV.tableName]: { Ref: logicalId(stack, d.table) },
+        // GET /stats reads every shard of the deadline index, and keeps the counts for a minute.
+        [ENV.shardCount]: String(DEFAULT_SHARD_COUNT),
+        [ENV.apiAccess]: access,
+        [ENV.statsCacheSeconds]: '60',
+      });
+      // No reserved concurrency unless asked: reserving fails deployment in accounts with a small quota.
+      expect(resources(template, 'AWS::Lambda::Function')[logicalId(stack, fn)]!.Properties).not.toHaveProperty(
+        'ReservedConcurrentExecutions',
+      );
+    }
+    expect(template.findOutputs('ApiUrl').ApiUrl!.Value).toEqual({
+      'Fn::GetAtt': [logicalId(stack, d.apiUrl!), 'FunctionUrl'],
     });
-    expect(template.findOutputs('ApiUrl')).toHaveProperty('ApiUrl');
+    expect(template.findOutputs('ApiReadUrl').ApiReadUrl!.Value).toEqual({
+      'Fn::GetAtt': [logicalId(stack, d.apiReadUrl!), 'FunctionUrl'],
+    });
   });
 
-  it('lets the API role read and update only the table: items, and Query on the deadline and offline indexes', () => {
-    const s = statements(template, stack, d.apiFunction!);
+  it('lets the API roles touch device items only: the admin reads and updates, the read role only reads (issue 14)', () => {
     const tableArn = { 'Fn::GetAtt': [logicalId(stack, d.table), 'Arn'] };
     const index = (name: string) => ({ 'Fn::Join': ['', [tableArn, `/index/${name}`]] });
-    const dynamo = s.filter((st) => JSON.stringify(st.Action).includes('dynamodb:'));
-    expect(dynamo).toEqual([
-      expect.objectContaining({ Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], Resource: tableArn }),
+    const noControlItems = expect.objectContaining({
+      Effect: 'Deny',
+      Action: expect.arrayContaining(['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem']),
+      Resource: tableArn,
+      Condition: { 'ForAnyValue:StringLike': { 'dynamodb:LeadingKeys': [`${CONTROL_KEY_PREFIX}*`] } },
+    });
+    const query = expect.objectContaining({
+      Effect: 'Allow',
+      Action: 'dynamodb:Query',
+      Resource: [index(DEADLINE_INDEX.name), index(OFFLINE_INDEX.name)],
+    });
+    const admin = statements(template, stack, d.apiFunction!);
+    expect(admin.filter((st) => JSON.stringify(st.Action).includes('dynamodb:'))).toEqual([
       expect.objectContaining({
-        Action: 'dynamodb:Query',
-        Resource: [index(DEADLINE_INDEX.name), index(OFFLINE_INDEX.name)],
+        Effect: 'Allow',
+        Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        Resource: tableArn,
       }),
+      query,
+      noControlItems,
     ]);
-    // Besides the table, only its own log group; no delete, scan, batch, transaction or write to anything else.
-    const others = s.filter((st) => !JSON.stringify(st.Action).includes('dynamodb:'));
-    for (const st of others) expect(JSON.stringify(st.Action)).toMatch(/logs:/);
-    expect(JSON.stringify(s)).not.toMatch(/DeleteItem|Scan|PutItem|Batch|Transact|byOutbox|sns:|sqs:/);
+    const read = statements(template, stack, d.apiReadFunction!);
+    expect(read.filter((st) => JSON.stringify(st.Action).includes('dynamodb:'))).toEqual([
+      expect.objectContaining({ Effect: 'Allow', Action: 'dynamodb:GetItem', Resource: tableArn }),
+      query,
+      noControlItems,
+    ]);
+    // The read role can change nothing at all: no write action is allowed anywhere.
+    const allowed = (stmts: Statement[]) =>
+      stmts.filter((st) => st.Effect === 'Allow').flatMap((st) => (Array.isArray(st.Action) ? st.Action : [st.Action]));
+    expect(allowed(read).join(' ')).not.toMatch(/UpdateItem|PutItem|DeleteItem|BatchWrite|Transact|sqs:|sns:/);
+    // Besides the table, only their own log groups; no scan, batch, write to anything else, no outbox index.
+    for (const s of [admin, read]) {
+      for (const st of s.filter((st) => !JSON.stringify(st.Action).includes('dynamodb:'))) {
+        expect(JSON.stringify(st.Action)).toMatch(/logs:/);
+      }
+      expect(allowed(s).join(' ')).not.toMatch(/DeleteItem|Scan|PutItem|Batch|Transact|sns:|sqs:/);
+      expect(JSON.stringify(s)).not.toContain(OUTBOX_INDEX.name);
+    }
   });
 
-  it('can leave the API out, and grants callers invoke-url on it', () => {
+  it('can leave the API out, and grants callers invoke-url on the read or the admin URL', () => {
     const without = construct({ operatorApi: false });
     expect(without.detector.apiFunction).toBeUndefined();
+    expect(without.detector.apiReadFunction).toBeUndefined();
     expect(Object.keys(resources(without.template, 'AWS::Lambda::Url'))).toHaveLength(0);
+    expect(() => without.detector.grantRead(new iam.AccountRootPrincipal())).toThrow(/operatorApi: false/);
+
     const app = new App({ context: NO_BUNDLING });
     const embed = new Stack(app, 'Grant');
     const detector = new OfflineDetector(embed, 'Detector');
-    const operator = new iam.Role(embed, 'Operator', { assumedBy: new iam.AccountRootPrincipal() });
-    detector.grantApi(operator);
-    const policy = JSON.stringify(Template.fromStack(embed).findResources('AWS::IAM::Policy'));
-    expect(policy).toContain('lambda:InvokeFunctionUrl');
+    const role = (id: string) => new iam.Role(embed, id, { assumedBy: new iam.AccountRootPrincipal() });
+    const [dashboard, operator, legacy] = [role('Dashboard'), role('Operator'), role('Legacy')];
+    detector.grantRead(dashboard);
+    detector.grantAdmin(operator);
+    detector.grantApi(legacy); // deprecated: the admin grant
+    const template = Template.fromStack(embed);
+    const invokes = (grantee: iam.Role) =>
+      statements(template, embed, { role: grantee })
+        .filter((st) => JSON.stringify(st.Action).includes('lambda:InvokeFunctionUrl'))
+        .map((st) => st.Resource);
+    const arn = (fn: { node: { defaultChild?: unknown } }) => ({ 'Fn::GetAtt': [logicalId(embed, fn), 'Arn'] });
+    expect(invokes(dashboard)).toEqual([arn(detector.apiReadFunction!)]);
+    expect(invokes(operator)).toEqual([arn(detector.apiFunction!)]);
+    expect(invokes(legacy)).toEqual([arn(detector.apiFunction!)]);
   });
 
   it('alarms on DLQs, ingest age, sweep lag, watermark, dispatch, throttles, offline storm, publish and Lambda errors', () => {
@@ -692,10 +759,33 @@ describe('OfflineDetector (embedded)', () => {
     expect(actionsOn(s, stream.streamArn)).not.toContain('kinesis:SubscribeToShard');
   });
 
+  it('reserves concurrency for both API functions and passes the stats cache time when asked (issue 14)', () => {
+    const {
+      detector: d,
+      stack,
+      template,
+    } = construct({
+      apiReservedConcurrency: 5,
+      statsCacheTtl: Duration.seconds(30),
+    });
+    for (const fn of [d.apiFunction!, d.apiReadFunction!]) {
+      const props = resources(template, 'AWS::Lambda::Function')[logicalId(stack, fn)]!.Properties;
+      expect(props.ReservedConcurrentExecutions, fn.node.id).toBe(5);
+      expect(functionEnv(template, logicalId(stack, fn))[ENV.statsCacheSeconds]).toBe('30');
+    }
+    // Only the API: the detector's own functions stay unreserved.
+    for (const fn of [d.ingestSqsFunction!, d.dispatchFunction, d.sweepFunction]) {
+      const props = resources(template, 'AWS::Lambda::Function')[logicalId(stack, fn)]!.Properties;
+      expect(props).not.toHaveProperty('ReservedConcurrentExecutions');
+    }
+  });
+
   it('validates its configuration at synth time', () => {
     expect(() => construct({ sqsIngest: false })).toThrow(/ingest source/);
     expect(() => construct({ sweepTick: Duration.seconds(7) })).toThrow(/sweepTick/);
     expect(() => construct({ sweepMaxConcurrency: 1 })).toThrow(/sweepMaxConcurrency/);
+    expect(() => construct({ apiReservedConcurrency: 0 })).toThrow(/apiReservedConcurrency/);
+    expect(() => construct({ statsCacheTtl: Duration.hours(2) })).toThrow(/statsCacheTtl/);
     expect(() => construct({ deviceTypes: { a: { timeout: Duration.minutes(1) } }, defaultDeviceType: 'b' })).toThrow(
       /DEFAULT_DEVICE_TYPE/,
     );
