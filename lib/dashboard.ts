@@ -25,6 +25,9 @@ export interface AlarmOptions {
   readonly newDevicesPerMinute?: number;
   /** Rejected records per minute that mean a producer sends what the detector cannot use. @default 100 */
   readonly rejectedPerMinute?: number;
+  /** Age of the oldest message in the rejects queue that means nobody looks at it (messages expire at 14 days).
+   * @default 7 days */
+  readonly maxRejectsAge?: Duration;
 }
 
 export interface OfflineDetectorDashboardProps {
@@ -179,6 +182,14 @@ export class OfflineDetectorDashboard extends Construct {
       datapointsToAlarm: 2,
       alarmDescription:
         'Producers send records the detector cannot use (see the reason dimension and the rejects queue).',
+    });
+    this.alarm('RejectsQueueAge', {
+      metric: props.rejectsQueue.metricApproximateAgeOfOldestMessage({ period: PERIOD, statistic: cw.Stats.MAXIMUM }),
+      threshold: (opts.maxRejectsAge ?? Duration.days(7)).toSeconds(),
+      evaluationPeriods: 1,
+      alarmDescription:
+        'Rejected records wait unread in the rejects queue and expire after 14 days: read their reason and detail, ' +
+        'fix the producer, then purge or drain the queue.',
     });
     this.alarm('PublishFailures', {
       metric: app('sweep', 'PublishFailures'),

@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Annotations, Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, Duration, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
@@ -126,6 +126,19 @@ export interface FleetSize {
   readonly messagesPerSecond?: number;
 }
 
+/** The queues that keep raw device payloads for 14 days: the rejects queue and the ingest dead-letter queue. */
+export interface PayloadQueueOptions {
+  /** A customer-managed key for both (the ingest functions get GenerateDataKey and Decrypt on it to send rejects;
+   * whoever reads them, the redrive CLI's user included, needs Decrypt). @default SSE-SQS */
+  readonly encryptionKey?: kms.IKey;
+  /** IAM principals (ARNs, `*` wildcards allowed; for an assumed role, its role ARN with its path, e.g. an SSO
+   * permission set's `arn:aws:iam::<account>:role/aws-reserved/sso.amazonaws.com/<region>/AWSReservedSSO_Ops_<id>`)
+   * who may receive, delete, purge or hide messages of these queues: everyone else is denied by the queue policy,
+   * whatever their IAM policies allow. The account root always may (break-glass), and the policy does not deny changing itself, so a
+   * deployment can always widen it. Include whoever runs `offline-detector redrive`. @default no limit beyond IAM */
+  readonly readers?: readonly string[];
+}
+
 export interface OfflineDetectorProps {
   /** How device state is kept and swept (docs/design.md §11): `per-device` (an item write per message at most, online
    * events from the ingest at once) or `batched` (one compressed record per shard and ingest batch, state per shard;
@@ -181,6 +194,8 @@ export interface OfflineDetectorProps {
     readonly table?: dynamodb.WarmThroughput;
     readonly indexes?: { readonly [index in IndexName]?: dynamodb.WarmThroughput };
   };
+  /** Encryption and readers of the queues that hold raw device payloads (rejects queue, ingest DLQ). */
+  readonly payloadQueues?: PayloadQueueOptions;
   /** Table encryption at rest. @default the AWS managed key (aws/dynamodb) */
   readonly tableEncryption?: dynamodb.TableEncryptionV2;
   /** What happens to the table, keys and queues when removed from the stack. @default RETAIN */
@@ -483,7 +498,14 @@ export class OfflineDetector extends Construct {
       enforceSSL: true,
       removalPolicy,
     };
-    this.rejectsQueue = new sqs.Queue(this, 'RejectsQueue', { ...queueDefaults, retentionPeriod: Duration.days(14) });
+    // Raw device payloads, kept 14 days: the user's key when given, and only the named readers may take them.
+    const payloadKey = props.payloadQueues?.encryptionKey;
+    const payloadQueueDefaults = {
+      ...queueDefaults,
+      retentionPeriod: Duration.days(14),
+      ...(payloadKey ? { encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: payloadKey } : {}),
+    };
+    this.rejectsQueue = new sqs.Queue(this, 'RejectsQueue', payloadQueueDefaults);
 
     const sweepTimeout = Duration.seconds(sweepBudget.toSeconds() + 25);
     this.sweepDeadLetterQueue = new sqs.Queue(this, 'SweepDLQ', {
@@ -505,10 +527,7 @@ export class OfflineDetector extends Construct {
       if (sqsIngest.queue) {
         this.ingestQueue = sqsIngest.queue;
       } else {
-        this.ingestDeadLetterQueue = new sqs.Queue(this, 'IngestDLQ', {
-          ...queueDefaults,
-          retentionPeriod: Duration.days(14),
-        });
+        this.ingestDeadLetterQueue = new sqs.Queue(this, 'IngestDLQ', payloadQueueDefaults);
         this.ingestQueue = new sqs.Queue(this, 'IngestQueue', {
           ...queueDefaults,
           visibilityTimeout: Duration.seconds(6 * ingestSqsTimeout.toSeconds()),
@@ -533,6 +552,12 @@ export class OfflineDetector extends Construct {
         ...queueDefaults,
         retentionPeriod: Duration.days(14),
       });
+    }
+
+    if (props.payloadQueues?.readers) {
+      for (const queue of [this.rejectsQueue, this.ingestDeadLetterQueue]) {
+        if (queue) this.onlyReadersTake(queue, props.payloadQueues.readers);
+      }
     }
 
     const ingestQueueUrls = this.ingestQueue ? this.ingestQueue.queueUrl : '';
@@ -848,7 +873,8 @@ export class OfflineDetector extends Construct {
         id: 'AwsSolutions-SQS3',
         reason:
           'A terminal destination (rejected messages / Kinesis records that failed every retry), i.e. a dead-letter ' +
-          'queue itself: it is read by operators and alarmed on, never consumed by a function.',
+          'queue itself: it is read by operators and alarmed on (RejectsQueueAge, KinesisFailuresDepth), never ' +
+          'consumed by a function.',
       });
     }
     Validations.of(this).acknowledge({
@@ -881,6 +907,41 @@ export class OfflineDetector extends Construct {
   /** @deprecated use `grantAdmin` (the same grant) or, for callers that only look, `grantRead`. */
   grantApi(grantee: iam.IGrantable): iam.Grant {
     return this.grantAdmin(grantee);
+  }
+
+  /** Denies taking messages from a payload queue to every principal but the readers and the account root. Sending
+   * (the ingest's rejects, SQS's own redrive into the DLQ), attributes and the policy itself stay as IAM allows. */
+  private onlyReadersTake(queue: sqs.Queue, readers: readonly string[]): void {
+    if (readers.length === 0) {
+      throw new Error('payloadQueues.readers must name at least one principal: whoever runs offline-detector redrive');
+    }
+    for (const arn of readers) {
+      if (!Token.isUnresolved(arn) && !/^arn:[^:]+:(iam|sts)::/.test(arn)) {
+        throw new Error(`payloadQueues.readers: "${arn}" is not an IAM principal ARN`);
+      }
+    }
+    const { account, partition } = Stack.of(this);
+    queue.addToResourcePolicy(
+      new iam.PolicyStatement({
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:PurgeQueue', 'sqs:ChangeMessageVisibility'],
+        resources: [queue.queueArn],
+        conditions: {
+          ArnNotLike: { 'aws:PrincipalArn': [...readers, `arn:${partition}:iam::${account}:root`] },
+        },
+      }),
+    );
+    // A reader ARN of another account is no way in either: the payloads stay in this account.
+    queue.addToResourcePolicy(
+      new iam.PolicyStatement({
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:PurgeQueue', 'sqs:ChangeMessageVisibility'],
+        resources: [queue.queueArn],
+        conditions: { StringNotEquals: { 'aws:PrincipalAccount': account } },
+      }),
+    );
   }
 
   private newTopic(id: string, displayName: string): sns.Topic {

@@ -481,6 +481,7 @@ describe('OfflineDetectorStack (defaults)', () => {
       'PublishFailures',
       'NewDevices',
       'MessagesRejected',
+      'RejectsQueueAge',
       'RejectsNotDelivered',
       'HoldFailures',
       'IngestSqsFunctionErrors',
@@ -502,6 +503,13 @@ describe('OfflineDetectorStack (defaults)', () => {
     expect(named('MessagesRejected')[0]![1].Properties).toMatchObject({
       MetricName: 'MessagesRejected',
       Threshold: 100,
+    });
+    // The rejects queue is read, not consumed: its oldest message waiting a week means nobody looks (they expire at
+    // 14 days). The cdk-nag acknowledgement of its missing DLQ names this alarm.
+    expect(named('RejectsQueueAge')[0]![1].Properties).toMatchObject({
+      MetricName: 'ApproximateAgeOfOldestMessage',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(stack, d.rejectsQueue), 'QueueName'] } }],
+      Threshold: 7 * 86_400,
     });
     // Throttles sum the table and both indexes.
     const throttles = JSON.stringify(named('TableThrottles')[0]![1].Properties);
@@ -778,6 +786,70 @@ describe('OfflineDetector (embedded)', () => {
       const props = resources(template, 'AWS::Lambda::Function')[logicalId(stack, fn)]!.Properties;
       expect(props).not.toHaveProperty('ReservedConcurrentExecutions');
     }
+  });
+
+  it('encrypts the payload queues with the given key and lets only the named readers take from them (issue 14)', () => {
+    const app = new App({ context: NO_BUNDLING });
+    const stack = new Stack(app, 'Embed');
+    const key = new kms.Key(stack, 'PayloadKey', { enableKeyRotation: true });
+    const operators = 'arn:aws:iam::111111111111:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_Ops_*';
+    const d = new OfflineDetector(stack, 'Detector', {
+      kinesisIngest: {},
+      payloadQueues: { encryptionKey: key, readers: [operators] },
+    });
+    const template = Template.fromStack(stack);
+    const queues = resources(template, 'AWS::SQS::Queue');
+    const keyArn = { 'Fn::GetAtt': [logicalId(stack, key), 'Arn'] };
+    for (const q of [d.rejectsQueue, d.ingestDeadLetterQueue!]) {
+      expect(queues[logicalId(stack, q)]!.Properties).toMatchObject({ KmsMasterKeyId: keyArn });
+    }
+    // Queues without device payloads keep SSE-SQS: the sweep jobs, the Kinesis failure descriptions.
+    for (const q of [d.sweepQueue, d.sweepDeadLetterQueue, d.kinesisFailureQueue!, d.ingestQueue as sqs.Queue]) {
+      expect(queues[logicalId(stack, q)]!.Properties).toMatchObject({ SqsManagedSseEnabled: true });
+    }
+    // The ingest functions send rejects through the key; nothing else of theirs changes.
+    for (const fn of [d.ingestSqsFunction!, d.ingestKinesisFunction!]) {
+      const s = statements(template, stack, fn);
+      expect(actionsOn(s, logicalId(stack, key)).sort()).toEqual(['kms:Decrypt', 'kms:GenerateDataKey']);
+      expect(actionsOn(s, logicalId(stack, d.rejectsQueue))).toEqual(['sqs:SendMessage']);
+    }
+    const take = ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:PurgeQueue', 'sqs:ChangeMessageVisibility'];
+    const root = {
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::', { Ref: 'AWS::AccountId' }, ':root']],
+    };
+    for (const q of [d.rejectsQueue, d.ingestDeadLetterQueue!]) {
+      const policy = Object.values(resources(template, 'AWS::SQS::QueuePolicy')).find((p) =>
+        JSON.stringify(p.Properties.Queues).includes(logicalId(stack, q)),
+      );
+      const denies = (policy!.Properties.PolicyDocument as { Statement: Statement[] }).Statement.filter(
+        (st) => st.Effect === 'Deny' && !JSON.stringify(st).includes('aws:SecureTransport'),
+      );
+      expect(denies).toEqual([
+        expect.objectContaining({
+          Principal: { AWS: '*' },
+          Action: take,
+          Condition: { ArnNotLike: { 'aws:PrincipalArn': [operators, root] } },
+        }),
+        expect.objectContaining({
+          Principal: { AWS: '*' },
+          Action: take,
+          Condition: { StringNotEquals: { 'aws:PrincipalAccount': { Ref: 'AWS::AccountId' } } },
+        }),
+      ]);
+      // Sending, attributes and the policy itself are never denied: the ingest's rejects, SQS's redrive into the DLQ
+      // and a deployment that widens the readers keep working.
+      expect(JSON.stringify(denies)).not.toMatch(/SendMessage|GetQueueAttributes|SetQueueAttributes|sqs:\*/);
+    }
+  });
+
+  it('leaves the payload queues to IAM without readers, and refuses readers that could lock everyone out', () => {
+    const { detector: d, stack, template } = construct({});
+    const policy = Object.values(resources(template, 'AWS::SQS::QueuePolicy')).find((p) =>
+      JSON.stringify(p.Properties.Queues).includes(logicalId(stack, d.rejectsQueue)),
+    );
+    expect(JSON.stringify(policy)).not.toContain('aws:PrincipalArn');
+    expect(() => construct({ payloadQueues: { readers: [] } })).toThrow(/at least one principal/);
+    expect(() => construct({ payloadQueues: { readers: ['operators'] } })).toThrow(/not an IAM principal ARN/);
   });
 
   it('validates its configuration at synth time', () => {
