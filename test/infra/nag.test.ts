@@ -2,7 +2,9 @@
 // next to the resource it concerns (lib/offline-detector.ts) and carries its reason.
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
@@ -32,6 +34,52 @@ describe('cdk-nag AwsSolutions', () => {
     const app = new App({ context: { ...NO_BUNDLING, ...context } });
     const stack = new OfflineDetectorStack(app, 'Nag');
     expect(findings(stack)).toEqual([]);
+  });
+
+  it('finds nothing unacknowledged with customer-keyed payload queues and their readers', () => {
+    const app = new App({ context: NO_BUNDLING });
+    const stack = new Stack(app, 'Embed');
+    const key = new kms.Key(stack, 'PayloadKey', { enableKeyRotation: true });
+    new OfflineDetector(stack, 'Detector', {
+      kinesisIngest: {},
+      payloadQueues: { encryptionKey: key, readers: ['arn:aws:iam::111111111111:role/operators'] },
+    });
+    expect(findings(stack)).toEqual([]);
+  });
+
+  it('excuses each finding on its own resource only: the same finding anywhere else in the construct shows', () => {
+    const app = new App({ context: NO_BUNDLING });
+    const stack = new Stack(app, 'Scope');
+    const d = new OfflineDetector(stack, 'Detector', { kinesisIngest: {} });
+    // What the acknowledgements excuse, put where they do not apply: the dispatcher's role, a new queue, a new function.
+    d.dispatchFunction.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['kms:GenerateDataKey*'], resources: [d.topicKey.keyArn] }),
+    );
+    d.dispatchFunction.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['lambda:InvokeFunction'],
+        resources: [`${d.dispatchFunction.functionArn}:*`],
+      }),
+    );
+    new sqs.Queue(d, 'Stray', { enforceSSL: true });
+    new lambda.Function(d, 'StrayFunction', {
+      runtime: lambda.Runtime.NODEJS_22_X,
+      handler: 'index.handler',
+      code: lambda.Code.fromInline('export const handler = async () => {};'),
+    });
+    const found = findings(stack).map((f) => f.slice(0, f.indexOf(': ', f.indexOf(' at ')))); // without the description
+    expect(found).toEqual(
+      expect.arrayContaining([
+        'error AwsSolutions-IAM5[Action::kms:GenerateDataKey*] at Scope/Detector/DispatchFunctionRole/DefaultPolicy/Resource',
+        expect.stringMatching(
+          /^error AwsSolutions-IAM5\[Resource::<DetectorDispatchFunction\w+\.Arn>:\*\] at Scope\/Detector\/DispatchFunctionRole/,
+        ),
+        'error AwsSolutions-SQS3 at Scope/Detector/Stray/Resource',
+        'error AwsSolutions-L1 at Scope/Detector/StrayFunction/Resource',
+      ]),
+    );
+    // And nothing of the detector's own resources.
+    expect(found.filter((f) => !/DispatchFunctionRole|Stray/.test(f))).toEqual([]);
   });
 
   it('finds nothing unacknowledged when embedded with existing queue and a customer-managed table key', () => {

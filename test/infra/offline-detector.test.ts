@@ -156,8 +156,18 @@ describe('OfflineDetectorStack (defaults)', () => {
       Target: Match.objectLike({
         Arn: { 'Fn::GetAtt': [logicalId(stack, d.dispatchFunction), 'Arn'] },
         RetryPolicy: { MaximumEventAgeInSeconds: 60, MaximumRetryAttempts: 2 },
+        RoleArn: { 'Fn::GetAtt': [logicalId(stack, d.scheduleRole), 'Arn'] },
       }),
     });
+    // The schedule's own role (not the stack-wide one aws-scheduler-targets shares): it may invoke the dispatcher only.
+    const dispatchArn = { 'Fn::GetAtt': [logicalId(stack, d.dispatchFunction), 'Arn'] };
+    expect(statements(template, stack, { role: d.scheduleRole })).toEqual([
+      expect.objectContaining({
+        Effect: 'Allow',
+        Action: 'lambda:InvokeFunction',
+        Resource: [dispatchArn, { 'Fn::Join': ['', [dispatchArn, ':*']] }],
+      }),
+    ]);
   });
 
   it('encrypts every topic with the rotated customer key and enforces TLS', () => {
