@@ -474,6 +474,19 @@ describe('OfflineDetectorStack (defaults)', () => {
     expect(invokes(dashboard)).toEqual([arn(detector.apiReadFunction!)]);
     expect(invokes(operator)).toEqual([arn(detector.apiFunction!)]);
     expect(invokes(legacy)).toEqual([arn(detector.apiFunction!)]);
+    // No direct invoke: lambda:InvokeFunction only through the URL, so the authorizer context the handler logs as the
+    // caller is always the one Lambda verified, never an event a direct invoker made up.
+    for (const grantee of [dashboard, operator, legacy]) {
+      const direct = statements(template, embed, { role: grantee }).filter(
+        (st) => st.Action === 'lambda:InvokeFunction',
+      );
+      expect(direct.length).toBeGreaterThan(0);
+      for (const st of direct) {
+        expect((st as Statement & { Condition?: unknown }).Condition).toEqual({
+          Bool: { 'lambda:InvokedViaFunctionUrl': true },
+        });
+      }
+    }
   });
 
   it('alarms on DLQs, ingest age, sweep lag, watermark, dispatch, throttles, offline storm, publish and Lambda errors', () => {
