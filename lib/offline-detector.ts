@@ -134,8 +134,9 @@ export interface PayloadQueueOptions {
   /** IAM principals (ARNs, `*` wildcards allowed; for an assumed role, its role ARN with its path, e.g. an SSO
    * permission set's `arn:aws:iam::<account>:role/aws-reserved/sso.amazonaws.com/<region>/AWSReservedSSO_Ops_<id>`)
    * who may receive, delete, purge or hide messages of these queues: everyone else is denied by the queue policy,
-   * whatever their IAM policies allow. The account root always may (break-glass), and the policy does not deny changing itself, so a
-   * deployment can always widen it. Include whoever runs `offline-detector redrive`. @default no limit beyond IAM */
+   * whatever their IAM policies allow. The account root always may (break-glass), and the policy does not deny
+   * changing itself, so a deployment can always widen it. Include whoever runs `offline-detector redrive`.
+   * @default no limit beyond IAM */
   readonly readers?: readonly string[];
 }
 
