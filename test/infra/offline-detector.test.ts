@@ -1076,6 +1076,9 @@ describe('the batched engine (docs/design.md §11)', () => {
     const on = (fn: { role?: unknown }) => actionsOn(statements(template, stack, fn), shardTableId).sort();
     expect(on(detector.ingestSqsFunction!)).toEqual(['dynamodb:PutItem']);
     expect(on(detector.apiFunction!)).toEqual(['dynamodb:PutItem']);
+    // The read API changes nothing, so it leaves no notes: no shard table at all, though it knows the engine.
+    expect(on(detector.apiReadFunction!)).toEqual([]);
+    expect(functionEnv(template, logicalId(stack, detector.apiReadFunction!))[ENV.engine]).toBe('batched');
     expect(on(detector.sweepFunction)).toEqual(
       ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'].sort(),
     );
