@@ -89,7 +89,9 @@ export function sweepCutoff(now: number, snapshot: WatermarkSnapshot, toleranceM
   for (const partition of snapshot.live) {
     const mark = effectiveMark(now, snapshot, partition);
     if (mark === undefined) return undefined;
-    cutoff = Math.min(cutoff, mark + toleranceMs);
+    // A probe stamped t (a hold at t) vouches for what entered before t: a record entered in the same millisecond may
+    // be behind it. So the silence judged ends a millisecond before.
+    cutoff = Math.min(cutoff, mark - 1 + toleranceMs);
   }
   return cutoff;
 }

@@ -71,7 +71,8 @@ describe('DynamoWatermarkStore', () => {
     // The new shard has no watermark yet: nothing is judged until it is credited.
     expect(sweepCutoff(120_000, snapshot, 25_000)).toBeUndefined();
     await fresh.credit(shard2, 100_000);
-    expect(sweepCutoff(120_000, await fresh.read(), 25_000)).toBe(65_000);
+    // The slowest mark (40,000) vouches for what entered before it: judged up to a millisecond before, plus 25 s.
+    expect(sweepCutoff(120_000, await fresh.read(), 25_000)).toBe(64_999);
     // One item, read strongly consistently: the layout other tools can rely on.
     const raw = await clients.dynamodb.send(
       new GetItemCommand({ TableName: tableName, Key: { [KEY]: { S: WATERMARKS_KEY } }, ConsistentRead: true }),
@@ -104,7 +105,7 @@ describe('DynamoWatermarkStore', () => {
     });
     // Credits go on, but the cutoff stays at the oldest held record.
     await fresh.credit(queueArn, 20_000, { returnedBefore: 12_999, until: 99_000 });
-    expect(sweepCutoff(30_000, await fresh.read(), 1_000)).toBe(8_000);
+    expect(sweepCutoff(30_000, await fresh.read(), 1_000)).toBe(7_999);
     // A probe after the first bucket's records returned releases it (to stop counting later), not the second.
     await fresh.credit(queueArn, 21_000, { returnedBefore: 13_000, until: 40_000 });
     const released = await fresh.read();
@@ -112,8 +113,8 @@ describe('DynamoWatermarkStore', () => {
       { at: 7_000, returnsAt: 13_000, until: 40_000 },
       { at: 9_500, returnsAt: 25_000 },
     ]);
-    expect(sweepCutoff(39_999, released, 1_000)).toBe(8_000);
-    expect(sweepCutoff(40_000, released, 1_000)).toBe(10_500);
+    expect(sweepCutoff(39_999, released, 1_000)).toBe(7_999);
+    expect(sweepCutoff(40_000, released, 1_000)).toBe(10_499);
     // A failure in a released bucket starts a new hold there; the dispatcher forgets holds that stopped counting.
     await fresh.credit(queueArn, 60_000, { returnedBefore: 30_000, until: 50_000 });
     await fresh.setLive([queueArn], 50_000);

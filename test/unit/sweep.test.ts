@@ -125,7 +125,7 @@ describe('sweepShard', () => {
     const h = harness();
     await h.send(['dev-1'], T0, 'tracker');
     h.clock.t = T0 + 10 * TRACKER;
-    h.watermarks.set(T0 + TRACKER - 1); // ingestion stalled just before the deadline
+    h.watermarks.set(T0 + TRACKER); // ingestion stalled at the deadline: what entered in its millisecond may be behind
     const stalled = await h.sweepAll();
     expect(total(stalled, 'offline')).toBe(0);
     expect(stalled[0]).toMatchObject({ cutoff: T0 + TRACKER - 1, lagMs: 9 * TRACKER + 1 });
@@ -133,8 +133,8 @@ describe('sweepShard', () => {
     await h.watermarks.setLive(['p', 'new-shard']); // a partition without a watermark holds every judgement
     const held = await h.sweepAll();
     expect(held.every((s) => s.cutoff === undefined && s.scanned === 0)).toBe(true);
-    await h.watermarks.credit('new-shard', T0 + TRACKER);
-    h.watermarks.set(T0 + TRACKER);
+    await h.watermarks.credit('new-shard', T0 + TRACKER + 1);
+    h.watermarks.set(T0 + TRACKER + 1); // past the deadline's millisecond: now it is judged
     expect(total(await h.sweepAll(), 'offline')).toBe(1);
   });
 
