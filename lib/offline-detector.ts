@@ -18,14 +18,8 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IConstruct } from 'constructs';
 import { type ApiAccess, DEFAULT_STATS_CACHE_SECONDS } from '../lambdas/core/api.js';
-import {
-  checkInvariants,
-  DEFAULT_DEVICE_TYPES,
-  ENV,
-  type FieldMap,
-  METRICS_NAMESPACE,
-  toleranceWarnings,
-} from '../lambdas/core/config.js';
+import { checkInvariants, DEFAULT_DEVICE_TYPES, ENV, type FieldMap, toleranceWarnings } from '../lambdas/core/config.js';
+import { METRICS_NAMESPACE } from '../lambdas/core/contracts.js';
 import { type DeviceTypeConfig, type DeviceTypes, parseDeviceTypes } from '../lambdas/core/policy.js';
 import {
   type BatchedSizing,
