@@ -102,7 +102,8 @@ export const EMITTED = {
 } as const satisfies Record<ServiceName, readonly MetricName[]>;
 export type EmittedBy<S extends ServiceName> = (typeof EMITTED)[S][number];
 
-/** The construct's functions (HANDLER_ENTRIES in lib/offline-detector.ts names their handler files). */
+/** The construct's functions (HANDLER_ENTRIES in lib/offline-detector.ts names their handler files); `api` is both
+ * operator API functions, admin and read. */
 export type FunctionName = 'ingestSqs' | 'ingestKinesis' | 'dispatch' | 'sweep' | 'api';
 
 /** Memory and timeouts as the construct deploys them. Where they depend on the deployment, functionSpec says how. */

@@ -222,6 +222,7 @@ describe.each(DEPLOYMENTS)('the construct keeps the contract (%s)', (_, props, d
       ['dispatch', detector.dispatchFunction],
       ['sweep', detector.sweepFunction],
       ['api', detector.apiFunction],
+      ['api', detector.apiReadFunction],
     ];
     const deployed = template.findResources('AWS::Lambda::Function') as Record<string, Cfn>;
     let checked = 0;
