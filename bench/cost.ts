@@ -1,9 +1,12 @@
 // npm run cost -- --devices 1000000 --interval 60 [--source sqs|kinesis] [--precision 0|timeout] [--json]
 // A monthly cost estimate of both engines (per-device and batched) next to the naive design, from the units per
 // message measured by `npm run bench` (bench/results.json, once every device has registered: a month at the design
-// point is steady state) and the prices and assumptions in bench/prices.json, which you can edit.
+// point is steady state) and the prices and assumptions in bench/prices.json, which you can edit. Each function is
+// priced at the memory the construct deploys it with, and the Kinesis dispatcher at the whole of its timeout (it
+// stays the minute): both from the contracts (lambdas/core/contracts.ts functionSpec), not from assumptions.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { type Deployment, type FunctionName, functionSpec } from '../lambdas/core/contracts.js';
 import { batchedSizing } from '../lambdas/core/sizing.js';
 
 const { values } = parseArgs({
@@ -26,6 +29,16 @@ if (!(devices > 0) || !(interval > 0) || !['sqs', 'kinesis'].includes(source ?? 
   );
 }
 const prices = JSON.parse(readFileSync(values.prices!, 'utf8'));
+if (prices.lambda.memoryGb !== undefined || prices.lambda.dispatchMsPerRun !== undefined) {
+  console.error(
+    `${values.prices}: lambda.memoryGb and lambda.dispatchMsPerRun are no longer read: memory and the Kinesis ` +
+      "dispatcher's run time are the construct's (lambdas/core/contracts.ts); the SQS-only dispatcher's run is " +
+      'lambda.dispatchMsPerRunWithoutStream.',
+  );
+}
+if (typeof prices.lambda.dispatchMsPerRunWithoutStream !== 'number') {
+  throw new Error(`${values.prices}: lambda.dispatchMsPerRunWithoutStream (ms) is missing`);
+}
 const results = JSON.parse(readFileSync(values.results!, 'utf8'));
 const precisionKey = values.precision === 'timeout' ? 'precisionTimeout' : 'precision0';
 const steady: Record<string, { wru: number; rru: number }> = results.system.steadyUnitsPerMessage[precisionKey];
@@ -42,11 +55,23 @@ const messages = perSecond * SECONDS;
 /** The batched engine's shape at this fleet, as the construct chooses it (core/batched.ts batchedSizing). */
 const sizing = batchedSizing({ devices, messagesPerSecond: perSecond });
 
+/** A function as the construct deploys it for this engine and source (lambdas/core/contracts.ts). */
+const deployed = (fn: FunctionName, engine: Deployment['engine']) =>
+  functionSpec(fn, { engine, stream: source === 'kinesis' });
+const ingestName: FunctionName = source === 'kinesis' ? 'ingestKinesis' : 'ingestSqs';
+/** The dispatcher's billed time per run: with a stream it stays the minute to put each tick's probes (billed up to
+ * its timeout); without one it enqueues the minute's jobs and probes and returns (a measured assumption). */
+const dispatchMsPerRun =
+  source === 'kinesis'
+    ? deployed('dispatch', 'per-device').timeoutSeconds * 1000
+    : prices.lambda.dispatchMsPerRunWithoutStream;
+
 function estimate(units: { wru: number; rru: number }, engine: 'per-device' | 'batched') {
   const wruPerMessage = units.wru;
   const d = prices.dynamodb;
   const l = prices.lambda;
   const batched = engine === 'batched';
+  const gb = (fn: FunctionName) => deployed(fn, engine).memoryMb / 1024;
   const shards = batched ? sizing.shardCount : prices.sweep.shards;
   const sweepJobs = shards * (60 / prices.sweep.tickSeconds) * 60 * HOURS;
   const ingestBatchSize = batched ? sizing.batchSize : l.ingestBatchSize;
@@ -61,10 +86,12 @@ function estimate(units: { wru: number; rru: number }, engine: 'per-device' | 'b
   const provisioned = wcu * HOURS * d.provisionedPerWcuHour + rcu * HOURS * d.provisionedPerRcuHour + storage;
   const lambdaRequests = ingestInvocations + sweepJobs + 60 * HOURS;
   // Per record of a batch (parse, coalesce, write or append), and per sweep job; the batched sweep job also merges
-  // the shard's sightings since the last tick.
+  // the shard's sightings since the last tick. The measured milliseconds are taken as they are at the deployed memory
+  // (more memory gives more CPU, so this errs high).
   const ingestMs = ingestInvocations * l.ingestMsPerBatch * (ingestBatchSize / l.ingestBatchSize);
   const sweepMs = sweepJobs * l.sweepMsPerJob + (batched ? messages * l.batchedMergeMsPerSighting : 0);
-  const gbSeconds = l.memoryGb * ((ingestMs + sweepMs + 60 * HOURS * l.dispatchMsPerRun) / 1000);
+  const dispatchMs = 60 * HOURS * dispatchMsPerRun;
+  const gbSeconds = (gb(ingestName) * ingestMs + gb('sweep') * sweepMs + gb('dispatch') * dispatchMs) / 1000;
   const lambda = (lambdaRequests / 1e6) * l.perMillionRequests + gbSeconds * l.perGbSecond;
   let ingestSource: number;
   if (source === 'sqs') {
@@ -97,6 +124,16 @@ function estimate(units: { wru: number; rru: number }, engine: 'per-device' | 'b
   };
 }
 
+/** The functions as priced: memory per engine, and the dispatcher's billed time per run. */
+const functions = {
+  ingest: { memoryMb: deployed(ingestName, 'per-device').memoryMb },
+  sweep: {
+    memoryMb: deployed('sweep', 'per-device').memoryMb,
+    batchedMemoryMb: deployed('sweep', 'batched').memoryMb,
+  },
+  dispatch: { memoryMb: deployed('dispatch', 'per-device').memoryMb, msPerRun: dispatchMsPerRun },
+};
+
 const perDevice = estimate(design, 'per-device');
 const batchedEstimate = estimate(batchedUnits, 'batched');
 const naive = estimate(naiveUnits, 'per-device');
@@ -108,6 +145,7 @@ const out = {
   precision: values.precision,
   measured: results.generatedAt,
   batchedSizing: sizing,
+  functions,
   perDevice,
   batched: batchedEstimate,
   naive,
@@ -127,6 +165,9 @@ else {
   );
   console.log(
     `batched engine at this fleet: ${sizing.shardCount} shards, ingest batches of ${sizing.batchSize} within ${sizing.batchWindowSeconds} s`,
+  );
+  console.log(
+    `functions as deployed (lambdas/core/contracts.ts): ingest ${functions.ingest.memoryMb} MB, sweep ${functions.sweep.memoryMb} MB (batched ${functions.sweep.batchedMemoryMb} MB), dispatch ${functions.dispatch.memoryMb} MB billed ${functions.dispatch.msPerRun / 1000} s a run`,
   );
   const columns = [
     ['per-device', perDevice],

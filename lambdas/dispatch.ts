@@ -13,6 +13,7 @@ import { QueueProbes, StreamProbes } from './adapters/probes.js';
 import { SweepQueue } from './adapters/sweep-queue.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
 import { ENV, type Env, loadBatchedEngine, loadSweepConfig, requireString, toleranceWarnings } from './core/config.js';
+import { type EmittedBy, METRIC } from './core/contracts.js';
 import { type DispatchDeps, type DispatchResult, dispatch } from './core/dispatch.js';
 import { type AwsClients, awsClients, logger, metrics, once } from './runtime.js';
 
@@ -48,11 +49,14 @@ export class DispatchIncomplete extends Error {
   }
 }
 
-function report(result: DispatchResult): void {
-  metrics.addMetric('SweepJobsEnqueued', MetricUnit.Count, result.jobsEnqueued);
-  metrics.addMetric('ProbesSent', MetricUnit.Count, result.probesSent);
-  metrics.addMetric('ProbeFailures', MetricUnit.Count, result.probeFailures);
-  if (result.live) metrics.addMetric('LivePartitions', MetricUnit.Count, result.live.length);
+/** The dispatcher's metrics: only names the contract lists for its service (contracts.ts). */
+const count = (name: EmittedBy<'dispatch'>, value: number) => metrics.addMetric(name, MetricUnit.Count, value);
+
+export function report(result: DispatchResult): void {
+  count(METRIC.SweepJobsEnqueued, result.jobsEnqueued);
+  count(METRIC.ProbesSent, result.probesSent);
+  count(METRIC.ProbeFailures, result.probeFailures);
+  if (result.live) count(METRIC.LivePartitions, result.live.length);
   const { errors, ...summary } = result;
   for (const { step, error } of errors) logger.error(`dispatch step failed: ${step}`, { error });
   if (result.ticksSkipped > 0) logger.warn('Kinesis probe ticks skipped: the function timeout is under a minute');

@@ -14,6 +14,7 @@ import { RejectQueue } from './adapters/reject-queue.js';
 import { DynamoSightingLog } from './adapters/shard-log.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
 import { ENV, type Env, loadBatchedEngine, loadIngestConfig } from './core/config.js';
+import { DIMENSION, type EmittedBy, METRIC } from './core/contracts.js';
 import { DeviceCache } from './core/device-cache.js';
 import { emptyStats, type IngestDeps, type IngestRecord, type IngestResult, ingestBatch } from './core/ingest.js';
 import type { RejectSink } from './core/ports.js';
@@ -98,29 +99,31 @@ export function fromKinesis(record: KinesisStreamRecord): IngestRecord {
   };
 }
 
-function report(result: IngestResult) {
+/** The ingest's metrics: only names the contract lists for its service (contracts.ts). */
+const count = (name: EmittedBy<'ingest'>, value: number) => metrics.addMetric(name, MetricUnit.Count, value);
+
+export function report(result: IngestResult): void {
   const { stats } = result;
-  const count = (name: string, value: number) => metrics.addMetric(name, MetricUnit.Count, value);
-  count('MessagesReceived', stats.messages);
-  count('MessagesRejected', stats.rejectedTotal);
-  count('WritesCommitted', stats.written);
-  count('WritesCoalesced', stats.coalesced);
-  count('StaleMessages', stats.stale);
-  count('WriteFailures', stats.failedWrites);
-  count('OnlineTransitions', stats.onlineTransitions);
-  count('NewDevices', stats.newDevices);
-  count('FlapStarted', stats.flapStarted);
-  count('WriteUnits', stats.writeUnits);
-  count('EventsPublished', stats.published);
-  count('PublishFailures', stats.publishFailures);
+  count(METRIC.MessagesReceived, stats.messages);
+  count(METRIC.MessagesRejected, stats.rejectedTotal);
+  count(METRIC.WritesCommitted, stats.written);
+  count(METRIC.WritesCoalesced, stats.coalesced);
+  count(METRIC.StaleMessages, stats.stale);
+  count(METRIC.WriteFailures, stats.failedWrites);
+  count(METRIC.OnlineTransitions, stats.onlineTransitions);
+  count(METRIC.NewDevices, stats.newDevices);
+  count(METRIC.FlapStarted, stats.flapStarted);
+  count(METRIC.WriteUnits, stats.writeUnits);
+  count(METRIC.EventsPublished, stats.published);
+  count(METRIC.PublishFailures, stats.publishFailures);
   for (const [reason, n] of Object.entries(stats.rejected)) {
     const single = metrics.singleMetric();
-    single.addDimension('reason', reason);
-    single.addMetric('MessagesRejected', MetricUnit.Count, n);
+    single.addDimension(DIMENSION.reason, reason);
+    single.addMetric(METRIC.MessagesRejected, MetricUnit.Count, n);
   }
   if (stats.rejectedTotal > 0) logger.warn('records rejected', { rejected: stats.rejected });
   const undelivered = result.undeliveredRejections ?? [];
-  count('RejectsNotDelivered', undelivered.length);
+  count(METRIC.RejectsNotDelivered, undelivered.length);
   for (const { reason, detail, source, recordId, body, encoding } of undelivered) {
     // The rejects destination refused them: the log is where they are kept (a bounded excerpt, as the queue would).
     logger.error('rejected record not delivered to the rejects queue', {
@@ -137,12 +140,11 @@ function report(result: IngestResult) {
   }
 }
 
-function reportProgress(progress: Progress) {
-  metrics.addMetric('ProbesCredited', MetricUnit.Count, progress.credited);
-  metrics.addMetric('ProbesNotCredited', MetricUnit.Count, progress.notCredited);
-  metrics.addMetric('RecordsHeld', MetricUnit.Count, progress.held);
-  const holdFailures = progress.errors.filter((e) => e.step === 'hold').length;
-  metrics.addMetric('HoldFailures', MetricUnit.Count, holdFailures);
+export function reportProgress(progress: Progress): void {
+  count(METRIC.ProbesCredited, progress.credited);
+  count(METRIC.ProbesNotCredited, progress.notCredited);
+  count(METRIC.RecordsHeld, progress.held);
+  count(METRIC.HoldFailures, progress.errors.filter((e) => e.step === 'hold').length);
   for (const { step, error } of progress.errors) {
     // A hold not written leaves failed records unprotected for a visibility timeout: alarmed on (HoldFailures).
     if (step === 'hold') logger.error('failed records not held', { error });

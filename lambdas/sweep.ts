@@ -13,6 +13,7 @@ import { SweepQueue } from './adapters/sweep-queue.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
 import { type BatchedSweepDeps, sweepBatchedShard } from './core/batched.js';
 import { ENV, type Env, loadBatchedEngine, loadIngestConfig, loadSweepConfig, requireString } from './core/config.js';
+import { type EmittedBy, METRIC } from './core/contracts.js';
 import { flapDampingByType } from './core/flap.js';
 import {
   parseSweepJob,
@@ -75,24 +76,27 @@ export class SweepIncomplete extends Error {
   }
 }
 
+/** The sweep's metrics: only names the contract lists for its service (contracts.ts). */
+const count = (name: EmittedBy<'sweep'>, value: number) => metrics.addMetric(name, MetricUnit.Count, value);
+const millis = (name: EmittedBy<'sweep'>, value: number) => metrics.addMetric(name, MetricUnit.Milliseconds, value);
+
 export function report(stats: SweepStats): void {
-  const count = (name: string, value: number) => metrics.addMetric(name, MetricUnit.Count, value);
-  count('ItemsScanned', stats.scanned);
-  count('OfflineTransitions', stats.offline);
-  count('FlapStarted', stats.flapStarted);
-  count('FlapSettled', stats.settled);
-  count('Rearms', stats.rearmed);
-  count('Continuations', stats.continued ? 1 : 0);
-  count('OutboxRepublished', stats.republished);
-  count('EventsPublished', stats.published);
-  count('PublishFailures', stats.publishFailures);
-  count('WriteUnits', stats.writeUnits);
-  if (stats.lagMs !== undefined) metrics.addMetric('SweepLagMs', MetricUnit.Milliseconds, stats.lagMs);
+  count(METRIC.ItemsScanned, stats.scanned);
+  count(METRIC.OfflineTransitions, stats.offline);
+  count(METRIC.FlapStarted, stats.flapStarted);
+  count(METRIC.FlapSettled, stats.settled);
+  count(METRIC.Rearms, stats.rearmed);
+  count(METRIC.Continuations, stats.continued ? 1 : 0);
+  count(METRIC.OutboxRepublished, stats.republished);
+  count(METRIC.EventsPublished, stats.published);
+  count(METRIC.PublishFailures, stats.publishFailures);
+  count(METRIC.WriteUnits, stats.writeUnits);
+  if (stats.lagMs !== undefined) millis(METRIC.SweepLagMs, stats.lagMs);
   // A partition that never credited a probe has no finite age; the alarm on this metric then sees the cap.
   if (stats.watermarkAgeMs !== undefined) {
-    metrics.addMetric('WatermarkAgeMs', MetricUnit.Milliseconds, Math.min(stats.watermarkAgeMs, 86_400_000));
+    millis(METRIC.WatermarkAgeMs, Math.min(stats.watermarkAgeMs, 86_400_000));
   }
-  for (const ms of stats.latenessMs) metrics.addMetric('DetectionLatenessMs', MetricUnit.Milliseconds, ms);
+  for (const ms of stats.latenessMs) millis(METRIC.DetectionLatenessMs, ms);
   const { errors, latenessMs: _l, ...summary } = stats;
   if (stats.cutoff === undefined) logger.warn('no cutoff: a live ingest partition has no watermark yet', summary);
   else logger.info('shard swept', summary);

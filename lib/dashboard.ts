@@ -9,6 +9,7 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { DIMENSION, type EmittedBy, METRIC, SERVICE, type ServiceName } from '../lambdas/core/contracts.js';
 
 export interface AlarmOptions {
   /** Offline transitions per minute above which an offline storm is declared. @default 1000 */
@@ -46,6 +47,13 @@ export interface OfflineDetectorDashboardProps {
   readonly alarms?: AlarmOptions;
 }
 
+/** DynamoDB's own metrics the dashboard reads, of the table and each index (AWS/DynamoDB; not the handlers'). */
+type TableMetric =
+  | 'ConsumedWriteCapacityUnits'
+  | 'ConsumedReadCapacityUnits'
+  | 'WriteThrottleEvents'
+  | 'ReadThrottleEvents';
+
 const PERIOD = Duration.minutes(1);
 const WIDTH = 8; // three graphs per row of 24
 
@@ -62,16 +70,22 @@ export class OfflineDetectorDashboard extends Construct {
     const opts = props.alarms ?? {};
     const tableName = props.table.tableName;
 
-    const app = (service: string, metricName: string, statistic = cw.Stats.SUM, label?: string) =>
+    // The handlers' metrics: a name is accepted only under the service that emits it (contracts.ts EMITTED).
+    const app = <S extends ServiceName>(
+      service: S,
+      metricName: EmittedBy<S>,
+      statistic = cw.Stats.SUM,
+      label?: string,
+    ) =>
       new cw.Metric({
         namespace: this.namespace,
         metricName,
-        dimensionsMap: { service },
+        dimensionsMap: { [DIMENSION.service]: service },
         statistic,
         period: PERIOD,
         label,
       });
-    const ddb = (metricName: string, index?: string, statistic = cw.Stats.SUM) =>
+    const ddb = (metricName: TableMetric, index?: string, statistic = cw.Stats.SUM) =>
       new cw.Metric({
         namespace: 'AWS/DynamoDB',
         metricName,
@@ -80,7 +94,7 @@ export class OfflineDetectorDashboard extends Construct {
         period: PERIOD,
         label: index ? `${metricName} (${index})` : `${metricName} (table)`,
       });
-    const ddbAll = (metricName: string) => [ddb(metricName), ...props.indexNames.map((i) => ddb(metricName, i))];
+    const ddbAll = (metricName: TableMetric) => [ddb(metricName), ...props.indexNames.map((i) => ddb(metricName, i))];
 
     // ── Alarms
     for (const { name, queue } of props.deadLetterQueues) {
@@ -119,7 +133,7 @@ export class OfflineDetectorDashboard extends Construct {
       });
     }
     this.alarm('SweepLag', {
-      metric: app('sweep', 'SweepLagMs', cw.Stats.MAXIMUM),
+      metric: app(SERVICE.sweep, METRIC.SweepLagMs, cw.Stats.MAXIMUM),
       threshold: (opts.maxSweepLag ?? Duration.minutes(1)).toMilliseconds(),
       evaluationPeriods: 3,
       alarmDescription:
@@ -127,7 +141,7 @@ export class OfflineDetectorDashboard extends Construct {
         'sweep that cannot keep up (continuations, throttles, sweep concurrency).',
     });
     this.alarm('WatermarkAge', {
-      metric: app('sweep', 'WatermarkAgeMs', cw.Stats.MAXIMUM),
+      metric: app(SERVICE.sweep, METRIC.WatermarkAgeMs, cw.Stats.MAXIMUM),
       threshold: (opts.maxWatermarkAge ?? Duration.minutes(2)).toMilliseconds(),
       evaluationPeriods: 3,
       alarmDescription:
@@ -159,7 +173,7 @@ export class OfflineDetectorDashboard extends Construct {
         'Provisioned: raise capacity; on-demand: a hot shard or a sudden 2× peak; check the deadline shard count.',
     });
     this.alarm('OfflineStorm', {
-      metric: app('sweep', 'OfflineTransitions'),
+      metric: app(SERVICE.sweep, METRIC.OfflineTransitions),
       threshold: opts.offlineStormPerMinute ?? 1000,
       evaluationPeriods: 1,
       alarmDescription:
@@ -167,7 +181,7 @@ export class OfflineDetectorDashboard extends Construct {
         'mass disconnect. The detector is doing its job; the fleet needs attention.',
     });
     this.alarm('NewDevices', {
-      metric: app('ingest', 'NewDevices'),
+      metric: app(SERVICE.ingest, METRIC.NewDevices),
       threshold: opts.newDevicesPerMinute ?? 1000,
       evaluationPeriods: 3,
       datapointsToAlarm: 2,
@@ -176,7 +190,7 @@ export class OfflineDetectorDashboard extends Construct {
         'costs writes, an online and an offline event, and storage until the housekeeping TTL).',
     });
     this.alarm('MessagesRejected', {
-      metric: app('ingest', 'MessagesRejected'),
+      metric: app(SERVICE.ingest, METRIC.MessagesRejected),
       threshold: opts.rejectedPerMinute ?? 100,
       evaluationPeriods: 3,
       datapointsToAlarm: 2,
@@ -192,7 +206,7 @@ export class OfflineDetectorDashboard extends Construct {
         'fix the producer, then purge or drain the queue.',
     });
     this.alarm('PublishFailures', {
-      metric: app('sweep', 'PublishFailures'),
+      metric: app(SERVICE.sweep, METRIC.PublishFailures),
       threshold: 1,
       evaluationPeriods: 3,
       datapointsToAlarm: 3,
@@ -201,7 +215,7 @@ export class OfflineDetectorDashboard extends Construct {
         'behind. Check the topics, their key and SNS throttling.',
     });
     this.alarm('RejectsNotDelivered', {
-      metric: app('ingest', 'RejectsNotDelivered'),
+      metric: app(SERVICE.ingest, METRIC.RejectsNotDelivered),
       threshold: 1,
       evaluationPeriods: 1,
       alarmDescription:
@@ -209,7 +223,7 @@ export class OfflineDetectorDashboard extends Construct {
         '(reason, record id, excerpt), and the shard went on. Check the rejects queue and its permissions.',
     });
     this.alarm('HoldFailures', {
-      metric: app('ingest', 'HoldFailures'),
+      metric: app(SERVICE.ingest, METRIC.HoldFailures),
       threshold: 1,
       evaluationPeriods: 1,
       alarmDescription:
@@ -266,56 +280,59 @@ export class OfflineDetectorDashboard extends Construct {
         ],
         [
           graph('Ingest rate and rejects (per minute)', [
-            app('ingest', 'MessagesReceived'),
-            app('ingest', 'MessagesRejected'),
-            app('ingest', 'StaleMessages'),
+            app(SERVICE.ingest, METRIC.MessagesReceived),
+            app(SERVICE.ingest, METRIC.MessagesRejected),
+            app(SERVICE.ingest, METRIC.StaleMessages),
           ]),
           graph('Writes vs skipped writes', [
-            app('ingest', 'WritesCommitted'),
-            app('ingest', 'WritesCoalesced', cw.Stats.SUM, 'WritesCoalesced (skipped)'),
-            app('ingest', 'WriteFailures'),
-            app('ingest', 'RecordsHeld', cw.Stats.SUM, 'RecordsHeld (failed, holding the watermark)'),
+            app(SERVICE.ingest, METRIC.WritesCommitted),
+            app(SERVICE.ingest, METRIC.WritesCoalesced, cw.Stats.SUM, 'WritesCoalesced (skipped)'),
+            app(SERVICE.ingest, METRIC.WriteFailures),
+            app(SERVICE.ingest, METRIC.RecordsHeld, cw.Stats.SUM, 'RecordsHeld (failed, holding the watermark)'),
           ]),
           graph('Write units consumed', ddbAll('ConsumedWriteCapacityUnits'), {
-            right: [app('ingest', 'WriteUnits', cw.Stats.SUM, 'WriteUnits (ingest, EMF)')],
+            right: [app(SERVICE.ingest, METRIC.WriteUnits, cw.Stats.SUM, 'WriteUnits (ingest, EMF)')],
           }),
         ],
         [
           graph('Throttles (table and indexes)', [...ddbAll('WriteThrottleEvents'), ...ddbAll('ReadThrottleEvents')]),
           graph('Ingest lag', lagMetrics, { right: iteratorAge }),
           graph('Watermark and sweep lag (ms)', [
-            app('sweep', 'WatermarkAgeMs', cw.Stats.MAXIMUM),
-            app('sweep', 'SweepLagMs', cw.Stats.MAXIMUM),
+            app(SERVICE.sweep, METRIC.WatermarkAgeMs, cw.Stats.MAXIMUM),
+            app(SERVICE.sweep, METRIC.SweepLagMs, cw.Stats.MAXIMUM),
           ]),
         ],
         [
           graph('Transitions (per minute)', [
-            app('sweep', 'OfflineTransitions'),
-            app('ingest', 'OnlineTransitions'),
-            app('sweep', 'FlapStarted'),
-            app('ingest', 'FlapStarted'),
-            app('sweep', 'FlapSettled'),
+            app(SERVICE.sweep, METRIC.OfflineTransitions),
+            app(SERVICE.ingest, METRIC.OnlineTransitions),
+            app(SERVICE.sweep, METRIC.FlapStarted),
+            app(SERVICE.ingest, METRIC.FlapStarted),
+            app(SERVICE.sweep, METRIC.FlapSettled),
           ]),
           graph(
             'Detection lateness (ms after the deadline)',
             ['p50', 'p90', 'p99', 'Maximum'].map((s) =>
-              app('sweep', 'DetectionLatenessMs', s, `DetectionLatenessMs ${s}`),
+              app(SERVICE.sweep, METRIC.DetectionLatenessMs, s, `DetectionLatenessMs ${s}`),
             ),
           ),
           graph('Outbox and publishing', [
-            app('sweep', 'EventsPublished'),
-            app('sweep', 'OutboxRepublished'),
-            app('sweep', 'PublishFailures'),
+            app(SERVICE.sweep, METRIC.EventsPublished),
+            app(SERVICE.sweep, METRIC.OutboxRepublished),
+            app(SERVICE.sweep, METRIC.PublishFailures),
           ]),
         ],
         [
           graph('Sweep work', [
-            app('dispatch', 'SweepJobsEnqueued'),
-            app('sweep', 'ItemsScanned'),
-            app('sweep', 'Rearms'),
-            app('sweep', 'Continuations'),
+            app(SERVICE.dispatch, METRIC.SweepJobsEnqueued),
+            app(SERVICE.sweep, METRIC.ItemsScanned),
+            app(SERVICE.sweep, METRIC.Rearms),
+            app(SERVICE.sweep, METRIC.Continuations),
           ]),
-          graph('Watermark probes', [app('dispatch', 'ProbesSent'), app('ingest', 'ProbesCredited')]),
+          graph('Watermark probes', [
+            app(SERVICE.dispatch, METRIC.ProbesSent),
+            app(SERVICE.ingest, METRIC.ProbesCredited),
+          ]),
           graph('Read units consumed', ddbAll('ConsumedReadCapacityUnits')),
         ],
         [

@@ -18,14 +18,16 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IConstruct } from 'constructs';
 import { type ApiAccess, DEFAULT_STATS_CACHE_SECONDS } from '../lambdas/core/api.js';
+import { checkInvariants, DEFAULT_DEVICE_TYPES, type FieldMap, toleranceWarnings } from '../lambdas/core/config.js';
 import {
-  checkInvariants,
-  DEFAULT_DEVICE_TYPES,
+  type Deployment,
   ENV,
-  type FieldMap,
+  FUNCTION_SIZES,
+  type FunctionName,
+  functionSpec,
   METRICS_NAMESPACE,
-  toleranceWarnings,
-} from '../lambdas/core/config.js';
+  SERVICE,
+} from '../lambdas/core/contracts.js';
 import { type DeviceTypeConfig, type DeviceTypes, parseDeviceTypes } from '../lambdas/core/policy.js';
 import {
   type BatchedSizing,
@@ -46,9 +48,6 @@ import {
   WATERMARKS_KEY,
 } from '../lambdas/core/table-schema.js';
 import { type AlarmOptions, OfflineDetectorDashboard } from './dashboard.js';
-
-/** Powertools service names, also the `service` metric dimension. */
-export const SERVICE = { ingest: 'ingest', dispatch: 'dispatch', sweep: 'sweep', api: 'api' } as const;
 
 export const LAMBDAS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'lambdas');
 const PROJECT_ROOT = path.resolve(LAMBDAS_DIR, '..');
@@ -344,7 +343,7 @@ export class OfflineDetector extends Construct {
     const batchWindow = sizing ? Duration.seconds(sizing.batchWindowSeconds) : Duration.seconds(1);
     const tickSeconds = (props.sweepTick ?? Duration.seconds(10)).toSeconds();
     const sweepMaxConcurrency = props.sweepMaxConcurrency ?? Math.min(Math.max(sweepShards, 2), 1000);
-    const sweepBudget = props.sweepBudget ?? Duration.seconds(20);
+    const sweepBudget = props.sweepBudget ?? Duration.seconds(FUNCTION_SIZES.sweep.defaultBudgetSeconds);
     const tolerance =
       props.watermarkTolerance ?? Duration.seconds(tickSeconds + 20 + (sizing ? sizing.batchWindowSeconds : 0));
     if (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > 10_000) {
@@ -510,7 +509,18 @@ export class OfflineDetector extends Construct {
     };
     this.rejectsQueue = new sqs.Queue(this, 'RejectsQueue', payloadQueueDefaults);
 
-    const sweepTimeout = Duration.seconds(sweepBudget.toSeconds() + 25);
+    // Memory and timeouts of the functions as the contract gives them for this deployment (the cost model prices the
+    // same, bench/cost.ts).
+    const deployment: Deployment = {
+      engine: sizing ? 'batched' : 'per-device',
+      stream: Boolean(props.kinesisIngest),
+      sweepBudgetSeconds: sweepBudget.toSeconds(),
+    };
+    const spec = (fn: FunctionName) => {
+      const { memoryMb, timeoutSeconds } = functionSpec(fn, deployment);
+      return { memorySize: memoryMb, timeout: Duration.seconds(timeoutSeconds) };
+    };
+    const sweepTimeout = spec('sweep').timeout;
     this.sweepDeadLetterQueue = new sqs.Queue(this, 'SweepDLQ', {
       ...queueDefaults,
       retentionPeriod: Duration.days(14),
@@ -524,7 +534,7 @@ export class OfflineDetector extends Construct {
       deadLetterQueue: { queue: this.sweepDeadLetterQueue, maxReceiveCount: 5 },
     });
 
-    const ingestSqsTimeout = Duration.seconds(30);
+    const ingestSqsTimeout = spec('ingestSqs').timeout;
     const sqsIngest = props.sqsIngest === false ? undefined : (props.sqsIngest ?? {});
     if (sqsIngest) {
       if (sqsIngest.queue) {
@@ -643,8 +653,7 @@ export class OfflineDetector extends Construct {
 
     if (this.ingestQueue && sqsIngest) {
       const fn = newFunction('IngestSqsFunction', HANDLER_ENTRIES.ingestSqs, {
-        timeout: ingestSqsTimeout,
-        memorySize: 1024,
+        ...spec('ingestSqs'),
         environment: ingestEnv,
         description: 'offline-detector: SQS ingest (coalesce, conditional write, online transitions)',
       });
@@ -662,8 +671,7 @@ export class OfflineDetector extends Construct {
 
     if (this.ingestStream && kinesisIngest && this.kinesisFailureQueue) {
       const fn = newFunction('IngestKinesisFunction', HANDLER_ENTRIES.ingestKinesis, {
-        timeout: Duration.seconds(60),
-        memorySize: 1024,
+        ...spec('ingestKinesis'),
         environment: {
           ...ingestEnv,
           [ENV.ingestStreamArns]: ingestStreamArns,
@@ -707,8 +715,7 @@ export class OfflineDetector extends Construct {
     this.dispatchFunction = newFunction('DispatchFunction', HANDLER_ENTRIES.dispatch, {
       // Kinesis has no per-record delay, so with a stream the dispatcher stays the whole minute and puts each tick's
       // probes on time; without one it enqueues everything (SQS DelaySeconds) and returns at once.
-      timeout: Duration.seconds(this.ingestStream ? 75 : 30),
-      memorySize: 256,
+      ...spec('dispatch'),
       environment: { ...sweepSide, POWERTOOLS_SERVICE_NAME: SERVICE.dispatch },
       description: 'offline-detector: every minute, enqueue sweep jobs per shard and tick, send watermark probes',
     });
@@ -723,9 +730,8 @@ export class OfflineDetector extends Construct {
     });
 
     this.sweepFunction = newFunction('SweepFunction', HANDLER_ENTRIES.sweep, {
-      timeout: sweepTimeout,
       // A batched shard's state: ~55 MB in memory at its 125,000 devices (npm run bench:batched), kept warm.
-      memorySize: sizing ? 1024 : 512,
+      ...spec('sweep'),
       environment: {
         ...sweepSide,
         POWERTOOLS_SERVICE_NAME: SERVICE.sweep,
@@ -795,8 +801,7 @@ export class OfflineDetector extends Construct {
     if (props.operatorApi ?? true) {
       const apiFunction = (id: string, access: ApiAccess, description: string) => {
         const fn = newFunction(id, HANDLER_ENTRIES.api, {
-          timeout: Duration.seconds(15),
-          memorySize: 512,
+          ...spec('api'),
           environment: {
             [ENV.tableName]: this.table.tableName,
             [ENV.shardCount]: String(shardCount), // GET /stats reads every deadline-index shard

@@ -1,11 +1,9 @@
 // Configuration of the Lambdas, read once at cold start from environment variables. The CDK construct and the
-// local runtime set exactly these names (ENV below); everything has a sensible default except the resources.
+// local runtime set exactly these names (ENV below, part of the contracts in contracts.ts); everything has a sensible
+// default except the resources.
 import { ConfigError } from './errors.js';
 import { type DeviceTypes, type Policy, parseDeviceTypes } from './policy.js';
 import { DEFAULT_SHARD_COUNT } from './table-schema.js';
-
-/** CloudWatch namespace of every Lambda's EMF metrics; the dashboard and alarms read the same one. */
-export const METRICS_NAMESPACE = 'OfflineDetector';
 
 export const ENV = {
   tableName: 'TABLE_NAME',

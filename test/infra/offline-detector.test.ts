@@ -9,7 +9,8 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { describe, expect, it } from 'vitest';
-import { ENV, loadIngestConfig, METRICS_NAMESPACE } from '../../lambdas/core/config.js';
+import { ENV, loadIngestConfig } from '../../lambdas/core/config.js';
+import { METRICS_NAMESPACE } from '../../lambdas/core/contracts.js';
 import { batchedSizing } from '../../lambdas/core/sizing.js';
 import {
   CONTROL_KEY_PREFIX,
