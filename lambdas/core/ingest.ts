@@ -277,10 +277,13 @@ async function appendSightings(
   const byShard = new Map<string, DeviceUpdate[]>();
   for (const update of updates) {
     const shard = shardOf(update.deviceId, shardCount);
-    byShard.set(shard, [...(byShard.get(shard) ?? []), update]);
+    const batch = byShard.get(shard);
+    if (batch) batch.push(update);
+    else byShard.set(shard, [update]);
   }
+  const batches = [...byShard];
   const failed = new Set<string>();
-  const appended = await mapSettled([...byShard], APPEND_CONCURRENCY, ([shard, batch]) =>
+  const appended = await mapSettled(batches, APPEND_CONCURRENCY, ([shard, batch]) =>
     log.append(shard, {
       sightings: batch.map(({ deviceId, lastSeen, deviceType }) => ({
         deviceId,
@@ -290,7 +293,7 @@ async function appendSightings(
     }),
   );
   appended.forEach((result, i) => {
-    const batch = byShard.get([...byShard.keys()][i]!)!;
+    const [, batch] = batches[i]!;
     if (result.status === 'fulfilled') {
       stats.written += batch.length;
       stats.writeUnits += result.value.units ?? 0;
