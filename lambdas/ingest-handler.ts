@@ -10,17 +10,15 @@ import { DynamoDeviceStore } from './adapters/device-store.js';
 import { EventTopics } from './adapters/event-topics.js';
 import { DynamoProbeKey } from './adapters/probe-key.js';
 import { QueueBacklog } from './adapters/queue-backlog.js';
-import { RejectQueue } from './adapters/reject-queue.js';
 import { DynamoSightingLog } from './adapters/shard-log.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
-import { ENV, type Env, loadBatchedEngine, loadIngestConfig } from './core/config.js';
-import { DIMENSION, type EmittedBy, METRIC } from './core/contracts.js';
+import { type Env, loadBatchedEngine, loadIngestConfig } from './core/config.js';
+import { type EmittedBy, METRIC } from './core/contracts.js';
 import { DeviceCache } from './core/device-cache.js';
 import { emptyStats, type IngestDeps, type IngestRecord, type IngestResult, ingestBatch } from './core/ingest.js';
-import type { RejectSink } from './core/ports.js';
 import { ENTRY_ATTRIBUTES } from './core/probe.js';
 import { type Progress, type ProgressDeps, recordProgress } from './core/progress.js';
-import { type AwsClients, awsClients, logger, metrics } from './runtime.js';
+import { type AwsClients, awsClients, logger, metrics, rejectsDestination, reportRejections } from './runtime.js';
 
 export class RecordNotCommitted extends Error {
   constructor(readonly recordId: string) {
@@ -54,7 +52,7 @@ export function ingestDepsFromEnv(env: Env, clients: AwsClients = awsClients()):
       online: config.onlineTopicArn,
       offline: config.offlineTopicArn,
     }),
-    rejects: config.rejectsQueueUrl ? new RejectQueue(clients.sqs, config.rejectsQueueUrl) : missingRejectsQueue,
+    rejects: rejectsDestination(clients.sqs, config.rejectsQueueUrl),
     cache: new DeviceCache(config.cacheSize),
     now: Date.now,
     probeKey: new DynamoProbeKey(clients.dynamodb, config.tableName),
@@ -62,15 +60,6 @@ export function ingestDepsFromEnv(env: Env, clients: AwsClients = awsClients()):
     queue: new QueueBacklog(clients.sqs),
   };
 }
-
-/** Without a rejects queue a rejection cannot be kept: an SQS record fails and stays in the source for a person; a
- * Kinesis record is logged instead, so its shard does not stop. */
-const missingRejectsQueue: RejectSink = {
-  send: async (rejections) => {
-    logger.error(`${ENV.rejectsQueueUrl} is not set: rejected records stay in the source`);
-    return { failed: rejections };
-  },
-};
 
 export function fromSqs(record: SQSRecord): IngestRecord {
   const at = record.messageAttributes?.[ENTRY_ATTRIBUTES.at]?.stringValue;
@@ -105,7 +94,6 @@ const count = (name: EmittedBy<'ingest'>, value: number) => metrics.addMetric(na
 export function report(result: IngestResult): void {
   const { stats } = result;
   count(METRIC.MessagesReceived, stats.messages);
-  count(METRIC.MessagesRejected, stats.rejectedTotal);
   count(METRIC.WritesCommitted, stats.written);
   count(METRIC.WritesCoalesced, stats.coalesced);
   count(METRIC.StaleMessages, stats.stale);
@@ -116,25 +104,7 @@ export function report(result: IngestResult): void {
   count(METRIC.WriteUnits, stats.writeUnits);
   count(METRIC.EventsPublished, stats.published);
   count(METRIC.PublishFailures, stats.publishFailures);
-  for (const [reason, n] of Object.entries(stats.rejected)) {
-    const single = metrics.singleMetric();
-    single.addDimension(DIMENSION.reason, reason);
-    single.addMetric(METRIC.MessagesRejected, MetricUnit.Count, n);
-  }
-  if (stats.rejectedTotal > 0) logger.warn('records rejected', { rejected: stats.rejected });
-  const undelivered = result.undeliveredRejections ?? [];
-  count(METRIC.RejectsNotDelivered, undelivered.length);
-  for (const { reason, detail, source, recordId, body, encoding } of undelivered) {
-    // The rejects destination refused them: the log is where they are kept (a bounded excerpt, as the queue would).
-    logger.error('rejected record not delivered to the rejects queue', {
-      reason,
-      detail,
-      source,
-      recordId,
-      encoding,
-      excerpt: body.slice(0, 1024),
-    });
-  }
+  reportRejections(stats.rejected, stats.rejectedTotal, result.undeliveredRejections ?? []);
   if (result.failedRecordIds.size > 0) {
     logger.error('records not committed, returned for retry', { failed: result.failedRecordIds.size });
   }

@@ -1,10 +1,14 @@
 // Powertools and AWS clients shared by the handlers of one Lambda container, created once at module scope.
 import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics } from '@aws-lambda-powertools/metrics';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { METRICS_NAMESPACE } from './core/contracts.js';
+import { RejectQueue } from './adapters/reject-queue.js';
+import { ENV } from './core/config.js';
+import { DIMENSION, type EmittedBy, METRIC, METRICS_NAMESPACE } from './core/contracts.js';
+import type { RejectReason } from './core/message.js';
+import type { RejectedRecord, RejectSink } from './core/ports.js';
 
 export const logger = new Logger();
 export const metrics = new Metrics({ namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE });
@@ -37,4 +41,46 @@ export function once<T>(factory: () => T): () => T {
     value ??= factory();
     return value;
   };
+}
+
+/** The rejects queue. Without one a rejection cannot be kept: the sink refuses it, so that an SQS record fails and
+ * stays in its source for a person, and a Kinesis record or a batched sweep's rejection is logged instead. */
+export function rejectsDestination(sqs: SQSClient, queueUrl: string | undefined): RejectSink {
+  if (queueUrl) return new RejectQueue(sqs, queueUrl);
+  return {
+    send: async (rejections) => {
+      logger.error(`${ENV.rejectsQueueUrl} is not set: rejected records are not kept in a queue`);
+      return { failed: rejections };
+    },
+  };
+}
+
+/** MessagesRejected, in total and per reason, and RejectsNotDelivered with each undelivered rejection logged (a
+ * bounded excerpt, as the queue would keep): the ingest's and the batched sweep's (allow-list mode). */
+export function reportRejections(
+  rejected: Partial<Record<RejectReason, number>>,
+  total: number,
+  undelivered: readonly RejectedRecord[],
+): void {
+  const count = (name: EmittedBy<'ingest'> & EmittedBy<'sweep'>, value: number) =>
+    metrics.addMetric(name, MetricUnit.Count, value);
+  count(METRIC.MessagesRejected, total);
+  for (const [reason, n] of Object.entries(rejected)) {
+    const single = metrics.singleMetric();
+    single.addDimension(DIMENSION.reason, reason);
+    single.addMetric(METRIC.MessagesRejected, MetricUnit.Count, n);
+  }
+  if (total > 0) logger.warn('records rejected', { rejected });
+  count(METRIC.RejectsNotDelivered, undelivered.length);
+  for (const { reason, detail, source, recordId, body, encoding } of undelivered) {
+    // The rejects destination refused them: the log is where they are kept (a bounded excerpt, as the queue would).
+    logger.error('rejected record not delivered to the rejects queue', {
+      reason,
+      detail,
+      source,
+      recordId,
+      encoding,
+      excerpt: body.slice(0, 1024),
+    });
+  }
 }

@@ -11,7 +11,7 @@ import { EventTopics } from './adapters/event-topics.js';
 import { DynamoShardStates, DynamoSightingLog } from './adapters/shard-log.js';
 import { SweepQueue } from './adapters/sweep-queue.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
-import { type BatchedSweepDeps, sweepBatchedShard } from './core/batched.js';
+import { type BatchedSweepDeps, type BatchedSweepStats, sweepBatchedShard } from './core/batched.js';
 import { ENV, type Env, loadBatchedEngine, loadIngestConfig, loadSweepConfig, requireString } from './core/config.js';
 import { type EmittedBy, METRIC } from './core/contracts.js';
 import { flapDampingByType } from './core/flap.js';
@@ -23,7 +23,7 @@ import {
   type SweepStats,
   sweepShard,
 } from './core/sweep.js';
-import { type AwsClients, awsClients, logger, metrics, once } from './runtime.js';
+import { type AwsClients, awsClients, logger, metrics, once, rejectsDestination, reportRejections } from './runtime.js';
 
 /** The per-device engine's sweep dependencies, or the batched engine's (which carry its shard logs and states). */
 export type AnySweepDeps = SweepDeps | BatchedSweepDeps;
@@ -52,20 +52,27 @@ export function sweepDepsFromEnv(env: Env, clients: AwsClients = awsClients()): 
   if (!batched) return base;
   const { store, ...rest } = base;
   const tables = { retentionMs: batched.retentionMs };
+  const ingest = loadIngestConfig(env);
   return {
     ...rest,
     table: store,
     log: new DynamoSightingLog(clients.dynamodb, batched.shardTableName, tables),
     states: new DynamoShardStates(clients.dynamodb, batched.shardTableName, tables),
-    ingest: loadIngestConfig(env),
+    ingest,
     batched,
+    // Allow-list mode: the sweep is where a device that is not registered shows (REJECTS_QUEUE_URL, as the ingest's).
+    ...(ingest.allowList ? { rejects: rejectsDestination(clients.sqs, ingest.rejectsQueueUrl) } : {}),
     // Warm shard states between the jobs this container runs (each job checks the version first).
     cache: new Map(),
   };
 }
 
 /** Runs one job on whichever engine the dependencies are for. */
-export function runSweep(job: SweepJob, deps: AnySweepDeps, options: SweepOptions): Promise<SweepStats> {
+export function runSweep(
+  job: SweepJob,
+  deps: AnySweepDeps,
+  options: SweepOptions,
+): Promise<SweepStats | BatchedSweepStats> {
   return 'log' in deps ? sweepBatchedShard(job, deps, options) : sweepShard(job, deps, options);
 }
 
@@ -80,7 +87,9 @@ export class SweepIncomplete extends Error {
 const count = (name: EmittedBy<'sweep'>, value: number) => metrics.addMetric(name, MetricUnit.Count, value);
 const millis = (name: EmittedBy<'sweep'>, value: number) => metrics.addMetric(name, MetricUnit.Milliseconds, value);
 
-export function report(stats: SweepStats): void {
+export function report(stats: SweepStats & Partial<Pick<BatchedSweepStats, 'merge' | 'undeliveredRejections'>>): void {
+  // The batched engine's slow path rejects in allow-list mode; the per-device engine's sweep reads no messages.
+  reportRejections(stats.merge?.rejected ?? {}, stats.merge?.rejectedTotal ?? 0, stats.undeliveredRejections ?? []);
   count(METRIC.ItemsScanned, stats.scanned);
   count(METRIC.OfflineTransitions, stats.offline);
   count(METRIC.FlapStarted, stats.flapStarted);
@@ -97,7 +106,7 @@ export function report(stats: SweepStats): void {
     millis(METRIC.WatermarkAgeMs, Math.min(stats.watermarkAgeMs, 86_400_000));
   }
   for (const ms of stats.latenessMs) millis(METRIC.DetectionLatenessMs, ms);
-  const { errors, latenessMs: _l, ...summary } = stats;
+  const { errors, latenessMs: _l, undeliveredRejections: _u, ...summary } = stats;
   if (stats.cutoff === undefined) logger.warn('no cutoff: a live ingest partition has no watermark yet', summary);
   else logger.info('shard swept', summary);
 }

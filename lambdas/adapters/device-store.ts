@@ -29,6 +29,7 @@ import type {
   OfflineEntry,
   Page,
   ParkRequest,
+  RegisterRequest,
   RetireRequest,
   TouchOutcome,
   TouchRequest,
@@ -360,6 +361,32 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
       `${x.name(A.status)} = ${x.value(expect.status)}`,
       `${x.name(A.deviceType)} = ${x.value(expect.deviceType)}`,
     ].join(' AND ');
+    const input = x.input(this.tableName, request.deviceId, update, condition);
+    return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_NEW' }, (item) => ({
+      applied: true,
+      after: toState(item!),
+    }));
+  }
+
+  async register(request: RegisterRequest): Promise<CommitOutcome> {
+    const x = new Expression();
+    const sets = [
+      [A.deviceType, request.deviceType],
+      [A.timeoutMs, request.policy.timeoutMs],
+      [A.precisionMs, request.policy.precisionMs],
+      [A.lastSeen, request.lastSeen],
+      [A.status, STATUS.registered],
+      [A.since, request.since],
+      [A.seq, request.seq],
+    ].map(([attribute, value]) => `${x.name(attribute as string)} = ${x.value(value)}`);
+    // No expiry: a registration lasts until the device's first message (then the housekeeping TTL, as for every
+    // device) or its decommission. A tombstone's outbox, if any, stays to be published.
+    const update = `SET ${sets.join(', ')} REMOVE ${x.name(A.expiresAt)}`;
+    const { expect } = request;
+    const condition =
+      'absent' in expect
+        ? `attribute_not_exists(${x.name(KEY)})`
+        : `${x.name(A.seq)} = ${x.value(expect.seq)} AND ${x.name(A.status)} = ${x.value(expect.status)}`;
     const input = x.input(this.tableName, request.deviceId, update, condition);
     return this.conditionalWrite(request.deviceId, { ...input, ReturnValues: 'ALL_NEW' }, (item) => ({
       applied: true,

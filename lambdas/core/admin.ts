@@ -24,9 +24,11 @@ export interface AdminDeps {
 export interface DeviceView {
   deviceId: string;
   deviceType: string;
-  status: 'ONLINE' | 'OFFLINE';
+  /** `REGISTERED`: registered by an operator, not heard from since (then `since` is when it was registered). */
+  status: 'ONLINE' | 'OFFLINE' | 'REGISTERED';
   since: number;
-  lastSeen: number;
+  /** Absent while `REGISTERED`: the device has not been seen. */
+  lastSeen?: number;
   timeoutMs: number;
   precisionMs: number;
   /** The per-device override, when one is set. */
@@ -59,8 +61,38 @@ export interface Stats {
 const MAX_ATTEMPTS = 5;
 
 export async function getDevice(deps: AdminDeps, deviceId: string): Promise<DeviceView> {
-  const shown = view(await existing(deps, deviceId), deps.now());
-  return deps.engine === 'batched' ? { ...shown, lastSeenAsOf: 'last-transition' } : shown;
+  return engineView(deps, await existing(deps, deviceId));
+}
+
+/** Registers a device, for allow-list mode (config.ts `allowList`: only registered devices are tracked). Where there
+ * is no item, or a decommission's tombstone, it writes one in the `REGISTERED` state: in no index, so neither
+ * counted nor swept, and with no expiry; its first message then turns it online as a new device's would (a
+ * tombstone's `seq` continues, so its event ids do not repeat). Messages that entered before the registration (or
+ * before the tombstone's `lastSeen`) stay out. A device that is registered or tracked already is left as it is:
+ * `registered` false, and its state. */
+export async function register(
+  deps: AdminDeps,
+  deviceId: string,
+  deviceType: string | undefined,
+): Promise<{ registered: boolean; device: DeviceView }> {
+  const type = deviceType ?? deps.deviceTypes.defaultType;
+  let current = await deps.store.get(deviceId);
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    if (current && current.status !== STATUS.retired) return { registered: false, device: engineView(deps, current) };
+    const now = deps.now();
+    const out = await deps.store.register({
+      deviceId,
+      expect: current ? { seq: current.seq, status: current.status } : { absent: true },
+      deviceType: type,
+      policy: typePolicy(deps.deviceTypes, type),
+      lastSeen: Math.max(current?.lastSeen ?? 0, now),
+      since: now,
+      seq: current?.seq ?? 0,
+    });
+    if (out.applied) return { registered: true, device: engineView(deps, out.after) };
+    current = out.current;
+  }
+  throw new ApiError('conflict', `device ${deviceId} kept changing; try again`);
 }
 
 /** Sets (or with `undefined` removes) the per-device override. The effective policy changes in the same write, and
@@ -248,13 +280,22 @@ function typePolicy(types: DeviceTypes, deviceType: string): Policy {
   return { timeoutMs: type.timeoutMs, precisionMs: type.precisionMs };
 }
 
+/** The view, marked on the batched engine as only as fresh as the item's last write (when it shows `lastSeen`). */
+function engineView(deps: AdminDeps, state: DeviceState): DeviceView {
+  const shown = view(state, deps.now());
+  return deps.engine === 'batched' && shown.lastSeen !== undefined
+    ? { ...shown, lastSeenAsOf: 'last-transition' }
+    : shown;
+}
+
 function view(state: DeviceState, now: number): DeviceView {
+  const registered = state.status === STATUS.registered;
   return {
     deviceId: state.deviceId,
     deviceType: state.deviceType,
-    status: state.status === STATUS.online ? 'ONLINE' : 'OFFLINE',
+    status: registered ? 'REGISTERED' : state.status === STATUS.online ? 'ONLINE' : 'OFFLINE',
     since: state.since,
-    lastSeen: state.lastSeen,
+    ...(registered ? {} : { lastSeen: state.lastSeen }),
     timeoutMs: state.timeoutMs,
     precisionMs: state.precisionMs,
     ...(state.override ? { override: state.override } : {}),

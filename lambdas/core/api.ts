@@ -1,7 +1,18 @@
 // The operator API: routes, input validation and the HTTP answer. Every input is checked before anything is read
 // or written, so a refused request (4xx with a reason code) has changed nothing. Transport-neutral: the Lambda
 // handler maps a Function URL event onto ApiRequest; the CLI calls the same function against a local table.
-import { type AdminDeps, forget, getDevice, listOffline, mute, type Stats, setPolicy, stats, unmute } from './admin.js';
+import {
+  type AdminDeps,
+  forget,
+  getDevice,
+  listOffline,
+  mute,
+  register,
+  type Stats,
+  setPolicy,
+  stats,
+  unmute,
+} from './admin.js';
 import { ENV, type Env, intSetting, loadDeviceTypes, requireString, silentWaitMs } from './config.js';
 import { ApiError, ConfigError } from './errors.js';
 import { DEVICE_ID_PATTERN } from './message.js';
@@ -137,9 +148,14 @@ async function route(request: ApiRequest, deps: ApiDeps): Promise<ApiResponse> {
 
   const deviceId = parseDeviceId(rawId);
   if (sub === undefined) {
-    allow(method, ['GET', 'DELETE']);
+    allow(method, ['GET', 'PUT', 'DELETE']);
     noQuery(request, []);
     if (method === 'GET') return ok(await getDevice(deps, deviceId));
+    if (method === 'PUT') {
+      const out = await register(deps, deviceId, parseRegistration(request.body, deps));
+      // 201 when this call registered it; 200 when it was registered or tracked already (nothing changed).
+      return { status: out.registered ? 201 : 200, body: out.device };
+    }
     await forget(deps, deviceId);
     return { status: 204 };
   }
@@ -209,6 +225,17 @@ function jsonBody(raw: string | undefined, fields: string[], required: string[])
     if (record[key] === undefined) throw new ApiError('missing-field', `"${key}" is required`);
   }
   return record;
+}
+
+/** A registration's body: none, or `{"deviceType": T}` with T a configured type (else the default type). */
+function parseRegistration(raw: string | undefined, deps: AdminDeps): string | undefined {
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const { deviceType } = jsonBody(raw, ['deviceType'], []);
+  if (deviceType === undefined) return undefined;
+  if (typeof deviceType !== 'string' || !Object.hasOwn(deps.deviceTypes.types, deviceType)) {
+    throw new ApiError('unknown-device-type', `unknown device type ${JSON.stringify(deviceType).slice(0, 80)}`);
+  }
+  return deviceType;
 }
 
 /** A policy the housekeeping TTL could not keep a silent device for (it would be forgotten before it is reported) is

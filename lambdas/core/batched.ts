@@ -9,7 +9,7 @@ import type { IngestConfig } from './config.js';
 import { type DeviceState, presumedLastSeen } from './device.js';
 import { DeviceCache } from './device-cache.js';
 import { deadlineOf } from './flap.js';
-import { type DeviceUpdate, emptyStats, type IngestStats, writeUpdates } from './ingest.js';
+import { type DeviceUpdate, emptyStats, type IngestStats, unregisteredDetail, writeUpdates } from './ingest.js';
 import { offlineAt, type Policy, samePolicy } from './policy.js';
 import type {
   AdminStore,
@@ -18,6 +18,8 @@ import type {
   ExpiredEntry,
   Page,
   ParkRequest,
+  RejectedRecord,
+  RejectSink,
   ShardStateStore,
   Sighting,
   SightingLog,
@@ -25,7 +27,7 @@ import type {
 } from './ports.js';
 import { shardOf } from './shard.js';
 import { type SweepDeps, type SweepJob, type SweepOptions, type SweepStats, sweepShard } from './sweep.js';
-import { STATUS, type Status } from './table-schema.js';
+import { SHARD_TABLE, STATUS, type Status } from './table-schema.js';
 import { sweepCutoff, type WatermarkSnapshot } from './watermark.js';
 
 /** The device item as the shard state keeps it: everything but the outbox. */
@@ -78,6 +80,10 @@ export class ShardState {
   /** A job is using it: another job of the same process (a local runtime running jobs side by side) loads its own. */
   busy = false;
   private due?: { cutoff: number; list: IndexedEntry[] };
+  /** Devices allow-list mode rejected: the newest sighting rejected, and when the log it came from was read. A
+   * sighting read again (the look back reads some twice) is not rejected twice. In memory only, as long as a read
+   * can reach it again: a state loaded cold may reject one again (a rejection is delivered at least once). */
+  private readonly rejected = new Map<string, { through: number; readAt: number }>();
 
   constructor(
     readonly shard: string,
@@ -117,6 +123,7 @@ export class ShardState {
   merge(sighting: Sighting, config: IngestConfig, settings: BatchedSettings): 'stale' | 'merged' | 'slow' {
     const entry = this.entries.get(sighting.deviceId);
     const t = sighting.lastSeen;
+    if (t <= (this.rejected.get(sighting.deviceId)?.through ?? Number.NEGATIVE_INFINITY)) return 'stale';
     if (!entry) return 'slow';
     if (!isIndexed(entry)) {
       const { gone } = entry;
@@ -137,6 +144,17 @@ export class ShardState {
     entry.deadline = Math.max(entry.deadline, followed(item, t));
     this.due = undefined;
     return 'merged';
+  }
+
+  /** Remembers that allow-list mode rejected the device's sightings up to `through`, read from the log at `readAt`. */
+  rejectedThrough(deviceId: string, through: number, readAt: number): void {
+    const previous = this.rejected.get(deviceId)?.through ?? Number.NEGATIVE_INFINITY;
+    this.rejected.set(deviceId, { through: Math.max(previous, through), readAt });
+  }
+
+  /** Forgets the rejections of log reads before `before`, which no read reaches again. */
+  forgetRejected(before: number): void {
+    for (const [deviceId, { readAt }] of this.rejected) if (readAt < before) this.rejected.delete(deviceId);
   }
 
   /** Drops the devices that left the index before `before`: a sighting of theirs that late is rare (a redrive, a
@@ -301,6 +319,9 @@ export interface BatchedSweepDeps extends Omit<SweepDeps, 'store'> {
   cache?: StateCache;
   /** Wraps the store the sweep sees (an observer's, in the local runtime). */
   observe?: (store: DeviceStore) => DeviceStore;
+  /** Where allow-list mode's rejections go (`ingest.allowList`): the slow path is where a device that is not
+   * registered shows. @default none: every rejection is reported undelivered */
+  rejects?: RejectSink;
 }
 
 export interface BatchedSweepStats extends SweepStats {
@@ -312,7 +333,10 @@ export interface BatchedSweepStats extends SweepStats {
   /** The state came from the container's cache (no load). */
   warm: boolean;
   saved: 'none' | 'journal' | 'checkpoint' | 'conflict';
+  /** The slow path's write stats, and its rejections (allow-list mode) in `rejected`/`rejectedTotal`. */
   merge: IngestStats;
+  /** Rejections the rejects destination refused: the handler logs and counts them (RejectsNotDelivered). */
+  undeliveredRejections: RejectedRecord[];
 }
 
 /** Runs one sweep job of the batched engine: load the shard state, merge the log into it, sweep it, save it. */
@@ -344,7 +368,10 @@ async function sweepState(
   const shardCount = deps.batched.shardCount;
   const store = new ShardStore(deps.table, state, (deviceId) => shardOf(deviceId, shardCount) === state.shard);
   const readAt = deps.now();
-  const read = await deps.log.read(job.shard, state.readThrough - deps.batched.lookbackMs);
+  const readFrom = state.readThrough - deps.batched.lookbackMs;
+  const read = await deps.log.read(job.shard, readFrom);
+  // A rejection recorded by a read a look back before this one's start covers sightings no read reaches again.
+  state.forgetRejected(readFrom - deps.batched.lookbackMs);
 
   // An operator changed these devices: read their items again, and settle their sightings through them.
   const noted = new Set(read.notes);
@@ -367,6 +394,7 @@ async function sweepState(
   const merge = emptyStats(read.sightings.length);
   const updates = [...slow.values()];
   const errors: unknown[] = [];
+  const unregistered: DeviceUpdate[] = [];
   const chunk = Math.max(1, deps.ingest.writeConcurrency * 4);
   const startedAt = deps.now();
   let done = 0;
@@ -378,7 +406,9 @@ async function sweepState(
       merge,
     );
     errors.push(...written.errors);
+    unregistered.push(...written.unregistered);
   }
+  const undeliveredRejections = await rejectUnregistered(unregistered, state, readAt, deps, merge);
   // A device whose item could not be written (or was not reached) is read again next time: the log is read from
   // here only once all are.
   if (errors.length === 0 && done >= updates.length) state.readThrough = readAt;
@@ -406,7 +436,37 @@ async function sweepState(
     notes: noted.size,
     saved,
     merge,
+    undeliveredRejections,
   };
+}
+
+/** Allow-list mode: the sightings of devices that are not registered go to the rejects destination, one per device
+ * and job, as a small JSON excerpt (the log keeps no payload). Like a Kinesis ingest's, a rejection that cannot be
+ * delivered is handed back for the handler to log and count: failing the job for it would keep the log's read
+ * position back, and every job would read more of the log. Returns the undelivered ones. */
+async function rejectUnregistered(
+  updates: readonly DeviceUpdate[],
+  state: ShardState,
+  readAt: number,
+  deps: BatchedSweepDeps,
+  stats: IngestStats,
+): Promise<RejectedRecord[]> {
+  if (updates.length === 0) return [];
+  const rejections = updates.map(
+    ({ deviceId, lastSeen, deviceType }): RejectedRecord => ({
+      kind: 'reject',
+      reason: 'UNREGISTERED',
+      detail: unregisteredDetail(deviceId),
+      body: JSON.stringify({ deviceId, lastSeen, ...(deviceType ? { deviceType } : {}) }),
+      encoding: 'utf8',
+      source: SHARD_TABLE.logKey(state.shard),
+      recordId: deviceId,
+    }),
+  );
+  for (const { deviceId, lastSeen } of updates) state.rejectedThrough(deviceId, lastSeen, readAt);
+  stats.rejected.UNREGISTERED = (stats.rejected.UNREGISTERED ?? 0) + rejections.length;
+  stats.rejectedTotal += rejections.length;
+  return deps.rejects ? (await deps.rejects.send(rejections)).failed : rejections;
 }
 
 /** Half the sweep budget for the slow path, and never into the runtime's last seconds. */
@@ -510,6 +570,7 @@ export function notingAdminStore(admin: AdminStore, log: Pick<SightingLog, 'appe
     get: (deviceId) => admin.get(deviceId),
     update: (request) => noted(request.deviceId, () => admin.update(request)),
     retire: (request) => noted(request.deviceId, () => admin.retire(request)),
+    register: (request) => noted(request.deviceId, () => admin.register(request)),
     queryOffline: (...args) => admin.queryOffline(...args),
     counts: (...args) => admin.counts(...args),
   };

@@ -16,6 +16,8 @@ export const ENV = {
   maxPayloadBytes: 'MAX_PAYLOAD_BYTES',
   maxArrayElements: 'MAX_ARRAY_ELEMENTS',
   announceNewDevices: 'ANNOUNCE_NEW_DEVICES',
+  /** `true`: only registered devices are tracked (PUT /devices/{id}); others are rejected (UNREGISTERED). */
+  allowList: 'ALLOW_LIST',
   housekeepingTtlDays: 'HOUSEKEEPING_TTL_DAYS',
   cacheSize: 'COALESCE_CACHE_SIZE',
   writeConcurrency: 'WRITE_CONCURRENCY',
@@ -107,6 +109,10 @@ export interface IngestConfig {
   maxArrayElements: number;
   /** Whether a device's very first message publishes a device.online event. */
   announceNewDevices: boolean;
+  /** Allow-list mode: a message of a device with no item, or a decommissioned one, is rejected (UNREGISTERED)
+   * instead of registering it; devices are registered by an operator (admin.ts `register`). Read by the ingest and,
+   * on the batched engine, by the sweep, which writes new devices' items. */
+  allowList: boolean;
   housekeepingTtlMs: number;
   cacheSize: number;
   writeConcurrency: number;
@@ -318,6 +324,7 @@ export function loadIngestConfig(env: Env): IngestConfig {
     maxPayloadBytes: intSetting(env, ENV.maxPayloadBytes, 64 * 1024, 1),
     maxArrayElements: intSetting(env, ENV.maxArrayElements, 500, 1, 100_000),
     announceNewDevices: boolSetting(env, ENV.announceNewDevices, true),
+    allowList: boolSetting(env, ENV.allowList, false),
     housekeepingTtlMs: loadHousekeepingTtlMs(env),
     cacheSize: intSetting(env, ENV.cacheSize, 100_000),
     writeConcurrency: intSetting(env, ENV.writeConcurrency, 32, 1, 1000),

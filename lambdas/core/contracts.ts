@@ -17,26 +17,27 @@ export const SERVICE = { ingest: 'ingest', dispatch: 'dispatch', sweep: 'sweep',
 export type ServiceName = (typeof SERVICE)[keyof typeof SERVICE];
 
 /** Metric dimensions. Every metric carries `service` (Powertools adds it from the service name); `MessagesRejected`
- * is also emitted once per reason with `reason` (one of REJECT_REASONS) beside the total. */
+ * is also emitted once per reason with `reason` (one of REJECT_REASONS) beside the total: by the ingest, and by the
+ * batched engine's sweep for UNREGISTERED (allow-list mode), which only it can tell there. */
 export const DIMENSION = { service: 'service', reason: 'reason' } as const;
 
 /** Every metric name a handler emits. */
 export const METRIC = {
   // ingest (both sources)
   MessagesReceived: 'MessagesReceived',
-  MessagesRejected: 'MessagesRejected',
   WritesCommitted: 'WritesCommitted',
   WritesCoalesced: 'WritesCoalesced',
   StaleMessages: 'StaleMessages',
   WriteFailures: 'WriteFailures',
   OnlineTransitions: 'OnlineTransitions',
   NewDevices: 'NewDevices',
-  RejectsNotDelivered: 'RejectsNotDelivered',
   ProbesCredited: 'ProbesCredited',
   ProbesNotCredited: 'ProbesNotCredited',
   RecordsHeld: 'RecordsHeld',
   HoldFailures: 'HoldFailures',
-  // ingest and sweep
+  // ingest and sweep (the batched engine's sweep rejects in allow-list mode)
+  MessagesRejected: 'MessagesRejected',
+  RejectsNotDelivered: 'RejectsNotDelivered',
   FlapStarted: 'FlapStarted',
   WriteUnits: 'WriteUnits',
   EventsPublished: 'EventsPublished',
@@ -83,6 +84,8 @@ export const EMITTED = {
     METRIC.HoldFailures,
   ],
   sweep: [
+    METRIC.MessagesRejected,
+    METRIC.RejectsNotDelivered,
     METRIC.ItemsScanned,
     METRIC.OfflineTransitions,
     METRIC.FlapStarted,

@@ -105,7 +105,7 @@ export interface DeviceUpdate {
 }
 
 type UpdateOutcome =
-  | { kind: 'written' | 'coalesced' | 'stale'; units: number; deadlineMoved?: boolean }
+  | { kind: 'written' | 'coalesced' | 'stale' | 'unregistered'; units: number; deadlineMoved?: boolean }
   | { kind: 'transition'; after: DeviceState; units: number; isNew: boolean }
   | { kind: 'failed'; error: unknown; units: number };
 
@@ -187,6 +187,14 @@ export async function ingestBatch(
       : writeUpdates([...updates.values()], deps, stats),
   ]);
   for (const id of written.failedRecordIds) failed.add(id);
+  // Allow-list mode: that a device is not registered shows only once its item was tried. Rejected like any other
+  // record (not retried: it is no failure), with its own body, so that an operator sees what was sent.
+  const unregistered = rejectUnregistered(written.unregistered, records);
+  const refused = [...rejectResult.failed];
+  if (unregistered.length > 0) {
+    rejections.push(...unregistered);
+    refused.push(...(await deps.rejects.send(unregistered)).failed);
+  }
 
   for (const rejection of rejections) {
     stats.rejected[rejection.reason] = (stats.rejected[rejection.reason] ?? 0) + 1;
@@ -195,8 +203,8 @@ export async function ingestBatch(
   // A rejection that could not be delivered: from SQS its record is retried (and at worst dead-lettered, kept).
   // A Kinesis shard retried for it would stop, and with it the watermark of every device behind it: the record goes
   // on, and the rejection is logged, excerpt included, and counted (RejectsNotDelivered) instead.
-  const undeliveredRejections = options.ordered ? rejectResult.failed : [];
-  if (!options.ordered) for (const rejection of rejectResult.failed) failed.add(rejection.recordId);
+  const undeliveredRejections = options.ordered ? refused : [];
+  if (!options.ordered) for (const rejection of refused) failed.add(rejection.recordId);
 
   const firstFailure = options.ordered
     ? records.findIndex((record) => failed.has(record.id))
@@ -214,17 +222,46 @@ export async function ingestBatch(
   };
 }
 
+/** Why a message of a device that is not registered is rejected in allow-list mode (both engines). */
+export function unregisteredDetail(deviceId: string): string {
+  return `device "${deviceId}" is not registered (allow-list mode): PUT /devices/{id} registers it`;
+}
+
+/** One UNREGISTERED rejection per record of each such device, with the record's body (an array's whole body: the
+ * rejects queue keeps an excerpt of it). */
+function rejectUnregistered(updates: readonly DeviceUpdate[], records: readonly IngestRecord[]): RejectedRecord[] {
+  if (updates.length === 0) return [];
+  const byId = new Map(records.map((record) => [record.id, record]));
+  return updates.flatMap((update) =>
+    [...new Set(update.recordIds)].map((id): RejectedRecord => {
+      const record = byId.get(id)!;
+      return {
+        kind: 'reject',
+        reason: 'UNREGISTERED',
+        detail: unregisteredDetail(update.deviceId),
+        // It parsed, so it is text.
+        body: typeof record.body === 'string' ? record.body : Buffer.from(record.body).toString('utf8'),
+        encoding: 'utf8',
+        source: record.partition,
+        recordId: record.id,
+      };
+    }),
+  );
+}
+
 /** The per-device engine's write path: each device's update written to its item (the happy-path touch, or a
  * transition), then the transitions published through their outboxes. Also the batched engine's sweep, for the few
- * devices its shard state cannot settle in memory (batched.ts). */
+ * devices its shard state cannot settle in memory (batched.ts). In allow-list mode the updates of devices that are
+ * not registered are written nowhere and returned (`unregistered`), for the caller to reject. */
 export async function writeUpdates(
   updates: readonly DeviceUpdate[],
   deps: WriteDeps,
   stats: IngestStats,
-): Promise<{ failedRecordIds: Set<string>; errors: unknown[] }> {
+): Promise<{ failedRecordIds: Set<string>; errors: unknown[]; unregistered: DeviceUpdate[] }> {
   const { config } = deps;
   const failed = new Set<string>();
   const errors: unknown[] = [];
+  const unregistered: DeviceUpdate[] = [];
   const outcomes = await mapLimit(updates, config.writeConcurrency, (update) => applyUpdate(update, deps));
   const transitions: DeviceState[] = [];
   updates.forEach((update, i) => {
@@ -240,6 +277,9 @@ export async function writeUpdates(
         break;
       case 'stale':
         stats.stale++;
+        break;
+      case 'unregistered':
+        unregistered.push(update);
         break;
       case 'transition':
         stats.written++;
@@ -263,7 +303,7 @@ export async function writeUpdates(
     stats.published += relay.published;
     stats.publishFailures += relay.failed;
   }
-  return { failedRecordIds: failed, errors };
+  return { failedRecordIds: failed, errors, unregistered };
 }
 
 /** The batched engine's write path: one sighting record per shard for the whole batch, no device item written. A
@@ -273,7 +313,7 @@ async function appendSightings(
   log: Pick<SightingLog, 'append'>,
   shardCount: number,
   stats: IngestStats,
-): Promise<{ failedRecordIds: Set<string> }> {
+): Promise<{ failedRecordIds: Set<string>; unregistered: DeviceUpdate[] }> {
   const byShard = new Map<string, DeviceUpdate[]>();
   for (const update of updates) {
     const shard = shardOf(update.deviceId, shardCount);
@@ -302,7 +342,8 @@ async function appendSightings(
       for (const update of batch) for (const id of update.recordIds) failed.add(id);
     }
   });
-  return { failedRecordIds: failed };
+  // No item is read here: the sweep tells a device that is not registered, and rejects it (batched.ts).
+  return { failedRecordIds: failed, unregistered: [] };
 }
 
 async function applyUpdate(update: DeviceUpdate, deps: WriteDeps): Promise<UpdateOutcome> {
@@ -357,9 +398,9 @@ async function applyUpdate(update: DeviceUpdate, deps: WriteDeps): Promise<Updat
     let current = touched.current;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const commit = planCommit(current, update, deps);
-      if (!commit) {
+      if (commit === undefined || commit === UNREGISTERED) {
         if (current) cache.remember(current, update.lastSeen);
-        return { kind: 'stale', units };
+        return { kind: commit === undefined ? 'stale' : 'unregistered', units };
       }
       const result = await deps.store.commit(commit.request);
       units += result.units ?? 0;
@@ -367,7 +408,8 @@ async function applyUpdate(update: DeviceUpdate, deps: WriteDeps): Promise<Updat
         cache.remember(result.after, update.lastSeen);
         // Online already: the commit only rewrote its type, policy and deadline.
         if (current?.status === STATUS.online) return { kind: 'written', units, deadlineMoved: true };
-        return { kind: 'transition', after: result.after, units, isNew: current === undefined };
+        const isNew = current === undefined || current.status === STATUS.registered;
+        return { kind: 'transition', after: result.after, units, isNew };
       }
       current = result.current;
     }
@@ -411,15 +453,22 @@ function deadlineToMove(cached: NonNullable<ReturnType<DeviceCache['get']>>, las
   return target;
 }
 
-/** The state change a message causes when the happy-path write did not apply, or undefined when it is stale. */
+/** What `planCommit` answers for a device allow-list mode does not track. */
+const UNREGISTERED = 'unregistered';
+
+/** The state change a message causes when the happy-path write did not apply, undefined when it is stale, or
+ * UNREGISTERED when allow-list mode rejects it. */
 function planCommit(
   current: DeviceState | undefined,
   update: DeviceUpdate,
   deps: WriteDeps,
-): { request: CommitRequest } | undefined {
+): { request: CommitRequest } | typeof UNREGISTERED | undefined {
   const { config } = deps;
   const t = update.lastSeen;
   if (current && current.lastSeen >= t) return undefined;
+  // Only a registered device is tracked: no item, or a decommission's tombstone (past its `lastSeen`, which keeps the
+  // messages before the decommission stale), is no device of the fleet.
+  if (config.allowList && (!current || current.status === STATUS.retired)) return UNREGISTERED;
   // A message that entered before the device went offline is history, not a return: the offline transition already
   // accounted for it (a write coalescing skipped, delivered again late). Bringing the device back with it would
   // publish an online event whose `since` goes back before the offline one.
@@ -448,9 +497,10 @@ function planCommit(
     ...(current ? { read: { outbox: current.outbox, outboxSpills: current.outboxSpills } } : {}),
   };
 
-  if (!current || current.status === STATUS.retired) {
+  if (!current || current.status === STATUS.retired || current.status === STATUS.registered) {
     // A decommissioned device comes back as a new one, but continues the tombstone's seq: its event ids must not
-    // repeat the ones its earlier life published.
+    // repeat the ones its earlier life published. A registered one starts its life as a new one (with the seq a
+    // tombstone it was registered over left).
     const seq = (current?.seq ?? 0) + (config.announceNewDevices ? 1 : 0);
     const flap = recordTransition(undefined, t, damping);
     const state = withDeadline({ ...base, since: t, seq, ...flap.fields });
@@ -458,7 +508,14 @@ function planCommit(
       ? transitionEvents({ deviceId: update.deviceId, ...state }, false, now)
       : [];
     const expect = current
-      ? { seq: current.seq, status: current.status, lastSeenAtMost: t - 1, deviceType: current.deviceType }
+      ? {
+          seq: current.seq,
+          status: current.status,
+          lastSeenAtMost: t - 1,
+          deviceType: current.deviceType,
+          // A registered device may have an override an operator set meanwhile: not overwritten unseen.
+          policy: policyOf(current),
+        }
       : { absent: true as const };
     return { request: { ...common, expect, state, append } };
   }

@@ -16,6 +16,8 @@ export const REJECT_REASONS = [
   'UNKNOWN_DEVICE_TYPE',
   'INVALID_TIMESTAMP',
   'TIMESTAMP_IN_FUTURE',
+  // Not the parser's: a valid message of a device that is not registered, in allow-list mode (ingest.ts).
+  'UNREGISTERED',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -168,6 +168,21 @@ export interface RetireRequest {
   expiresAt: number;
 }
 
+/** Registration (allow-list mode): the device item in the `REGISTERED` state, in no index and with no expiry,
+ * written only where there is none yet or a decommission's tombstone, whose `seq` it keeps. */
+export interface RegisterRequest {
+  deviceId: string;
+  /** No item, or the tombstone as read. */
+  expect: { absent: true } | { seq: number; status: Status };
+  deviceType: string;
+  policy: Policy;
+  /** Messages that entered up to this are not taken: the registration's time, or a tombstone's when later. */
+  lastSeen: number;
+  /** When the device was registered. */
+  since: number;
+  seq: number;
+}
+
 /** An entry of the offline index (newest first). */
 export interface OfflineEntry {
   deviceId: string;
@@ -191,6 +206,7 @@ export interface AdminStore {
   get(deviceId: string): Promise<DeviceState | undefined>;
   update(request: AdminUpdate): Promise<CommitOutcome>;
   retire(request: RetireRequest): Promise<CommitOutcome>;
+  register(request: RegisterRequest): Promise<CommitOutcome>;
   /** One partition of the offline index, newest first, strictly older than `before` (a sort key) when given. */
   queryOffline(partition: string, limit: number, before?: string): Promise<Page<OfflineEntry>>;
   /** Devices of each type, counted from the indexes: online = in the deadline index (a muted device held there

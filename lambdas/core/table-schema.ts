@@ -51,8 +51,11 @@ export const A = {
 /** `RETIRED` is the tombstone a decommission leaves: it keeps `seq`, so a device that comes back continues its
  * event ids instead of repeating old ones. Tombstones leave byDeadline and byOffline, but keep the outbox and its
  * byOutbox keys while events committed before the decommission are pending: they stay in byOutbox until those are
- * published and cleared. They expire with the housekeeping TTL. */
-export const STATUS = { online: 'ONLINE', offline: 'OFFLINE', retired: 'RETIRED' } as const;
+ * published and cleared. They expire with the housekeeping TTL.
+ *
+ * `REGISTERED` is a device an operator registered (PUT /devices/{id}) that has not sent since: in no index, no
+ * expiry, its first message turns it online as a new device's would. What allow-list mode tracks (config.ts). */
+export const STATUS = { online: 'ONLINE', offline: 'OFFLINE', retired: 'RETIRED', registered: 'REGISTERED' } as const;
 export type Status = (typeof STATUS)[keyof typeof STATUS];
 
 /** Sparse index of online devices by the time they would be considered offline, sharded by device; a flapping

@@ -20,6 +20,7 @@ import type {
   OfflineEntry,
   Page,
   ParkRequest,
+  RegisterRequest,
   RetireRequest,
   TouchOutcome,
   TouchRequest,
@@ -273,6 +274,29 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
       delete item[key];
     }
     return { applied: true, after: toState(item) };
+  }
+
+  async register(request: RegisterRequest): Promise<CommitOutcome> {
+    const item = this.items.get(request.deviceId);
+    const { expect } = request;
+    const ok =
+      'absent' in expect
+        ? item === undefined
+        : item !== undefined && item.seq === expect.seq && item.status === expect.status;
+    if (!ok) return { applied: false, current: item && toState(item) };
+    const next: StoredDevice = {
+      ...(item ?? { outbox: [] }),
+      deviceId: request.deviceId,
+      deviceType: request.deviceType,
+      ...request.policy,
+      lastSeen: request.lastSeen,
+      status: STATUS.registered,
+      since: request.since,
+      seq: request.seq,
+    };
+    delete next.expiresAt;
+    this.items.set(request.deviceId, next);
+    return { applied: true, after: toState(next) };
   }
 
   async queryOffline(partition: string, limit: number, before?: string): Promise<Page<OfflineEntry>> {
