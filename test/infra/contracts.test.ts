@@ -109,6 +109,41 @@ describe('the handlers emit the contract', () => {
     expect(names).toEqual(sorted(EMITTED.sweep));
   });
 
+  it('sweep, batched in allow-list mode: MessagesRejected per reason, as the ingest emits it', () => {
+    const perReason: string[] = [];
+    vi.spyOn(metrics, 'singleMetric').mockImplementation(
+      () =>
+        ({
+          addDimension: (d: string, v: string) => perReason.push(`${d}=${v}`),
+          addMetric: (metric: string) => perReason.push(metric),
+        }) as unknown as Metrics,
+    );
+    const merge = { ...emptyStats(1), rejected: { UNREGISTERED: 2 }, rejectedTotal: 2 };
+    const { names } = emittedBy(() =>
+      reportSweep({
+        shard: '0',
+        pages: 0,
+        scanned: 0,
+        offline: 0,
+        flapStarted: 0,
+        settled: 0,
+        rearmed: 0,
+        skipped: 0,
+        continued: false,
+        republished: 0,
+        published: 0,
+        publishFailures: 0,
+        writeUnits: 0,
+        latenessMs: [],
+        errors: [],
+        merge,
+        undeliveredRejections: [],
+      }),
+    );
+    expect(names).toEqual(expect.arrayContaining([METRIC.MessagesRejected, METRIC.RejectsNotDelivered]));
+    expect(perReason).toEqual([`${DIMENSION.reason}=UNREGISTERED`, METRIC.MessagesRejected]);
+  });
+
   it('dispatch: every name the contract lists for it, no other', () => {
     const { names } = emittedBy(() =>
       reportDispatch({
