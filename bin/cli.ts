@@ -23,6 +23,7 @@ const USAGE = `usage: offline-detector <command> [args] (--url <function url> | 
   policy <deviceId> --timeout <duration> [--precision <duration>]   per-device override
   policy <deviceId> --clear               back to the device type's policy
   forget <deviceId>                       decommission
+  devices register <deviceId> [--type T]  register a device (tracked in allow-list mode; a no-op when it is already)
   redrive --from <DLQ url> --to <ingest queue url> --table <name> [--max N]
                                           put dead-lettered ingest messages back, keeping when they first entered
 --url: the admin URL (stack output ApiUrl) for every command, or the read URL (ApiReadUrl) for status, list, stats.
@@ -86,6 +87,17 @@ export function requestFor(command: string | undefined, args: string[], flags: F
       };
     case 'forget':
       return { method: 'DELETE', path: id(), query: {} };
+    case 'devices': {
+      const [action, deviceId] = args;
+      if (action !== 'register') throw new ApiError('no-route', `unknown command "devices ${action ?? ''}"\n${USAGE}`);
+      if (!deviceId) throw new ApiError('missing-field', 'devices register needs a device id');
+      return {
+        method: 'PUT',
+        path: `/devices/${encodeURIComponent(deviceId)}`,
+        query: {},
+        ...(flags.type !== undefined ? { body: JSON.stringify({ deviceType: flags.type }) } : {}),
+      };
+    }
     default:
       throw new ApiError('no-route', `unknown command "${command ?? ''}"\n${USAGE}`);
   }
