@@ -1,11 +1,13 @@
 // Allow-list mode (ALLOW_LIST=true) through the real handlers on the engines: devices registered with the admin
 // API's PUT /devices/{id} (or the CLI) are tracked, any other device's messages land on the rejects queue with reason
 // UNREGISTERED. Both engines: on the batched one the sweep handler is where a device that is not registered shows.
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import type { LambdaFunctionURLEvent, LambdaFunctionURLResult, SQSBatchResponse } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../bin/cli.js';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { apiDepsFromEnv, apiHandler } from '../../lambdas/api.js';
+import { A, KEY } from '../../lambdas/core/table-schema.js';
 import { ingestDepsFromEnv, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../../lambdas/sweep.js';
 import { createDeviceTable, createShardTable } from '../../local/resources.js';
@@ -151,6 +153,19 @@ describe.each(['per-device', 'batched'] as const)('allow-list mode through the h
     expect((await rejectsOf([known])).map((r) => r.reason)).toEqual(['UNREGISTERED']);
     expect(await d.store.get(known)).toMatchObject({ status: 'RETIRED', seq: 1 });
     expect(await onlineEventsOf([known])).toEqual([]);
+
+    // Registered again: a new life that continues the seq, kept with no expiry until it sends.
+    d.clock.t = T0 + 110_000;
+    expect(await d.call('PUT', known)).toMatchObject({
+      status: 201,
+      body: { status: 'REGISTERED', seq: 1, deviceType: 'tracker', since: T0 + 110_000 },
+    });
+    const item = await clients.dynamodb.send(
+      new GetItemCommand({ TableName: d.env.TABLE_NAME, Key: { [KEY]: { S: known } }, ConsistentRead: true }),
+    );
+    expect(item.Item?.[A.expiresAt]).toBeUndefined();
+    await d.send([{ deviceId: known }], T0 + 120_000);
+    expect((await onlineEventsOf([known])).map((e) => [e.eventId, e.since - T0])).toEqual([[`${known}#2`, 120_000]]);
   });
 });
 
