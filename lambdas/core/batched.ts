@@ -123,7 +123,6 @@ export class ShardState {
   merge(sighting: Sighting, config: IngestConfig, settings: BatchedSettings): 'stale' | 'merged' | 'slow' {
     const entry = this.entries.get(sighting.deviceId);
     const t = sighting.lastSeen;
-    if (t <= (this.rejected.get(sighting.deviceId)?.through ?? Number.NEGATIVE_INFINITY)) return 'stale';
     if (!entry) return 'slow';
     if (!isIndexed(entry)) {
       const { gone } = entry;
@@ -144,6 +143,12 @@ export class ShardState {
     entry.deadline = Math.max(entry.deadline, followed(item, t));
     this.due = undefined;
     return 'merged';
+  }
+
+  /** Whether allow-list mode rejected this sighting already (an operator's note since changes nothing: a registration
+   * takes only messages after it). */
+  rejectedAlready(sighting: Sighting): boolean {
+    return sighting.lastSeen <= (this.rejected.get(sighting.deviceId)?.through ?? Number.NEGATIVE_INFINITY);
   }
 
   /** Remembers that allow-list mode rejected the device's sightings up to `through`, read from the log at `readAt`. */
@@ -379,7 +384,11 @@ async function sweepState(
   const slow = new Map<string, DeviceUpdate>();
   let merged = 0;
   for (const sighting of read.sightings) {
-    const outcome = noted.has(sighting.deviceId) ? 'slow' : state.merge(sighting, deps.ingest, deps.batched);
+    const outcome = state.rejectedAlready(sighting)
+      ? 'stale'
+      : noted.has(sighting.deviceId)
+        ? 'slow'
+        : state.merge(sighting, deps.ingest, deps.batched);
     if (outcome === 'merged') merged++;
     if (outcome !== 'slow') continue;
     const update = slow.get(sighting.deviceId);
@@ -408,7 +417,7 @@ async function sweepState(
     errors.push(...written.errors);
     unregistered.push(...written.unregistered);
   }
-  const undeliveredRejections = await rejectUnregistered(unregistered, state, readAt, deps, merge);
+  const undeliveredRejections = await rejectSightings(unregistered, state, readAt, deps, merge);
   // A device whose item could not be written (or was not reached) is read again next time: the log is read from
   // here only once all are.
   if (errors.length === 0 && done >= updates.length) state.readThrough = readAt;
@@ -444,7 +453,7 @@ async function sweepState(
  * and job, as a small JSON excerpt (the log keeps no payload). Like a Kinesis ingest's, a rejection that cannot be
  * delivered is handed back for the handler to log and count: failing the job for it would keep the log's read
  * position back, and every job would read more of the log. Returns the undelivered ones. */
-async function rejectUnregistered(
+async function rejectSightings(
   updates: readonly DeviceUpdate[],
   state: ShardState,
   readAt: number,

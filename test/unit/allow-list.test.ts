@@ -238,6 +238,18 @@ describe('allow-list mode, batched engine', () => {
     expect(d.rejects.rejected).toHaveLength(2);
   });
 
+  it('rejects once also while a decommission note sends the device through its item again', async () => {
+    const d = detector({ engine: 'batched' });
+    await register(d.admin, 'd', undefined);
+    await d.send(['d'], T0 + 1_000);
+    d.clock.t = T0 + 5_000;
+    await forget(d.admin, 'd');
+    await d.send(['d'], T0 + 6_000);
+    // The note and the sighting are both still within the next read's look back.
+    await d.sweep(T0 + 9_000);
+    expect(reasons(d.rejects.rejected)).toEqual([['UNREGISTERED', 'd']]);
+  });
+
   it('hands back a rejection it could not deliver for the handler to log, and goes on', async () => {
     const d = detector({ engine: 'batched' });
     d.sweepDeps.rejects = { send: async (rejections) => ({ failed: rejections }) };
