@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { ESM_BANNER, HANDLER_ENTRIES, LAMBDAS_DIR } from '../lib/offline-detector.js';
+import { ESM_BANNER, HANDLER_ENTRIES, LAMBDAS_DIR } from '../lib/function-factory.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist');

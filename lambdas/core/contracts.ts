@@ -105,7 +105,7 @@ export const EMITTED = {
 } as const satisfies Record<ServiceName, readonly MetricName[]>;
 export type EmittedBy<S extends ServiceName> = (typeof EMITTED)[S][number];
 
-/** The construct's functions (HANDLER_ENTRIES in lib/offline-detector.ts names their handler files); `api` is both
+/** The construct's functions (HANDLER_ENTRIES in lib/function-factory.ts names their handler files); `api` is both
  * operator API functions, admin and read. */
 export type FunctionName = 'ingestSqs' | 'ingestKinesis' | 'dispatch' | 'sweep' | 'api';
 

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ESM_BANNER, HANDLER_ENTRIES, LAMBDAS_DIR } from '../../lib/offline-detector.js';
+import { ESM_BANNER, HANDLER_ENTRIES, LAMBDAS_DIR } from '../../lib/function-factory.js';
 
 const outDir = mkdtempSync(path.join(tmpdir(), 'od-bundles-'));
 afterAll(() => rmSync(outDir, { recursive: true, force: true }));

@@ -1,13 +1,14 @@
 // The synthesized template of the OfflineDetector construct and stack: every resource and setting issue 4 asks for,
 // and IAM statements scoped to the resources they touch. Bundling is skipped (the bundling test covers it).
 import { readFileSync } from 'node:fs';
-import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { App, type CfnElement, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
 import { describe, expect, it } from 'vitest';
 import { ENV, loadIngestConfig } from '../../lambdas/core/config.js';
 import { METRICS_NAMESPACE } from '../../lambdas/core/contracts.js';
@@ -26,6 +27,7 @@ import {
 } from '../../lambdas/core/table-schema.js';
 import { OfflineDetector, type OfflineDetectorProps } from '../../lib/offline-detector.js';
 import { OfflineDetectorStack } from '../../lib/offline-detector-stack.js';
+import { ValidationError } from '../../lib/validation-error.js';
 import { deviceTableInput, shardTableInput } from '../../local/resources.js';
 
 const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
@@ -54,8 +56,9 @@ function only(template: Template, type: string): [string, Resource] {
   expect(entries).toHaveLength(1);
   return entries[0]!;
 }
+/** The construct's logical ID in the synthesized template (an overridden one included: read after synthesis). */
 function logicalId(stack: Stack, construct: { node: { defaultChild?: unknown } }): string {
-  return stack.getLogicalId(construct.node.defaultChild as never);
+  return stack.resolve((construct.node.defaultChild as CfnElement).logicalId);
 }
 function functionEnv(template: Template, id: string): Record<string, unknown> {
   const fn = resources(template, 'AWS::Lambda::Function')[id];
@@ -890,6 +893,28 @@ describe('OfflineDetector (embedded)', () => {
       construct({ deviceTypes: { tracker: { timeout: Duration.seconds(90), flap: { transitions, window } } } });
     expect(() => flapping(1, Duration.minutes(10))).toThrow(/tracker\.flap/);
     expect(() => flapping(4, Duration.millis(0))).toThrow(/tracker\.flap/);
+  });
+
+  it('names the construct path in what it refuses, for its own checks and for those of the Lambdas', () => {
+    const refusal = (props: OfflineDetectorProps) => {
+      const app = new App({ context: NO_BUNDLING });
+      const fleet = new Construct(new Stack(app, 'Embed'), 'Fleet');
+      try {
+        new OfflineDetector(fleet, 'Detector', props);
+      } catch (error) {
+        return error;
+      }
+      throw new Error('not refused');
+    };
+    const badShards = refusal({ shardCount: 0 });
+    expect(badShards).toBeInstanceOf(ValidationError);
+    expect((badShards as ValidationError).message).toBe(
+      'Embed/Fleet/Detector: shardCount must be a whole number in 1..10000, got 0',
+    );
+    expect((badShards as ValidationError).constructPath).toBe('Embed/Fleet/Detector');
+    // A device type the Lambdas' own parser refuses: its message, after the path.
+    const badType = refusal({ deviceTypes: { a: { timeout: Duration.minutes(1) } }, defaultDeviceType: 'b' });
+    expect((badType as Error).message).toMatch(/^Embed\/Fleet\/Detector: DEFAULT_DEVICE_TYPE/);
   });
 
   it("refuses at synth a housekeeping TTL that a device type outlasts (the Lambdas' own check)", () => {
