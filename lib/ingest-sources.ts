@@ -14,7 +14,7 @@ import { ENV } from '../lambdas/core/contracts.js';
 import type { DeviceTables } from './device-tables.js';
 import type { EventTopics } from './event-topics.js';
 import type { FunctionFactory } from './function-factory.js';
-import { grantSendOnly } from './grants.js';
+import { grantSendOnly, queueDefaults } from './queues.js';
 
 export interface SqsIngestOptions {
   /** An existing queue devices already send to. @default a new queue with a dead-letter queue */
@@ -126,16 +126,11 @@ export class IngestSources extends Construct {
 
   constructor(scope: Construct, id: string, props: IngestSourcesProps) {
     super(scope, id);
-    // SSE-SQS: encrypted without a key that every producer would need a grant on. Raw device payloads, kept 14 days,
-    // take the user's key when given, and only the named readers may take them.
-    const queueDefaults = {
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      removalPolicy: props.removalPolicy,
-    };
+    const defaults = queueDefaults(props.removalPolicy);
+    // Raw device payloads, kept 14 days: the user's key when given, and only the named readers may take them.
     const payloadKey = props.payloadQueues?.encryptionKey;
     const payloadQueueDefaults = {
-      ...queueDefaults,
+      ...defaults,
       retentionPeriod: Duration.days(14),
       ...(payloadKey ? { encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: payloadKey } : {}),
     };
@@ -146,7 +141,7 @@ export class IngestSources extends Construct {
       } else {
         this.ingestDeadLetterQueue = new sqs.Queue(this, 'IngestDLQ', payloadQueueDefaults);
         this.ingestQueue = new sqs.Queue(this, 'IngestQueue', {
-          ...queueDefaults,
+          ...defaults,
           visibilityTimeout: Duration.seconds(6 * props.functions.timeout('ingestSqs').toSeconds()),
           retentionPeriod: Duration.days(4),
           deadLetterQueue: { queue: this.ingestDeadLetterQueue, maxReceiveCount: 5 },
@@ -164,7 +159,7 @@ export class IngestSources extends Construct {
           removalPolicy: props.removalPolicy,
         });
       this.kinesisFailureQueue = new sqs.Queue(this, 'KinesisFailureQueue', {
-        ...queueDefaults,
+        ...defaults,
         retentionPeriod: Duration.days(14),
       });
     }

@@ -16,8 +16,8 @@ import { DEADLINE_INDEX, OUTBOX_INDEX, PROBE_KEY_ITEM, WATERMARKS_KEY } from '..
 import type { DeviceTables } from './device-tables.js';
 import type { EventTopics } from './event-topics.js';
 import type { FunctionFactory } from './function-factory.js';
-import { grantSendOnly } from './grants.js';
 import type { IngestSources } from './ingest-sources.js';
+import { grantSendOnly, queueDefaults } from './queues.js';
 
 export interface SweepPipelineProps {
   readonly tables: DeviceTables;
@@ -61,17 +61,10 @@ export class SweepPipeline extends Construct {
 
   constructor(scope: Construct, id: string, props: SweepPipelineProps) {
     super(scope, id);
-    const queueDefaults = {
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      removalPolicy: props.removalPolicy,
-    };
-    this.sweepDeadLetterQueue = new sqs.Queue(this, 'SweepDLQ', {
-      ...queueDefaults,
-      retentionPeriod: Duration.days(14),
-    });
+    const defaults = queueDefaults(props.removalPolicy);
+    this.sweepDeadLetterQueue = new sqs.Queue(this, 'SweepDLQ', { ...defaults, retentionPeriod: Duration.days(14) });
     this.sweepQueue = new sqs.Queue(this, 'SweepQueue', {
-      ...queueDefaults,
+      ...defaults,
       // AWS guidance for SQS event sources: at least 6 × the function timeout, so retries don't double-process.
       visibilityTimeout: Duration.seconds(6 * props.functions.timeout('sweep').toSeconds()),
       // A job older than a few ticks is superseded by newer jobs for the same shard.
