@@ -56,7 +56,7 @@ function only(template: Template, type: string): [string, Resource] {
   expect(entries).toHaveLength(1);
   return entries[0]!;
 }
-/** The construct's logical ID in the synthesized template (an overridden one included: read after synthesis). */
+/** The construct's logical ID in the template, an overridden one included (stack.getLogicalId ignores overrides). */
 function logicalId(stack: Stack, construct: { node: { defaultChild?: unknown } }): string {
   return stack.resolve((construct.node.defaultChild as CfnElement).logicalId);
 }
