@@ -13,9 +13,9 @@ import { flapDampingByType } from '../lambdas/core/flap.js';
 import { type IngestRecord, ingestBatch } from '../lambdas/core/ingest.js';
 import type { DeviceStore } from '../lambdas/core/ports.js';
 import { sweepShard } from '../lambdas/core/sweep.js';
-import { LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDbLocal } from '../local/engines.js';
-import { createDeviceTable } from '../local/resources.js';
-import { MemoryWatermarks } from '../test/support/memory-watermarks.js';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDbLocal } from '../sim/engines/engines.js';
+import { createDeviceTable } from '../sim/engines/resources.js';
+import { MemoryWatermarks } from '../sim/memory/watermark-store.js';
 
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 300);
 const T0 = 1_700_000_000_000;

@@ -1,23 +1,28 @@
 // npm run bench:ingest — prints one JSON object:
 // - the ingest core's CPU cost per message (parse, validate, coalesce, decide) against a store that answers
 //   instantly, so only our code is measured;
-// - DynamoDB write units per message for a simulated fleet written through the real adapter to DynamoDB Local
-//   (units as DynamoDB Local reports them with ReturnConsumedCapacity, which applies DynamoDB's billing rules:
-//   1 per started KB of item, an index key change 2, a projected-attribute change 1; failed conditional writes,
-//   which DynamoDB bills but does not report, are added at 1 per started KB), including the sweep's re-arms,
-//   next to the naive design (every message moves the deadline) in the same run.
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDeviceStore } from '../lambdas/adapters/device-store.js';
+// - DynamoDB write units per message for a simulated fleet, once every device has registered: the real handlers in
+//   virtual time (sim/simulator.ts) on DynamoDB Local (units as it reports them with ReturnConsumedCapacity, which
+//   applies DynamoDB's billing rules: 1 per started KB of item, an index key change 2, a projected-attribute change
+//   1; failed conditional writes, which DynamoDB bills but does not report, are added at 1 per started KB),
+//   including the sweep's re-arms, next to the naive design (every message moves the deadline) on the same engine.
+// BENCH_DEVICES and BENCH_FLEET_MINUTES make the fleet smaller or shorter (2,000 devices, 30 minutes after a 6-minute
+// warm-up by default).
+import '../sim/handler-env.js';
 import { loadIngestConfig } from '../lambdas/core/config.js';
 import type { DeviceState } from '../lambdas/core/device.js';
 import { DeviceCache } from '../lambdas/core/device-cache.js';
 import { type IngestRecord, ingestBatch } from '../lambdas/core/ingest.js';
 import type { DeviceStore } from '../lambdas/core/ports.js';
-import { LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDbLocal } from '../local/engines.js';
-import { createDeviceTable } from '../local/resources.js';
-import { type FleetOptions, naiveStore, random, runFleet } from './fleet.js';
+import { RunConsole } from '../sim/console.js';
+import { startDynamoDbLocal } from '../sim/engines/engines.js';
+import { random } from '../sim/random.js';
+import { steadyScenario } from '../sim/scenario.js';
+import { runVirtual } from '../sim/simulator.js';
 
 const MIN = 60_000;
+const FLEET_DEVICES = Number(process.env.BENCH_DEVICES ?? 2_000);
+const FLEET_MINUTES = Number(process.env.BENCH_FLEET_MINUTES ?? 30);
 
 async function cpuOfCore() {
   const config = loadIngestConfig({ TABLE_NAME: 'bench', DEVICE_TYPES: '{"meter":{"timeoutMs":300000}}' });
@@ -88,53 +93,38 @@ async function cpuOfCore() {
   };
 }
 
+/** The fleet through the real handlers in virtual time (sim/simulator.ts), on one DynamoDB Local. */
 async function fleetOnDynamoDbLocal() {
   const engine = await startDynamoDbLocal();
-  const client = new DynamoDBClient({
-    endpoint: engine.endpoint,
-    region: LOCAL_REGION,
-    credentials: LOCAL_CREDENTIALS,
-  });
-  let reads = 0;
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      if (['GetItemCommand', 'BatchGetItemCommand'].includes(context.commandName ?? '')) reads++;
-      return next(args);
-    },
-    { step: 'initialize', name: 'countReads' },
-  );
-  const fleet: Omit<FleetOptions, 'affinity' | 'containers'> = {
-    devices: 2_000,
-    heartbeatMs: MIN,
-    jitter: 0.1,
-    warmupMs: 6 * MIN,
-    durationMs: 30 * MIN,
-    sweepTickMs: 10_000,
-    batchSize: 100,
-    seed: 1,
-  };
-  const run = async (name: string, precisionMs: number, affinity: 'kinesis' | 'sqs', naive = false) => {
-    const tableName = `bench-${name}`;
-    await createDeviceTable(client, tableName);
-    const config = loadIngestConfig({
-      TABLE_NAME: tableName,
-      SHARD_COUNT: '4',
-      DEVICE_TYPES: JSON.stringify({ meter: { timeoutMs: 5 * MIN, precisionMs } }),
-      ...(naive ? { COALESCE_CACHE_SIZE: '0' } : {}),
-    });
-    const adapter = new DynamoDeviceStore(client, { tableName });
-    const before = reads;
-    const result = await runFleet(naive ? naiveStore(adapter) : adapter, config, {
-      ...fleet,
+  const fleet = { devices: FLEET_DEVICES, warmUpMs: 6 * MIN, measuredMs: FLEET_MINUTES * MIN, shardCount: 4 };
+  const run = async (name: string, precisionMs: number, affinity: 'device' | 'sqs', naive = false) => {
+    const report = await runVirtual({
+      scenario: steadyScenario(fleet.devices, precisionMs, fleet.shardCount),
+      durationMs: fleet.warmUpMs + fleet.measuredMs,
+      warmUpMs: fleet.warmUpMs,
+      seed: 1,
+      console: new RunConsole(process.stderr, 0, true),
+      signal: new AbortController().signal,
+      dynamodbEndpoint: engine.endpoint,
+      tableName: `bench-${name}`,
       affinity,
-      containers: affinity === 'kinesis' ? 4 : 20,
+      containers: affinity === 'device' ? 4 : 20,
+      naive,
     });
-    return { ...result, reads: reads - before, readsPerMessage: (reads - before) / result.messages };
+    const s = report.summary;
+    // After the warm-up: every device registered, as a deployed fleet's steady state.
+    return {
+      messages: s.messages,
+      wruPerMessage: s.steadyWruPerMessage as number,
+      rruPerMessage: s.steadyRruPerMessage as number,
+      allInWruPerMessage: s.wruPerMessage,
+      readsPerMessage: s.readsPerMessage as number,
+    };
   };
   try {
-    const precision0 = await run('p0-kinesis', 0, 'kinesis');
+    const precision0 = await run('p0-kinesis', 0, 'device');
     const precision0Sqs = await run('p0-sqs', 0, 'sqs');
-    const precision60 = await run('p60-kinesis', MIN, 'kinesis');
+    const precision60 = await run('p60-kinesis', MIN, 'device');
     const precision60Sqs = await run('p60-sqs', MIN, 'sqs');
     const naive = await run('naive', 0, 'sqs', true);
     const round = (n: number) => Number(n.toFixed(3));
@@ -155,14 +145,13 @@ async function fleetOnDynamoDbLocal() {
       },
       fleet: {
         ...fleet,
-        timeoutMs: 5 * MIN,
-        engine: 'DynamoDB Local 3.3 (units from ReturnConsumedCapacity; failed conditions by rule)',
+        scenario: steadyScenario(fleet.devices, 0, fleet.shardCount).description,
+        engine: 'DynamoDB Local (units from ReturnConsumedCapacity; failed conditional writes 1 unit each)',
         affinity: 'Kinesis: a device always reaches the same container (4); NoAffinity: SQS, batches spread over 20',
       },
       runs: { precision0, precision0Sqs, precision60, precision60Sqs, naive },
     };
   } finally {
-    client.destroy();
     await engine.stop();
   }
 }

@@ -35,8 +35,8 @@
 // `toleranceWarnings` makes) is safe as long as no message is ever exposed. This is the brief's "time written or
 // held − time the cutoff first passed its entry", taken against the tolerance the configuration promises.
 import { effectiveMark, type Hold, type HoldRelease, probeCredit, sweepCutoff } from '../lambdas/core/watermark.js';
-import { random } from '../local/random.js';
-import { MemoryWatermarks } from '../test/support/memory-watermarks.js';
+import { MemoryWatermarks } from '../sim/memory/watermark-store.js';
+import { random } from '../sim/random.js';
 
 export const PARTITION = 'arn:aws:sqs:eu-west-1:123456789012:ingest';
 

@@ -1,30 +1,24 @@
 // npm run bench — every benchmark, one results file (bench/results.json) that the README's performance table and
 // `npm run cost` are generated from:
 // - bench:ingest and bench:sweep (run as they are, their JSON kept whole);
-// - the whole system in virtual time (local/simulate.ts: the real handlers on DynamoDB Local): write units per
+// - the whole system in virtual time (sim/simulator.ts: the real handlers on DynamoDB Local): write units per
 //   message of this design and of the naive design (every message moves the deadline) side by side, at precision 0
 //   and precision = timeout; and the stall + disconnect scenario judged against the fleet's truth.
+import '../sim/handler-env.js';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { RunConsole } from '../local/console.js';
-import { startDynamoDbLocal } from '../local/engines.js';
-import type { Scenario } from '../local/fleet-model.js';
-import type { RunReport } from '../local/report.js';
-
-process.env.POWERTOOLS_LOG_LEVEL ??= 'SILENT';
-process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-// Powertools warns on every invocation that adds no metric even with metrics disabled; locally that is noise.
-const warn = console.warn;
-console.warn = (...args: unknown[]) => {
-  if (!String(args[0]).startsWith('No application metrics')) warn(...args);
-};
-const { loadScenario } = await import('../local/cli.js');
-const { runVirtual } = await import('../local/simulate.js');
+import { RunConsole } from '../sim/console.js';
+import { startDynamoDbLocal } from '../sim/engines/engines.js';
+import type { RunReport } from '../sim/report.js';
+import { loadScenario, type Scenario, steadyScenario } from '../sim/scenario.js';
+import { runVirtual } from '../sim/simulator.js';
 
 const MIN = 60_000;
+// A smaller or shorter run (to try the benchmark out) sets these, and BENCH_RESULTS to keep bench/results.json.
 const DEVICES = Number(process.env.BENCH_SYSTEM_DEVICES ?? 1_000);
+const MINUTES = Number(process.env.BENCH_SYSTEM_MINUTES ?? 60);
+const RESULTS = process.env.BENCH_RESULTS ?? 'bench/results.json';
 const quiet = new RunConsole(process.stderr, 0, true);
 const log = (text: string) => process.stderr.write(`${text}\n`);
 
@@ -38,20 +32,7 @@ function child(script: string): unknown {
   return JSON.parse(out.slice(out.indexOf('{')));
 }
 
-/** One device type (timeout 5 min, heartbeat 1 min with 10 % jitter), healthy fleet, no silences. */
-function steady(precisionMs: number): Scenario {
-  return {
-    name: `steady-p${precisionMs / 1000}s`,
-    description: 'one device type, timeout 5 min, heartbeat 1 min ±10 %, no silences, no stall',
-    devices: DEVICES,
-    duration: '1h',
-    sweepTickSeconds: 10,
-    shardCount: 8,
-    jitter: 0.1,
-    deviceTypes: { meter: { timeoutMs: 5 * MIN, precisionMs, heartbeatMs: MIN, share: 1 } },
-    events: [],
-  };
-}
+const steady = (precisionMs: number) => steadyScenario(DEVICES, precisionMs, 8);
 
 const engine = await startDynamoDbLocal();
 let table = 0;
@@ -64,7 +45,7 @@ const simulate = async (
   );
   const report: RunReport = await runVirtual({
     scenario,
-    durationMs: 60 * MIN,
+    durationMs: MINUTES * MIN,
     seed: 1,
     console: quiet,
     signal: new AbortController().signal,
@@ -140,7 +121,7 @@ try {
     system: {
       fleet: {
         devices: DEVICES,
-        virtualMinutes: 60,
+        virtualMinutes: MINUTES,
         steady: steady(0).description,
         engine: 'DynamoDB Local (units from ReturnConsumedCapacity; failed conditional writes 1 unit each)',
         note: 'write units per message include the devices’ first registration and every sweep re-arm and outbox clear',
@@ -173,8 +154,8 @@ try {
     ingest,
     sweep,
   };
-  writeFileSync('bench/results.json', `${JSON.stringify(results, null, 2)}\n`);
-  log('bench: wrote bench/results.json (npm run bench:readme puts the table into README.md)');
+  writeFileSync(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
+  log(`bench: wrote ${RESULTS} (npm run bench:readme puts the table into README.md)`);
   console.log(JSON.stringify(results.system, null, 2));
 } finally {
   await engine.stop();

@@ -12,9 +12,9 @@ import type { DeviceStore, EventPublisher } from '../lambdas/core/ports.js';
 import { batchedSizing, batchedSweepConcurrency } from '../lambdas/core/sizing.js';
 import { type SweepDeps, type SweepSettings, sweepShard } from '../lambdas/core/sweep.js';
 import { A, KEY } from '../lambdas/core/table-schema.js';
-import { LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDbLocal } from '../local/engines.js';
-import { createDeviceTable, createQueue, createTopic, subscribeQueue } from '../local/resources.js';
-import { MemoryDeviceStore } from '../test/support/memory-store.js';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDbLocal } from '../sim/engines/engines.js';
+import { createDeviceTable, createQueue, createTopic, subscribeQueue } from '../sim/engines/resources.js';
+import { MemoryDeviceStore } from '../sim/memory/device-store.js';
 
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 2_000);
 const POLICY = { timeoutMs: 300_000, precisionMs: 0 };

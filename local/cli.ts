@@ -2,19 +2,13 @@
 //   start     the detector on embedded engines with a simulated fleet in real time (npm start)
 //   local     the detector on embedded engines, no fleet: endpoints printed, up until Ctrl-C (npm run local)
 //   simulate  the same handlers in virtual time, for fleets and durations real time cannot show (npm run simulate)
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { EngineName } from '../lambdas/core/config.js';
-import { RunConsole } from './console.js';
-import { parseDuration, type Scenario, scenarioProblems } from './fleet-model.js';
+import { RunConsole } from '../sim/console.js';
+import { type RunReport, writeReport } from '../sim/report.js';
+import { loadScenario, parseDuration, ScenarioError, scenarioProblems } from '../sim/scenario.js';
 import { runLive } from './live.js';
-import { type RunReport, writeReport } from './report.js';
 import type { LocalStack, Source } from './stack.js';
-
-const HERE = dirname(fileURLToPath(import.meta.url));
-export const SCENARIOS_DIR = join(HERE, 'scenarios');
 
 const USAGE = `Usage:
   npm start -- [--devices N] [--duration 3m] [--scenario default|quick|steady|<file.json>] [--source sqs|kinesis]
@@ -23,38 +17,8 @@ const USAGE = `Usage:
   npm run simulate -- [--devices N] [--hours H | --duration 2h] [--scenario simulate|<file.json>] [--seed N] [--json]
                       [--engine per-device|batched]
 
-Durations: seconds (90), or 90s, 5m, 2h. Scenarios: local/scenarios/*.json (see local/scenarios/README.md).
+Durations: seconds (90), or 90s, 5m, 2h. Scenarios: sim/scenarios/*.json (see sim/scenarios/README.md).
 Exit code: 0 when every offline event was right and none was missed, 1 otherwise, 130 when interrupted.`;
-
-export function loadScenario(nameOrPath: string): Scenario {
-  const path = existsSync(nameOrPath) ? nameOrPath : join(SCENARIOS_DIR, `${nameOrPath.replace(/\.json$/, '')}.json`);
-  if (!existsSync(path)) throw new UsageError(`no scenario "${nameOrPath}" (neither a file nor in ${SCENARIOS_DIR})`);
-  const raw = JSON.parse(readFileSync(path, 'utf8')) as Partial<Scenario>;
-  const name = nameOrPath.replace(/^.*\//, '').replace(/\.json$/, '');
-  const scenario: Scenario = {
-    name,
-    description: raw.description ?? '',
-    devices: raw.devices ?? 2000,
-    duration: raw.duration ?? '3m',
-    sweepTickSeconds: raw.sweepTickSeconds ?? 10,
-    watermarkToleranceMs: raw.watermarkToleranceMs,
-    shardCount: raw.shardCount ?? 8,
-    slackMs: raw.slackMs,
-    jitter: raw.jitter ?? 0.1,
-    deviceTypes: raw.deviceTypes ?? {},
-    churn: raw.churn,
-    events: raw.events ?? [],
-  };
-  for (const [type, t] of Object.entries(scenario.deviceTypes)) {
-    for (const key of ['timeoutMs', 'heartbeatMs'] as const) {
-      if (!(Number(t[key]) > 0)) throw new UsageError(`scenario ${name}: deviceTypes.${type}.${key} must be > 0`);
-    }
-    t.precisionMs ??= 0;
-    t.share ??= 1;
-  }
-  if (60 % scenario.sweepTickSeconds !== 0) throw new UsageError('sweepTickSeconds must divide 60');
-  return scenario;
-}
 
 class UsageError extends Error {}
 
@@ -126,7 +90,7 @@ export async function main(argv: string[]): Promise<number> {
 
     let report: RunReport | undefined;
     if (command === 'simulate') {
-      const { runVirtual } = await import('./simulate.js');
+      const { runVirtual } = await import('../sim/simulator.js');
       report = await runVirtual({
         scenario,
         durationMs,
@@ -175,7 +139,7 @@ export async function main(argv: string[]): Promise<number> {
     return s.falseOffline === 0 && s.missedOffline === 0 ? 0 : 1;
   } catch (error) {
     out.clearStatus();
-    if (error instanceof UsageError) {
+    if (error instanceof UsageError || error instanceof ScenarioError) {
       process.stderr.write(`${error.message}\n`);
       return 2;
     }

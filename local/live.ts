@@ -12,14 +12,16 @@ import { sweepCutoff } from '../lambdas/core/watermark.js';
 import { dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
 import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
-import type { RunConsole } from './console.js';
-import { dynaliteNotice, dynamoEngineFor } from './engines.js';
-import { type DueMessage, Fleet, type Scenario, toleranceOf } from './fleet-model.js';
-import { RuntimeObserver } from './observe.js';
-import { KinesisPoller, lambdaContext, SqsPoller } from './pollers.js';
-import type { RunReport, SeriesPoint } from './report.js';
+import type { RunConsole } from '../sim/console.js';
+import { dynaliteNotice, dynamoEngineFor } from '../sim/engines/engines.js';
+import { type DueMessage, Fleet } from '../sim/fleet.js';
+import { lambdaContext } from '../sim/lambda-events.js';
+import { RuntimeObserver } from '../sim/observe.js';
+import type { RunReport, SeriesPoint } from '../sim/report.js';
+import { type Scenario, toleranceOf } from '../sim/scenario.js';
+import { Truth } from '../sim/truth.js';
+import { KinesisPoller, SqsPoller } from './pollers.js';
 import { type LocalStack, type Source, startLocalStack } from './stack.js';
-import { Truth } from './truth.js';
 
 export interface LiveOptions {
   scenario: Scenario;

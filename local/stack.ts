@@ -12,7 +12,6 @@ import { SNSClient } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { ENV, type EngineName } from '../lambdas/core/config.js';
-import { KEY } from '../lambdas/core/table-schema.js';
 import {
   type DynamoEngine,
   type DynamoEngineChoice,
@@ -20,7 +19,7 @@ import {
   LOCAL_CREDENTIALS,
   LOCAL_REGION,
   startEngines,
-} from './engines.js';
+} from '../sim/engines/engines.js';
 import {
   createDeviceTable,
   createQueue,
@@ -29,7 +28,8 @@ import {
   type Queue,
   subscribeQueue,
   type Topic,
-} from './resources.js';
+} from '../sim/engines/resources.js';
+import { WriteUnits } from '../sim/engines/write-units.js';
 
 export type Source = 'sqs' | 'kinesis';
 
@@ -57,68 +57,6 @@ export interface Clients {
   sqs: SQSClient;
   sns: SNSClient;
   kinesis?: KinesisClient;
-}
-
-/** DynamoDB write units as billed, counted on the client: every write asks for its consumed capacity, and a failed
- * conditional write (billed, not reported) counts 1 unit per started KB, our items being under 1 KB. */
-export class WriteUnits {
-  device = 0;
-  control = 0;
-  /** Writes to the batched engine's shard table (logs, states). */
-  shards = 0;
-  reads = 0;
-  /** Read units of every read (Get, BatchGet, Query), as billed. */
-  readUnits = 0;
-
-  constructor(private readonly shardTableName?: string) {}
-
-  attach(client: DynamoDBClient): void {
-    const writes = new Set(['UpdateItemCommand', 'PutItemCommand', 'DeleteItemCommand', 'TransactWriteItemsCommand']);
-    const readCommands = new Set(['GetItemCommand', 'BatchGetItemCommand', 'QueryCommand']);
-    const unitsOf = (consumed: unknown) =>
-      [consumed ?? []].flat().reduce((n: number, c) => n + ((c as { CapacityUnits?: number }).CapacityUnits ?? 0), 0);
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const name = context.commandName ?? '';
-        if (readCommands.has(name)) {
-          if (name !== 'QueryCommand') this.reads++;
-          (args.input as { ReturnConsumedCapacity?: string }).ReturnConsumedCapacity ??= 'TOTAL';
-          const out = await next(args);
-          this.readUnits += unitsOf((out.output as { ConsumedCapacity?: unknown }).ConsumedCapacity);
-          return out;
-        }
-        if (!writes.has(name)) return next(args);
-        const input = args.input as {
-          ReturnConsumedCapacity?: string;
-          Key?: Record<string, unknown>;
-          TableName?: string;
-        };
-        input.ReturnConsumedCapacity ??= 'TOTAL';
-        if (this.shardTableName !== undefined && input.TableName === this.shardTableName) {
-          const out = await next(args);
-          this.shards += unitsOf((out.output as { ConsumedCapacity?: unknown }).ConsumedCapacity) || 1;
-          return out;
-        }
-        // Control items (watermarks) start with '#'; the key may be marshalled or not yet, by the document client.
-        const pk = input.Key?.[KEY] as string | { S?: string } | undefined;
-        const control = (typeof pk === 'string' ? pk : pk?.S)?.startsWith('#') ?? false;
-        const add = (units: number) => {
-          if (control) this.control += units;
-          else this.device += units;
-        };
-        try {
-          const out = await next(args);
-          const consumed = (out.output as { ConsumedCapacity?: { CapacityUnits?: number } }).ConsumedCapacity;
-          add(consumed?.CapacityUnits ?? 1);
-          return out;
-        } catch (error) {
-          if ((error as { name?: string }).name === 'ConditionalCheckFailedException') add(1);
-          throw error;
-        }
-      },
-      { step: 'initialize', name: 'countWriteUnits' },
-    );
-  }
 }
 
 export interface LocalStack {

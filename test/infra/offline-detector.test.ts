@@ -28,7 +28,7 @@ import {
 import { OfflineDetector, type OfflineDetectorProps } from '../../lib/offline-detector.js';
 import { OfflineDetectorStack } from '../../lib/offline-detector-stack.js';
 import { ValidationError } from '../../lib/validation-error.js';
-import { deviceTableInput, shardTableInput } from '../../local/resources.js';
+import { deviceTableInput, shardTableInput } from '../../sim/engines/resources.js';
 
 const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
 

@@ -15,10 +15,10 @@ import { ingestBatch } from '../../lambdas/core/ingest.js';
 import { type SweepDeps, sweepShard } from '../../lambdas/core/sweep.js';
 import { A } from '../../lambdas/core/table-schema.js';
 import { logger } from '../../lambdas/runtime.js';
-import { createDeviceTable } from '../../local/resources.js';
+import { createDeviceTable } from '../../sim/engines/resources.js';
+import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 import { testClients, uniqueName } from '../support/aws.js';
 import { lambdaContext } from '../support/lambda-events.js';
-import { MemoryWatermarks } from '../support/memory-watermarks.js';
 import { MODEL_TYPES, runScenario, scenarioArb } from '../support/protocol-model.js';
 import { EventLog, MemoryJobQueue, T0, TYPES } from '../support/sweep-harness.js';
 

@@ -9,9 +9,9 @@ import { handleApi } from '../../lambdas/core/api.js';
 import { loadIngestConfig } from '../../lambdas/core/config.js';
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
-import { createDeviceTable } from '../../local/resources.js';
+import { createDeviceTable } from '../../sim/engines/resources.js';
+import { MemoryDeviceStore } from '../../sim/memory/device-store.js';
 import { testClients, uniqueName } from '../support/aws.js';
-import { MemoryDeviceStore } from '../support/memory-store.js';
 import { EventLog, TYPES } from '../support/sweep-harness.js';
 
 const clients = testClients();

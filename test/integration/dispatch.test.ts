@@ -18,7 +18,7 @@ import { DynamoWatermarkStore } from '../../lambdas/adapters/watermark-store.js'
 import { probeBody } from '../../lambdas/core/probe.js';
 import { dispatchDepsFromEnv, dispatchHandler } from '../../lambdas/dispatch.js';
 import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
-import { createDeviceTable, createQueue, type Queue } from '../../local/resources.js';
+import { createDeviceTable, createQueue, type Queue } from '../../sim/engines/resources.js';
 import { drainQueue, SUITE, testClients, uniqueName, waitForStreamActive } from '../support/aws.js';
 import { lambdaContext, readKinesisEvent, receiveSqsEvent, syntheticSqsRecord } from '../support/lambda-events.js';
 

@@ -1,6 +1,6 @@
 import { CreateTableCommand, DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { expect, inject, it } from 'vitest';
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/engines.js';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../sim/engines/engines.js';
 
 it('starts DynamoDB Local', async () => {
   const client = new DynamoDBClient({

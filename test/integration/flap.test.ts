@@ -8,10 +8,10 @@ import { apiDepsFromEnv, apiHandler } from '../../lambdas/api.js';
 import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { ingestDepsFromEnv, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../../lambdas/sweep.js';
-import { createDeviceTable } from '../../local/resources.js';
+import { createDeviceTable } from '../../sim/engines/resources.js';
+import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 import { createTestStack, drainQueue, type TestStack, testClients, uniqueName } from '../support/aws.js';
 import { lambdaContext, syntheticSqsRecord } from '../support/lambda-events.js';
-import { MemoryWatermarks } from '../support/memory-watermarks.js';
 import { MemoryJobQueue, T0 } from '../support/sweep-harness.js';
 
 const clients = testClients();

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
-import { LOCAL_CREDENTIALS } from '../../local/engines.js';
+import { LOCAL_CREDENTIALS } from '../../sim/engines/engines.js';
 import { createTestStack, drainQueue, SUITE, type TestStack, testClients } from '../support/aws.js';
 import { lambdaContext, syntheticKinesisRecord, syntheticSqsRecord } from '../support/lambda-events.js';
 

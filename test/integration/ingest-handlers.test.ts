@@ -11,7 +11,7 @@ import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
-import { createQueue, type Queue } from '../../local/resources.js';
+import { createQueue, type Queue } from '../../sim/engines/resources.js';
 import {
   createTestStack,
   drainQueue,

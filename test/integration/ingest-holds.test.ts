@@ -7,7 +7,7 @@ import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoWatermarkStore } from '../../lambdas/adapters/watermark-store.js';
 import { type IngestHandlerDeps, ingestDepsFromEnv, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
-import { createQueue } from '../../local/resources.js';
+import { createQueue } from '../../sim/engines/resources.js';
 import { createTestStack, type TestStack, testClients, uniqueName } from '../support/aws.js';
 import { lambdaContext, receiveSqsEvent, syntheticSqsRecord } from '../support/lambda-events.js';
 

@@ -21,7 +21,7 @@ import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { dispatchDepsFromEnv, dispatchHandler } from '../../lambdas/dispatch.js';
 import { ingestDepsFromEnv, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../../lambdas/sweep.js';
-import { createQueue, type Queue } from '../../local/resources.js';
+import { createQueue, type Queue } from '../../sim/engines/resources.js';
 import { createTestStack, drainQueue, type TestStack, testClients, uniqueName } from '../support/aws.js';
 import { lambdaContext, sqsRecord } from '../support/lambda-events.js';
 

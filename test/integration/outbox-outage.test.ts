@@ -5,9 +5,9 @@ import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { KEY } from '../../lambdas/core/table-schema.js';
-import { createDeviceTable } from '../../local/resources.js';
+import { createDeviceTable } from '../../sim/engines/resources.js';
+import { itemSize } from '../../sim/memory/item-size.js';
 import { testClients, uniqueName } from '../support/aws.js';
-import { itemSize } from '../support/item-size.js';
 import { deliveryViolations, HOUR, MIN, runOutage } from '../support/outage.js';
 
 const clients = testClients();

@@ -7,8 +7,8 @@ import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { DynamoProbeKey } from '../../lambdas/adapters/probe-key.js';
 import { ENTRY_ATTRIBUTES } from '../../lambdas/core/probe.js';
 import { ingestDepsFromEnv, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
-import { LOCAL_CREDENTIALS } from '../../local/engines.js';
-import { createDeviceTable, createQueue, type Queue } from '../../local/resources.js';
+import { LOCAL_CREDENTIALS } from '../../sim/engines/engines.js';
+import { createDeviceTable, createQueue, type Queue } from '../../sim/engines/resources.js';
 import { createTestStack, type TestStack, testClients, uniqueName } from '../support/aws.js';
 import { lambdaContext, receiveSqsEvent } from '../support/lambda-events.js';
 

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_EXCERPT_BYTES, RejectQueue } from '../../lambdas/adapters/reject-queue.js';
 import type { RejectedRecord } from '../../lambdas/core/ports.js';
-import { createQueue, type Queue } from '../../local/resources.js';
+import { createQueue, type Queue } from '../../sim/engines/resources.js';
 import { drainQueue, testClients, uniqueName } from '../support/aws.js';
 
 const clients = testClients();

@@ -24,10 +24,10 @@ import {
 } from '../../lambdas/core/sweep.js';
 import { metrics } from '../../lambdas/runtime.js';
 import { report, sweepHandler } from '../../lambdas/sweep.js';
-import { createDeviceTable, createQueue, createShardTable, type Queue } from '../../local/resources.js';
+import { createDeviceTable, createQueue, createShardTable, type Queue } from '../../sim/engines/resources.js';
+import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 import { createTestStack, drainQueue, SUITE, type TestStack, testClients, uniqueName } from '../support/aws.js';
 import { lambdaContext } from '../support/lambda-events.js';
-import { MemoryWatermarks } from '../support/memory-watermarks.js';
 import { runScenario, scenarioArb } from '../support/protocol-model.js';
 import { T0, TYPES } from '../support/sweep-harness.js';
 

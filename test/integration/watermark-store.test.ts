@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoWatermarkStore } from '../../lambdas/adapters/watermark-store.js';
 import { KEY, WATERMARKS_KEY } from '../../lambdas/core/table-schema.js';
 import { sweepCutoff } from '../../lambdas/core/watermark.js';
-import { createDeviceTable } from '../../local/resources.js';
+import { createDeviceTable } from '../../sim/engines/resources.js';
 import { testClients, uniqueName } from '../support/aws.js';
 
 const clients = testClients();

@@ -15,8 +15,8 @@ import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { KEY } from '../../lambdas/core/table-schema.js';
-import { dynamoEngineFor, LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDb } from '../../local/engines.js';
-import { createDeviceTable } from '../../local/resources.js';
+import { dynamoEngineFor, LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDb } from '../../sim/engines/engines.js';
+import { createDeviceTable } from '../../sim/engines/resources.js';
 import { dynamoOutboxSetup } from '../support/dynamo-outbox.js';
 import { outboxContract } from '../support/outbox-contract.js';
 

@@ -7,7 +7,7 @@ import { SNSClient } from '@aws-sdk/client-sns';
 import { type Message, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { inject, vi } from 'vitest';
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/engines.js';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../sim/engines/engines.js';
 import {
   createDeviceTable,
   createQueue,
@@ -15,7 +15,7 @@ import {
   type Queue,
   subscribeQueue,
   type Topic,
-} from '../../local/resources.js';
+} from '../../sim/engines/resources.js';
 
 /** Where the suite runs: the embedded engines the global setup starts, or the endpoint in AWS_ENDPOINT_URL (such as
  * LocalStack). An external endpoint answers SQS, SNS and Kinesis in ~20 ms a call, 10–50× the embedded engines, and,

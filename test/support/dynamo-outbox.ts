@@ -5,7 +5,7 @@ import { DeleteCommand, DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-
 import { type DynamoDeviceStore, toState } from '../../lambdas/adapters/device-store.js';
 import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { KEY, SPILL, spillKey } from '../../lambdas/core/table-schema.js';
-import { itemSize } from './item-size.js';
+import { itemSize } from '../../sim/memory/item-size.js';
 import type { OutboxContractSetup } from './outbox-contract.js';
 
 export function dynamoOutboxSetup(

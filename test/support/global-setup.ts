@@ -1,7 +1,7 @@
 // Starts the embedded engines once per test run (or uses AWS_ENDPOINT_URL, e.g. LocalStack) and hands
 // their endpoints to the test files through vitest's provide/inject.
 import type { TestProject } from 'vitest/node';
-import { type Endpoints, startEngines } from '../../local/engines.js';
+import { type Endpoints, startEngines } from '../../sim/engines/engines.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -4,7 +4,7 @@ import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import type { IngestDeps, IngestRecord } from '../../lambdas/core/ingest.js';
 import type { EventPublisher, RejectedRecord, RejectSink } from '../../lambdas/core/ports.js';
-import { MemoryDeviceStore } from './memory-store.js';
+import { MemoryDeviceStore } from '../../sim/memory/device-store.js';
 
 export class RecordingPublisher implements EventPublisher {
   readonly events: DeviceEvent[] = [];

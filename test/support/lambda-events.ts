@@ -2,7 +2,7 @@
 import { GetRecordsCommand, GetShardIteratorCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
 import { ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, KinesisStreamEvent, KinesisStreamRecord, SQSEvent, SQSRecord } from 'aws-lambda';
-import { kinesisRecord, lambdaContext as localLambdaContext, sqsRecord } from '../../local/pollers.js';
+import { kinesisRecord, lambdaContext as localLambdaContext, sqsRecord } from '../../sim/lambda-events.js';
 
 // The records are built as the local runtime's pollers build them, so tests and `npm start` feed handlers alike.
 export { kinesisRecord, sqsRecord };

@@ -10,8 +10,8 @@ import { type IngestDeps, type IngestRecord, ingestBatch } from '../../lambdas/c
 import type { FlapDamping } from '../../lambdas/core/policy.js';
 import type { CommitRequest, DeviceStore, EventPublisher, TouchRequest } from '../../lambdas/core/ports.js';
 import { type SweepDeps, type SweepSettings, sweepShard } from '../../lambdas/core/sweep.js';
-import { writeUnits } from './item-size.js';
-import { MemoryWatermarks } from './memory-watermarks.js';
+import { writeUnits } from '../../sim/memory/item-size.js';
+import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 import { MemoryJobQueue, T0 } from './sweep-harness.js';
 
 export const MIN = 60_000;

@@ -51,11 +51,11 @@ import { probeBody } from '../../lambdas/core/probe.js';
 import { recordProgress } from '../../lambdas/core/progress.js';
 import { type SweepDeps, type SweepJob, sweepShard } from '../../lambdas/core/sweep.js';
 import { sweepCutoff, type WatermarkSnapshot, type WatermarkStore } from '../../lambdas/core/watermark.js';
-import { random as seededRandom } from '../../local/random.js';
-import { KinesisShardModel } from './kinesis-model.js';
+import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
+import { KinesisShardModel } from '../../sim/queues/kinesis.js';
+import { SqsModel } from '../../sim/queues/sqs.js';
+import { random as seededRandom } from '../../sim/random.js';
 import { MemoryShardStates, MemorySightingLog } from './memory-batched.js';
-import { MemoryWatermarks } from './memory-watermarks.js';
-import { SqsModel } from './sqs-model.js';
 import { MemoryJobQueue } from './sweep-harness.js';
 
 export const MODEL_TYPES = {

@@ -15,8 +15,8 @@ import {
   type SweepStats,
   sweepShard,
 } from '../../lambdas/core/sweep.js';
-import { MemoryDeviceStore } from './memory-store.js';
-import { MemoryWatermarks } from './memory-watermarks.js';
+import { MemoryDeviceStore } from '../../sim/memory/device-store.js';
+import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 
 export const TYPES = {
   tracker: { timeoutMs: 90_000, precisionMs: 0 },

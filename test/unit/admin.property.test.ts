@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { type AdminDeps, forget, mute, setPolicy, unmute } from '../../lambdas/core/admin.js';
 import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { ApiError } from '../../lambdas/core/errors.js';
-import { MemoryDeviceStore } from '../support/memory-store.js';
+import { MemoryDeviceStore } from '../../sim/memory/device-store.js';
 import { runScenario, scenarioArb } from '../support/protocol-model.js';
 import { harness, TYPES } from '../support/sweep-harness.js';
 

@@ -8,9 +8,9 @@ import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { type IngestRecord, ingestBatch } from '../../lambdas/core/ingest.js';
 import { shardOf } from '../../lambdas/core/shard.js';
 import { batchedSizing } from '../../lambdas/core/sizing.js';
+import { MemoryDeviceStore } from '../../sim/memory/device-store.js';
+import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 import { MemoryShardStates, MemorySightingLog } from '../support/memory-batched.js';
-import { MemoryDeviceStore } from '../support/memory-store.js';
-import { MemoryWatermarks } from '../support/memory-watermarks.js';
 import { EventLog, MemoryJobQueue, T0, TYPES } from '../support/sweep-harness.js';
 
 const TRACKER = TYPES.tracker.timeoutMs;

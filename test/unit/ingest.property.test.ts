@@ -8,8 +8,8 @@ import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
 import { relayOutboxes } from '../../lambdas/core/outbox.js';
 import { offlineAt } from '../../lambdas/core/policy.js';
+import type { MemoryDeviceStore } from '../../sim/memory/device-store.js';
 import { memoryDeps, type RecordingPublisher, record, TYPES } from '../support/ingest-fixtures.js';
-import type { MemoryDeviceStore } from '../support/memory-store.js';
 
 const DEVICES = ['a', 'b', 'c'] as const;
 const typeOf = (device: string) => (device === 'a' ? 'tracker' : 'meter') as keyof typeof TYPES;

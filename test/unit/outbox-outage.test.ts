@@ -2,8 +2,8 @@
 // outage with flapping devices in virtual time, through the real ingest and sweep cores.
 import { describe, expect, it } from 'vitest';
 import { spillKey } from '../../lambdas/core/table-schema.js';
-import { deviceItemBytes } from '../support/item-size.js';
-import { MemoryDeviceStore } from '../support/memory-store.js';
+import { MemoryDeviceStore } from '../../sim/memory/device-store.js';
+import { deviceItemBytes } from '../../sim/memory/item-size.js';
 import { deliveryViolations, runOutage } from '../support/outage.js';
 import { outboxContract } from '../support/outbox-contract.js';
 

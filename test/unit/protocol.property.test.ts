@@ -8,7 +8,7 @@
 // catches.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MemoryDeviceStore } from '../support/memory-store.js';
+import { MemoryDeviceStore } from '../../sim/memory/device-store.js';
 import { type Mutant, runScenario, type ScenarioStats, scenarioArb } from '../support/protocol-model.js';
 
 const emptyStats = (): ScenarioStats => ({

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { ExpiredEntry, Page } from '../../lambdas/core/ports.js';
 import { shardOf } from '../../lambdas/core/shard.js';
 import { InvalidSweepJob, parseSweepJob, sweepShard } from '../../lambdas/core/sweep.js';
-import { MemoryDeviceStore } from '../support/memory-store.js';
+import { MemoryDeviceStore } from '../../sim/memory/device-store.js';
 import { harness, T0, TYPES, total } from '../support/sweep-harness.js';
 
 const TRACKER = TYPES.tracker.timeoutMs;

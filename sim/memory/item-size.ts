@@ -3,7 +3,7 @@
 //   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html
 
 import { A, KEY } from '../../lambdas/core/table-schema.js';
-import type { StoredDevice } from './memory-store.js';
+import type { StoredDevice } from './device-store.js';
 
 /** Bytes of an item as DynamoDB sizes it: attribute names plus values; a string is its UTF-8 bytes, a number about
  * one byte per two significant digits plus one, a list or map 3 bytes plus 1 per element plus the elements. */

@@ -9,7 +9,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { CreateTopicCommand, DeleteTopicCommand, type SNSClient, SubscribeCommand } from '@aws-sdk/client-sns';
 import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { A, DEADLINE_INDEX, KEY, OFFLINE_INDEX, OUTBOX_INDEX, SHARD_TABLE } from '../lambdas/core/table-schema.js';
+import { A, DEADLINE_INDEX, KEY, OFFLINE_INDEX, OUTBOX_INDEX, SHARD_TABLE } from '../../lambdas/core/table-schema.js';
 
 export function deviceTableInput(tableName: string): CreateTableCommandInput {
   return {

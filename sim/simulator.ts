@@ -1,15 +1,15 @@
-// `npm run simulate`: the same handlers as `npm start` (ingest, dispatch, sweep: middy, Powertools, the cores and
-// the DynamoDB adapters) on a virtual clock, for fleets and durations real time cannot show. Every write goes to
-// DynamoDB Local. The simulator plays the parts that only move messages: it builds the Lambda-shaped SQS events
-// (SentTimestamp = the virtual entry time), holds the ingest and sweep queues in memory with their delays, spreads
-// ingest batches over Lambda containers (each with its own coalescing cache), and collects published events in
-// place of SNS. Time advances in 1 s steps; the ingest drains at most `ingestPerSecond` messages per virtual second
-// (Lambda's throughput), so a backlog after a stall takes virtual time to drain, as it would in AWS.
+// The virtual-time fleet simulator: `npm run simulate` and the benchmarks (bench/run.ts, bench/ingest.ts) run it. The
+// same handlers as `npm start` (ingest, dispatch, sweep: middy, Powertools, the cores and the DynamoDB adapters) on a
+// virtual clock, for fleets and durations real time cannot show. Every write goes to DynamoDB Local (or dynalite),
+// metered as DynamoDB bills it. The simulator plays the parts that only move messages: it builds the Lambda-shaped
+// SQS events (SentTimestamp = the virtual entry time), holds the ingest and sweep queues in memory with their delays,
+// spreads ingest batches over Lambda containers (each with its own coalescing cache), and collects published events
+// in place of SNS. Time advances in 1 s steps; the ingest drains at most `ingestPerSecond` messages per virtual
+// second (Lambda's throughput), so a backlog after a stall takes virtual time to drain, as it would in AWS.
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { naiveStore } from '../bench/fleet.js';
 import { DynamoShardStates, DynamoSightingLog } from '../lambdas/adapters/shard-log.js';
 import { DynamoWatermarkStore } from '../lambdas/adapters/watermark-store.js';
 import { mapLimit } from '../lambdas/core/concurrency.js';
@@ -17,7 +17,7 @@ import type { EngineName } from '../lambdas/core/config.js';
 import type { DeviceEvent } from '../lambdas/core/device.js';
 import { DeviceCache } from '../lambdas/core/device-cache.js';
 import type { DispatchDeps } from '../lambdas/core/dispatch.js';
-import type { EventPublisher } from '../lambdas/core/ports.js';
+import type { DeviceStore, EventPublisher, TouchOutcome, TouchRequest } from '../lambdas/core/ports.js';
 import { shardOf } from '../lambdas/core/shard.js';
 import { batchedSizing } from '../lambdas/core/sizing.js';
 import type { SweepJob } from '../lambdas/core/sweep.js';
@@ -25,6 +25,7 @@ import { sweepCutoff } from '../lambdas/core/watermark.js';
 import { dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
 import { ingestDepsFromEnv, sqsIngestHandler } from '../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
+import { VirtualClock } from './clock.js';
 import type { RunConsole } from './console.js';
 import {
   type DynamoEngineChoice,
@@ -33,13 +34,14 @@ import {
   LOCAL_CREDENTIALS,
   LOCAL_REGION,
   startDynamoDb,
-} from './engines.js';
-import { type DueMessage, Fleet, type Scenario, toleranceOf } from './fleet-model.js';
+} from './engines/engines.js';
+import { createDeviceTable, createShardTable } from './engines/resources.js';
+import { WriteUnits } from './engines/write-units.js';
+import { type DueMessage, Fleet } from './fleet.js';
+import { lambdaContext, sqsRecord } from './lambda-events.js';
 import { RuntimeObserver } from './observe.js';
-import { lambdaContext, sqsRecord } from './pollers.js';
 import type { RunReport, SeriesPoint } from './report.js';
-import { createDeviceTable, createShardTable } from './resources.js';
-import { WriteUnits } from './stack.js';
+import { type Scenario, toleranceOf } from './scenario.js';
 import { Truth } from './truth.js';
 
 const INGEST_ARN = 'arn:aws:sqs:us-east-1:000000000000:offline-detector-ingest';
@@ -61,6 +63,9 @@ export interface VirtualOptions {
   affinity?: 'sqs' | 'device';
   /** The naive design for comparison: every message moves the deadline, no coalescing. */
   naive?: boolean;
+  /** The steady-state figures (`steadyWruPerMessage`, `steadyRruPerMessage`) count from here, once every device has
+   * registered; a whole number of seconds. @default 10 min */
+  warmUpMs?: number;
   /** Messages the ingest drains per virtual second at most; default 20 × the fleet's rate. */
   ingestPerSecond?: number;
   /** The detection engine. @default per-device */
@@ -140,6 +145,21 @@ class VirtualIngestQueue {
   }
 }
 
+/** The design everyone writes first: every message moves the deadline (and no write is ever skipped). */
+function naiveStore(store: DeviceStore): DeviceStore {
+  const naive: DeviceStore = Object.create(store);
+  naive.touch = (request: TouchRequest): Promise<TouchOutcome> =>
+    store.touch({
+      ...request,
+      moveDeadline: {
+        deadline: request.lastSeen + request.typePolicy.timeoutMs + request.typePolicy.precisionMs,
+        policy: request.typePolicy,
+        flapping: false,
+      },
+    });
+  return naive;
+}
+
 export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
   const { durationMs, seed, console: out, signal } = options;
   const batched = options.engine === 'batched';
@@ -203,8 +223,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         ? { ENGINE: 'batched', SHARD_TABLE_NAME: shardTableName, BATCHED_SHARD_COUNT: String(sizing.shardCount) }
         : {}),
     };
-    let now = T0;
-    const clock = () => now;
+    const clock = new VirtualClock(T0);
     const events: DeviceEvent[] = [];
     const publisher: EventPublisher = {
       publish: async (published) => {
@@ -217,7 +236,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
 
     const base = ingestDepsFromEnv(env, { dynamodb, sqs, sns });
     // The shard logs are stamped by the virtual clock.
-    const shardTables = { retentionMs: 7 * 24 * 3_600_000, now: clock };
+    const shardTables = { retentionMs: 7 * 24 * 3_600_000, now: clock.now };
     if (sizing) {
       base.sightings = {
         log: new DynamoSightingLog(dynamodb, shardTableName, shardTables),
@@ -226,7 +245,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
     }
     const store = options.naive ? naiveStore(base.store) : base.store;
     // Watched through their ports: which sweeps completed by which cutoff (the judge needs them), who published what.
-    const observer = new RuntimeObserver(clock);
+    const observer = new RuntimeObserver(clock.now);
     const handlers = Array.from({ length: containers }, () => {
       const deps = {
         ...base,
@@ -234,10 +253,10 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         publisher: observer.ingestPublisher(publisher),
         rejects: { send: async () => ({ failed: [] }) },
         cache: new DeviceCache(base.config.cacheSize),
-        now: clock,
+        now: clock.now,
         // Failed records come back after the visibility timeout here: the simulated queue has no receipt handles.
         queue: {
-          state: async () => ({ visible: queue.visible(now), visibilityTimeoutMs: VISIBILITY_TIMEOUT_MS }),
+          state: async () => ({ visible: queue.visible(clock.t), visibilityTimeoutMs: VISIBILITY_TIMEOUT_MS }),
           retryAfter: async (_partition: string, handles: string[]) => ({ failed: handles }),
         },
       };
@@ -253,10 +272,10 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
           }
         : {}),
       publisher,
-      now: clock,
+      now: clock.now,
       queue: {
         enqueue: async (jobs: SweepJob[], delaySeconds = 0) => {
-          for (const job of jobs) sweepJobs.push({ job, visibleAt: now + delaySeconds * 1000 });
+          for (const job of jobs) sweepJobs.push({ job, visibleAt: clock.t + delaySeconds * 1000 });
         },
       },
     });
@@ -272,7 +291,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         },
       },
       streams: { openShards: async () => [], send: async () => ({ sent: 0, failed: 0 }) },
-      now: clock,
+      now: clock.now,
       sleep: async () => undefined,
     };
     const dispatch = dispatchHandler(() => dispatchDeps);
@@ -300,7 +319,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
 
     const runIngest = async (budget: number) => {
       while (budget > 0 && !signal.aborted) {
-        const taken = queue.take(Math.min(budget, containers * batchSize), now);
+        const taken = queue.take(Math.min(budget, containers * batchSize), clock.t);
         if (taken.length === 0) return;
         budget -= taken.length;
         const perContainer: QueuedMessage[][] = Array.from({ length: containers }, () => []);
@@ -308,7 +327,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
           const c =
             options.affinity === 'device' && !m.id.startsWith('probe')
               ? Number(shardOf(JSON.parse(m.body).deviceId, containers))
-              : (i * 7919 + Math.floor(now / 1000)) % containers;
+              : (i * 7919 + Math.floor(clock.t / 1000)) % containers;
           perContainer[c]!.push(m);
         });
         await Promise.all(
@@ -332,7 +351,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
               ingestStats.records += chunk.length;
               let failed = new Set<string>();
               try {
-                const response = (await handlers[c]!(event, lambdaContext('ingest', 30_000, clock))) as
+                const response = (await handlers[c]!(event, lambdaContext('ingest', 30_000, clock.now))) as
                   | SQSBatchResponse
                   | undefined;
                 failed = new Set((response?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
@@ -340,7 +359,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
                 failed = new Set(chunk.map((m) => m.id));
               }
               ingestStats.failedRecords += failed.size;
-              for (const m of chunk) if (failed.has(m.id)) queue.retry(m, now + VISIBILITY_TIMEOUT_MS);
+              for (const m of chunk) if (failed.has(m.id)) queue.retry(m, clock.t + VISIBILITY_TIMEOUT_MS);
             }
           }),
         );
@@ -349,7 +368,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
 
     const runSweeps = async () => {
       for (;;) {
-        const due = sweepJobs.filter((j) => j.visibleAt <= now);
+        const due = sweepJobs.filter((j) => j.visibleAt <= clock.t);
         if (due.length === 0) return;
         for (const j of due) sweepJobs.splice(sweepJobs.indexOf(j), 1);
         await mapLimit(due, 8, async ({ job }) => {
@@ -365,7 +384,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
           // The runtime's remaining time is real time, as on Lambda: a job with more work than its real budget hands
           // the rest on (a batched job's item writes for a fleet registering at once), instead of being cut off.
           const response = (await sweep(event, lambdaContext('sweep', 45_000))) as SQSBatchResponse;
-          if (response.batchItemFailures.length > 0) sweepJobs.push({ job, visibleAt: now + 60_000 });
+          if (response.batchItemFailures.length > 0) sweepJobs.push({ job, visibleAt: clock.t + 60_000 });
         });
       }
     };
@@ -373,22 +392,22 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
     const endMs = durationMs + tailMs;
     let lastProgress = Date.now();
     for (let elapsed = 0; elapsed < endMs && !signal.aborted; elapsed += STEP_MS) {
-      now = T0 + elapsed;
+      clock.t = T0 + elapsed;
       for (const m of fleet.due(elapsed + STEP_MS)) {
         queue.send(m);
         truth.sent(m.device.id, m.device.type, T0 + Math.round(m.at));
         sentWindow++;
         sentTotal++;
       }
-      if (elapsed === WARM_UP_MS)
+      if (elapsed === (options.warmUpMs ?? WARM_UP_MS))
         warm = { messages: sentTotal, writes: writeUnits.device + writeUnits.shards, reads: writeUnits.readUnits };
       const stalledNow = fleet.stalledAt(elapsed);
-      if (stalledNow && !stalled) truth.stallStarted(now);
-      if (!stalledNow && stalled) truth.stallEnded(now);
+      if (stalledNow && !stalled) truth.stallStarted(clock.t);
+      if (!stalledNow && stalled) truth.stallEnded(clock.t);
       stalled = stalledNow;
-      if (elapsed % 60_000 === 0) await dispatch({}, lambdaContext('dispatch', 30_000, clock));
+      if (elapsed % 60_000 === 0) await dispatch({}, lambdaContext('dispatch', 30_000, clock.now));
       // A batching window: the ingest is invoked once the window has filled its batches.
-      const windowDue = batchWindowMs === 0 || (now - T0) % batchWindowMs === 0;
+      const windowDue = batchWindowMs === 0 || (clock.t - T0) % batchWindowMs === 0;
       if (!stalled && windowDue)
         await runIngest(Math.round((ingestPerSecond * Math.max(STEP_MS, batchWindowMs)) / 1000));
       await runSweeps();
@@ -402,17 +421,17 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         const marks = snapshot.live.map((p) => snapshot.marks[p]);
         const slowest =
           marks.length > 0 && marks.every((m) => m !== undefined) ? Math.min(...(marks as number[])) : undefined;
-        if (slowest !== undefined) truth.watermark(slowest, now);
+        if (slowest !== undefined) truth.watermark(slowest, clock.t);
         if (elapsed % sampleEveryMs === 0) {
-          const cutoff = sweepCutoff(now, snapshot, toleranceMs);
+          const cutoff = sweepCutoff(clock.t, snapshot, toleranceMs);
           series.push({
             t: elapsed / 1000,
             online: truth.online,
             offline: truth.offline,
             messagesPerSecond: (sentWindow * 1000) / sampleEveryMs,
             eventsPerSecond: (eventsWindow * 1000) / sampleEveryMs,
-            watermarkLagMs: slowest === undefined ? undefined : now - slowest,
-            sweepLagMs: cutoff === undefined ? undefined : now - cutoff,
+            watermarkLagMs: slowest === undefined ? undefined : clock.t - slowest,
+            sweepLagMs: cutoff === undefined ? undefined : clock.t - cutoff,
           });
           sentWindow = 0;
           eventsWindow = 0;
@@ -435,8 +454,8 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
       }
     }
     out.clearStatus();
-    if (stalled) truth.stallEnded(now);
-    const summary = truth.finish(now, observer.completedSweeps());
+    if (stalled) truth.stallEnded(clock.t);
+    const summary = truth.finish(clock.t, observer.completedSweeps());
     return {
       mode: 'virtual',
       scenario: { name: scenario.name, description: scenario.description },

@@ -4,8 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { shardOf } from '../../lambdas/core/shard.js';
-import type { CompletedSweep } from '../../local/observe.js';
-import { Truth } from '../../local/truth.js';
+import type { CompletedSweep } from '../../sim/observe.js';
+import { Truth } from '../../sim/truth.js';
 
 const T0 = 1_800_000_000_000;
 const TIMEOUT = 5_000;

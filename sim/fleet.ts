@@ -3,72 +3,7 @@
 // It only says who sends when; the live runtime sends through real queues, the virtual simulator builds Lambda
 // events itself.
 import { random } from './random.js';
-
-export interface SimDeviceType {
-  timeoutMs: number;
-  precisionMs: number;
-  heartbeatMs: number;
-  /** Share of the fleet, relative to the other types' shares. */
-  share: number;
-}
-
-/** A time in a scenario: seconds (number), `"90s"`, `"5m"`, `"2h"`, or `"35%"` of the run's duration. */
-export type ScenarioTime = number | string;
-
-export type ScenarioEvent =
-  | { type: 'disconnect'; at: ScenarioTime; for: ScenarioTime; fraction: number; deviceType?: string }
-  | { type: 'stall'; at: ScenarioTime; for: ScenarioTime };
-
-export interface Scenario {
-  name: string;
-  description: string;
-  devices: number;
-  duration: ScenarioTime;
-  /** Sweep period of the local run (SWEEP_TICK_SECONDS). */
-  sweepTickSeconds: number;
-  /** WATERMARK_TOLERANCE_MS; default one tick + 7 s of pipeline latency. */
-  watermarkToleranceMs?: number;
-  shardCount: number;
-  /** Allowance for polling and delivery delays when judging a missed offline (default 5 s). */
-  slackMs?: number;
-  /** Each heartbeat interval is heartbeat × (1 ± jitter), uniformly. */
-  jitter: number;
-  deviceTypes: Record<string, SimDeviceType>;
-  /** Devices that go silent on their own and come back: per device and minute, the chance of a silence. */
-  churn?: { perMinute: number; silence: [ScenarioTime, ScenarioTime] };
-  events: ScenarioEvent[];
-}
-
-export function parseDuration(value: ScenarioTime, totalMs = 0): number {
-  if (typeof value === 'number') return Math.round(value * 1000);
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|%)?\s*$/.exec(value);
-  if (!match) throw new Error(`not a duration: "${value}" (use 90, "90s", "5m", "2h" or "35%")`);
-  const n = Number(match[1]);
-  const unit = match[2] ?? 's';
-  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, '%': totalMs / 100 }[unit] ?? 1000;
-  return Math.round(n * factor);
-}
-
-export function toleranceOf(scenario: Scenario): number {
-  return scenario.watermarkToleranceMs ?? scenario.sweepTickSeconds * 1000 + 7_000;
-}
-
-/** Checks a scenario beyond its shape: the watermark bound per type (docs/design.md §6.4), counting jitter. */
-export function scenarioProblems(scenario: Scenario): string[] {
-  const problems: string[] = [];
-  const tolerance = toleranceOf(scenario);
-  if (Object.keys(scenario.deviceTypes).length === 0) problems.push('deviceTypes is empty');
-  for (const [name, type] of Object.entries(scenario.deviceTypes)) {
-    const longest = type.heartbeatMs * (1 + scenario.jitter);
-    if (tolerance >= type.timeoutMs - longest) {
-      problems.push(
-        `device type "${name}": watermark tolerance ${tolerance} ms must be below timeout − longest heartbeat ` +
-          `(${type.timeoutMs} − ${Math.round(longest)} ms), or a stall could report devices that kept sending`,
-      );
-    }
-  }
-  return problems;
-}
+import { parseDuration, type Scenario, type SimDeviceType } from './scenario.js';
 
 export interface SimDevice {
   index: number;
