@@ -13,6 +13,7 @@ import { flapDampingByType } from '../lambdas/core/flap.js';
 import { type IngestRecord, ingestBatch } from '../lambdas/core/ingest.js';
 import type { DeviceStore } from '../lambdas/core/ports.js';
 import { sweepShard } from '../lambdas/core/sweep.js';
+import { VirtualClock } from '../sim/clock.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDbLocal } from '../sim/engines/engines.js';
 import { createDeviceTable } from '../sim/engines/resources.js';
 import { MemoryWatermarks } from '../sim/memory/watermark-store.js';
@@ -61,8 +62,8 @@ async function run(endpoint: string, damping: boolean) {
       return { failed: [] };
     },
   };
-  const clock = { t: T0 };
-  const now = () => clock.t;
+  const clock = new VirtualClock(T0);
+  const now = clock.now;
   const cache = new DeviceCache(config.cacheSize);
   const watermarks = new MemoryWatermarks();
   const settings = {

@@ -10,6 +10,7 @@ import { type IngestDeps, type IngestRecord, ingestBatch } from '../../lambdas/c
 import type { FlapDamping } from '../../lambdas/core/policy.js';
 import type { CommitRequest, DeviceStore, EventPublisher, TouchRequest } from '../../lambdas/core/ports.js';
 import { type SweepDeps, type SweepSettings, sweepShard } from '../../lambdas/core/sweep.js';
+import { VirtualClock } from '../../sim/clock.js';
 import { writeUnits } from '../../sim/memory/item-size.js';
 import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 import { MemoryJobQueue, T0 } from './sweep-harness.js';
@@ -153,8 +154,8 @@ export async function runOutage(options: OutageOptions): Promise<OutageReport> {
     ...loadIngestConfig({ TABLE_NAME: 'outage', DEVICE_TYPES: JSON.stringify(types) }),
     shardCount,
   };
-  const clock = { t: T0 };
-  const now = () => clock.t;
+  const clock = new VirtualClock(T0);
+  const now = clock.now;
   const cache = new DeviceCache(config.cacheSize);
   const settings: SweepSettings = {
     toleranceMs: 0,

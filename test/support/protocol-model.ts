@@ -51,6 +51,7 @@ import { probeBody } from '../../lambdas/core/probe.js';
 import { recordProgress } from '../../lambdas/core/progress.js';
 import { type SweepDeps, type SweepJob, sweepShard } from '../../lambdas/core/sweep.js';
 import { sweepCutoff, type WatermarkSnapshot, type WatermarkStore } from '../../lambdas/core/watermark.js';
+import { VirtualClock } from '../../sim/clock.js';
 import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 import { KinesisShardModel } from '../../sim/queues/kinesis.js';
 import { SqsModel } from '../../sim/queues/sqs.js';
@@ -306,12 +307,8 @@ export async function runScenario(
 ): Promise<void> {
   const prefix = options.prefix ?? '';
   const stats = options.stats;
-  const clock = { t: T0, step: 0 };
-  const now = () => {
-    const t = clock.t;
-    clock.t += clock.step;
-    return t;
-  };
+  const clock = new VirtualClock(T0);
+  const now = clock.now;
   const config: IngestConfig = {
     ...loadIngestConfig({
       TABLE_NAME: 'model',

@@ -15,6 +15,7 @@ import {
   type SweepStats,
   sweepShard,
 } from '../../lambdas/core/sweep.js';
+import { VirtualClock } from '../../sim/clock.js';
 import { MemoryDeviceStore } from '../../sim/memory/device-store.js';
 import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 
@@ -59,12 +60,8 @@ export function harness(options: HarnessOptions = {}) {
     shardCount,
     ...options.config,
   };
-  const clock = { t: T0, step: 0 };
-  const now = () => {
-    const t = clock.t;
-    clock.t += clock.step;
-    return t;
-  };
+  const clock = new VirtualClock(T0);
+  const now = clock.now;
   const store = new MemoryDeviceStore();
   const events = new EventLog();
   const watermarks = new MemoryWatermarks();
