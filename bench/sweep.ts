@@ -15,6 +15,7 @@ import { A, KEY } from '../lambdas/core/table-schema.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, startDynamoDbLocal } from '../sim/engines/engines.js';
 import { createDeviceTable, createQueue, createTopic, subscribeQueue } from '../sim/engines/resources.js';
 import { MemoryDeviceStore } from '../sim/memory/device-store.js';
+import { itemSize } from '../sim/memory/item-size.js';
 
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 2_000);
 const POLICY = { timeoutMs: 300_000, precisionMs: 0 };
@@ -37,22 +38,6 @@ const BASE_TABLE_WCU = 100_000;
 const SNS_MESSAGES_PER_SECOND = 30_000;
 /** A DynamoDB request's latency from a Lambda in the region, for the batched engine's projection. */
 const REQUEST_LATENCY_MS = 10;
-
-/** DynamoDB item size: attribute names plus values (strings in UTF-8, numbers ~1 byte per 2 significant digits
- * plus 1, lists/maps 3 bytes plus 1 per element). */
-function sizeOf(value: unknown): number {
-  if (typeof value === 'string') return Buffer.byteLength(value);
-  if (typeof value === 'number')
-    return Math.ceil(String(Math.abs(value)).replace('.', '').replace(/^0+/, '').length / 2) + 1;
-  if (typeof value === 'boolean' || value === null) return 1;
-  if (Array.isArray(value)) return 3 + value.reduce((n: number, v) => n + 1 + sizeOf(v), 0);
-  if (typeof value === 'object') {
-    return 3 + Object.entries(value as object).reduce((n, [k, v]) => n + 1 + Buffer.byteLength(k) + sizeOf(v), 0);
-  }
-  return 0;
-}
-const itemSize = (item: Record<string, unknown>) =>
-  Object.entries(item).reduce((n, [k, v]) => n + Buffer.byteLength(k) + sizeOf(v), 0);
 
 interface Counts {
   rearmApplied: number;
