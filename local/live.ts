@@ -151,7 +151,7 @@ export async function runLive(options: LiveOptions): Promise<RunReport | undefin
       { timeoutMs: t.timeoutMs, precisionMs: t.precisionMs, heartbeatMs: t.heartbeatMs },
     ]),
   );
-  // Without Java, DynamoDB runs on dynalite (local/dynalite.ts): said in one line.
+  // Without Java, DynamoDB runs on dynalite (sim/engines/dynalite.ts): said in one line.
   const dynamodb = dynamoEngineFor('auto');
   if (dynamodb === 'dynalite') out.line(dynaliteNotice());
   const engineName = dynamodb === 'dynalite' ? 'dynalite' : 'DynamoDB Local';

@@ -1,7 +1,7 @@
 // Starts the AWS-API engines this project tests and runs against, on 127.0.0.1 with free ports:
 // DynamoDB Local (AWS's own engine, needs Java), fauxqs (SQS + SNS, in-process) and, on request,
 // kinesis-local (the kinesis-mock engine LocalStack uses, as a child process). The local demo, on a machine without
-// Java, runs DynamoDB on dynalite instead (local/dynalite.ts, in a Node child process); tests and benchmarks use
+// Java, runs DynamoDB on dynalite instead (sim/engines/dynalite.ts, in a Node child process); tests and benchmarks use
 // DynamoDB Local.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -131,10 +131,10 @@ export function dynaliteNotice(): string {
   const why = process.env.OFFLINE_DETECTOR_LOCAL_DYNAMODB
     ? 'OFFLINE_DETECTOR_LOCAL_DYNAMODB=dynalite'
     : 'Java 17+ not found';
-  return `${why}: DynamoDB runs on dynalite (local/dynalite.ts) instead of DynamoDB Local, the engine the tests use (it needs Java 17).`;
+  return `${why}: DynamoDB runs on dynalite (sim/engines/dynalite.ts) instead of DynamoDB Local, the engine the tests use (it needs Java 17).`;
 }
 
-/** dynalite and its front (local/dynalite.ts) in a Node child process, through tsx like the demo itself. */
+/** dynalite and its front (sim/engines/dynalite.ts) in a Node child process, through tsx like the demo itself. */
 export async function startDynaliteProcess(): Promise<{ endpoint: string; pid?: number; stop(): Promise<void> }> {
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
   const main = join(dirname(fileURLToPath(import.meta.url)), 'dynalite-main.ts');

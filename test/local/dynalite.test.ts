@@ -1,6 +1,6 @@
 // The DynamoDB engine of `npm start` on a machine without Java: dynalite behind the front that makes up for what it
-// lacks (local/dynalite.ts), in its child process. CI has Java, so this file starts the fallback itself, as npm start
-// does: the device store's outbox contract (conditional commits that return the stored item, spills in a
+// lacks (sim/engines/dynalite.ts), in its child process. CI has Java, so this file starts the fallback itself, as
+// npm start does: the device store's outbox contract (conditional commits that return the stored item, spills in a
 // transaction) runs on it, and the front's two additions are checked the way DynamoDB answers them. The whole
 // integration suite also passes on it: OFFLINE_DETECTOR_LOCAL_DYNAMODB=dynalite npx vitest run test/integration
 import {

@@ -1,7 +1,7 @@
 // `npm start` end to end, as a user runs it: the real CLI as a child process, on its own engines, with the quick
 // scenario (a mass disconnect and a stall of our own ingest). Its JSON summary must show no false and no missed
 // offline, its report must exist, and no engine process may outlive it (also when stopped with Ctrl-C). A miss is
-// judged against the sweeps that completed (local/truth.ts), so a busy machine makes detection late, not missed:
+// judged against the sweeps that completed (sim/truth.ts), so a busy machine makes detection late, not missed:
 // the test holds with other work on every core.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';

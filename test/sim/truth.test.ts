@@ -1,4 +1,4 @@
-// The local runs' judge (local/truth.ts): a silence is missed only when a sweep whose cutoff passed the device's
+// The runs' judge (sim/truth.ts): a silence is missed only when a sweep whose cutoff passed the device's
 // deadline completed before the device came back and no offline event reported it. A slow machine (no sweep got
 // there yet when the run ends) is lateness, never a miss.
 import { describe, expect, it } from 'vitest';

@@ -1,7 +1,7 @@
 // The whole detection protocol under the faults AWS produces, for property tests. Devices send into an SQS ingest
-// queue (sqs-model.ts: unordered, at-least-once, visibility timeout, dead-letter queue) or a Kinesis shard
-// (kinesis-model.ts: in order, retried from the first failed record, skipped after its retries); the dispatcher puts
-// signed probes into the same source; the real ingest core runs a batch at a time as the SQS handler does (a batch that
+// queue (sim/queues/sqs.ts: unordered, at-least-once, visibility timeout, dead-letter queue) or a Kinesis shard
+// (sim/queues/kinesis.ts: in order, retried from the first failed record, skipped after its retries); the dispatcher
+// puts signed probes into the same source; the real ingest core runs a batch at a time as the SQS handler does (a batch that
 // throws or times out is answered with every record failed, and failures are held: progress.ts) over a DeviceStore
 // (the in-memory model or DynamoDB Local), with single devices throttled, crashes between commit, publish and clear,
 // SNS down for long stretches, forged probes and device payloads that look like probes; the real sweep core judges
