@@ -6,7 +6,9 @@ process.env.POWERTOOLS_LOG_LEVEL ??= 'SILENT';
 process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.env.AWS_REGION ??= 'us-east-1';
-// Powertools warns on every invocation that adds no metric even with metrics disabled; locally that is noise.
+// Powertools warns on every invocation that adds no metric even with metrics disabled; locally that is noise. Its
+// dev mode has it write through the global console (else its own), where this filter sees the warning.
+process.env.POWERTOOLS_DEV ??= 'true';
 const warn = console.warn;
 console.warn = (...args: unknown[]) => {
   if (!String(args[0]).startsWith('No application metrics')) warn(...args);

@@ -40,7 +40,7 @@ export interface Scenario {
   events: ScenarioEvent[];
 }
 
-export const SCENARIOS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'scenarios');
+const SCENARIOS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'scenarios');
 
 /** A scenario that cannot run as written: the command line reports it as a usage error. */
 export class ScenarioError extends Error {}

@@ -1,8 +1,8 @@
 // Starts the AWS-API engines this project tests and runs against, on 127.0.0.1 with free ports:
 // DynamoDB Local (AWS's own engine, needs Java), fauxqs (SQS + SNS, in-process) and, on request,
 // kinesis-local (the kinesis-mock engine LocalStack uses, as a child process). The local demo, on a machine without
-// Java, runs DynamoDB on dynalite instead (sim/engines/dynalite.ts, in a Node child process); tests and benchmarks use
-// DynamoDB Local.
+// Java, runs DynamoDB on dynalite instead (dynalite.ts, in a Node child process); tests and benchmarks use DynamoDB
+// Local.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
@@ -134,7 +134,7 @@ export function dynaliteNotice(): string {
   return `${why}: DynamoDB runs on dynalite (sim/engines/dynalite.ts) instead of DynamoDB Local, the engine the tests use (it needs Java 17).`;
 }
 
-/** dynalite and its front (sim/engines/dynalite.ts) in a Node child process, through tsx like the demo itself. */
+/** dynalite and its front (dynalite.ts) in a Node child process, through tsx like the demo itself. */
 export async function startDynaliteProcess(): Promise<{ endpoint: string; pid?: number; stop(): Promise<void> }> {
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
   const main = join(dirname(fileURLToPath(import.meta.url)), 'dynalite-main.ts');
