@@ -10,10 +10,10 @@ import { apiDepsFromEnv, apiHandler } from '../../lambdas/api.js';
 import { A, KEY } from '../../lambdas/core/table-schema.js';
 import { ingestDepsFromEnv, sqsIngestHandler } from '../../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../../lambdas/sweep.js';
-import { createDeviceTable, createShardTable } from '../../local/resources.js';
+import { createDeviceTable, createShardTable } from '../../sim/engines/resources.js';
+import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 import { createTestStack, drainQueue, type TestStack, testClients, uniqueName } from '../support/aws.js';
 import { lambdaContext, syntheticSqsRecord } from '../support/lambda-events.js';
-import { MemoryWatermarks } from '../support/memory-watermarks.js';
 import { MemoryJobQueue, T0 } from '../support/sweep-harness.js';
 
 const clients = testClients();

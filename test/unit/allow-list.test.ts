@@ -8,10 +8,10 @@ import { type IngestConfig, loadIngestConfig } from '../../lambdas/core/config.j
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { type IngestRecord, ingestBatch } from '../../lambdas/core/ingest.js';
 import type { RejectedRecord, RejectSink } from '../../lambdas/core/ports.js';
+import { MemoryDeviceStore } from '../../sim/memory/device-store.js';
+import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 import { RecordingRejects } from '../support/ingest-fixtures.js';
 import { MemoryShardStates, MemorySightingLog } from '../support/memory-batched.js';
-import { MemoryDeviceStore } from '../support/memory-store.js';
-import { MemoryWatermarks } from '../support/memory-watermarks.js';
 import { EventLog, MemoryJobQueue, T0, TYPES } from '../support/sweep-harness.js';
 
 const SHARDS = 2;
