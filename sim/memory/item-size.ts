@@ -1,5 +1,5 @@
-// DynamoDB's item size and write billing rules, for tests that check what a write costs without an engine (the
-// memory store) or that check an engine's item against a bound.
+// DynamoDB's item size and write billing rules, for what checks a write's cost without an engine (the memory store,
+// the tests) or an engine's item against a bound (the tests, bench:sweep).
 //   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html
 
 import { A, KEY } from '../../lambdas/core/table-schema.js';
