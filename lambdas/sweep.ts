@@ -88,8 +88,11 @@ const count = (name: EmittedBy<'sweep'>, value: number) => metrics.addMetric(nam
 const millis = (name: EmittedBy<'sweep'>, value: number) => metrics.addMetric(name, MetricUnit.Milliseconds, value);
 
 export function report(stats: SweepStats & Partial<Pick<BatchedSweepStats, 'merge' | 'undeliveredRejections'>>): void {
-  // The batched engine's slow path rejects in allow-list mode; the per-device engine's sweep reads no messages.
-  reportRejections(stats.merge?.rejected ?? {}, stats.merge?.rejectedTotal ?? 0, stats.undeliveredRejections ?? []);
+  // The batched engine's slow path rejects in allow-list mode; the per-device engine's sweep reads no messages, and
+  // reports no rejection metrics at all.
+  if (stats.merge) {
+    reportRejections(stats.merge.rejected, stats.merge.rejectedTotal, stats.undeliveredRejections ?? []);
+  }
   count(METRIC.ItemsScanned, stats.scanned);
   count(METRIC.OfflineTransitions, stats.offline);
   count(METRIC.FlapStarted, stats.flapStarted);
