@@ -10,6 +10,7 @@ import {
   DynamoDBDocumentClient,
   GetCommand,
   QueryCommand,
+  type QueryCommandOutput,
   TransactWriteCommand,
   UpdateCommand,
   type UpdateCommandInput,
@@ -49,6 +50,7 @@ import {
   type Status,
   spillKey,
 } from '../core/table-schema.js';
+import type { Tags } from '../core/tags.js';
 
 type Item = Record<string, unknown>;
 
@@ -129,6 +131,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
       `(attribute_exists(${x.name(A.override)}) OR ${typePolicyEquals(x, request)})`,
     ];
     if (request.deviceType) conditions.push(`${x.name(A.deviceType)} = ${x.value(request.deviceType)}`);
+    if (request.tags) sets.push(`${x.name(A.tags)} = ${x.value(request.tags)}`);
     if (request.moveDeadline) {
       sets.push(`${x.name(A.deadline)} = ${x.value(request.moveDeadline.deadline)}`);
       conditions.push(policyEquals(x, request.moveDeadline.policy));
@@ -184,6 +187,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     if (request.expiresAt !== undefined) {
       sets.push(`${x.name(A.expiresAt)} = ${x.value(ttlSeconds(request.expiresAt))}`);
     }
+    if (state.tags) sets.push(`${x.name(A.tags)} = ${x.value(state.tags)}`);
     if (request.append.length > 0) {
       const outbox = x.name(A.outbox);
       const outboxAt = x.name(A.outboxAt);
@@ -394,20 +398,39 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
     }));
   }
 
-  async queryOffline(partition: string, limit: number, before?: string): Promise<Page<OfflineEntry>> {
-    const out = await this.doc.send(
-      new QueryCommand({
-        TableName: this.tableName,
-        IndexName: OFFLINE_INDEX.name,
-        KeyConditionExpression: before ? '#p = :p AND #k < :before' : '#p = :p',
-        ExpressionAttributeNames: { '#p': A.offlineShard, ...(before ? { '#k': A.offlineKey } : {}) },
-        ExpressionAttributeValues: { ':p': partition, ...(before ? { ':before': before } : {}) },
-        ScanIndexForward: false,
-        Limit: limit,
-      }),
-    );
+  async queryOffline(partition: string, limit: number, before?: string, tags?: Tags): Promise<Page<OfflineEntry>> {
+    const filters = Object.entries(tags ?? {});
+    const names: Record<string, string> = { '#p': A.offlineShard, ...(before ? { '#k': A.offlineKey } : {}) };
+    const values: Record<string, unknown> = { ':p': partition, ...(before ? { ':before': before } : {}) };
+    if (filters.length > 0) names['#tags'] = A.tags;
+    filters.forEach(([name, value], i) => {
+      names[`#t${i}`] = name;
+      values[`:t${i}`] = value;
+    });
+    const query = {
+      TableName: this.tableName,
+      IndexName: OFFLINE_INDEX.name,
+      KeyConditionExpression: before ? '#p = :p AND #k < :before' : '#p = :p',
+      ...(filters.length > 0 ? { FilterExpression: filters.map((_, i) => `#tags.#t${i} = :t${i}`).join(' AND ') } : {}),
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
+      ScanIndexForward: false,
+    };
+    // A filter applies after `Limit`: read on until `limit` entries match or the partition ends.
+    const found: Item[] = [];
+    let out: QueryCommandOutput | undefined;
+    do {
+      out = await this.doc.send(
+        new QueryCommand({
+          ...query,
+          Limit: limit - found.length,
+          ...(out?.LastEvaluatedKey ? { ExclusiveStartKey: out.LastEvaluatedKey } : {}),
+        }),
+      );
+      found.push(...(out.Items ?? []));
+    } while (filters.length > 0 && found.length < limit && out.LastEvaluatedKey);
     return {
-      items: (out.Items ?? []).map((item) => ({
+      items: found.map((item) => ({
         deviceId: item[KEY] as string,
         deviceType: item[A.deviceType] as string,
         since: Number(item[A.since]),
@@ -415,10 +438,11 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
         timeoutMs: Number(item[A.timeoutMs]),
         precisionMs: Number(item[A.precisionMs] ?? 0),
         ...(item[A.mutedUntil] !== undefined ? { mutedUntil: Number(item[A.mutedUntil]) } : {}),
+        ...(item[A.tags] !== undefined ? { tags: item[A.tags] as Tags } : {}),
         key: item[A.offlineKey] as string,
       })),
       // The caller resumes by sort key, which is unique: the last item's key is the whole cursor.
-      ...(out.LastEvaluatedKey ? { next: out.LastEvaluatedKey[A.offlineKey] as string } : {}),
+      ...(out.LastEvaluatedKey && found.length > 0 ? { next: found[found.length - 1]![A.offlineKey] as string } : {}),
     };
   }
 
@@ -749,6 +773,7 @@ export function toState(item: Item): DeviceState {
     ...(item[A.skipHorizon] !== undefined ? { skipHorizon: Number(item[A.skipHorizon]) } : {}),
     ...(item[A.transitions] !== undefined ? { transitions: (item[A.transitions] as unknown[]).map(Number) } : {}),
     ...(item[A.flapping] !== undefined ? { flapping: toFlapping(item[A.flapping] as Record<string, unknown>) } : {}),
+    ...(item[A.tags] !== undefined ? { tags: item[A.tags] as Tags } : {}),
     outbox: ((item[A.outbox] as string[] | undefined) ?? []).map((json) => JSON.parse(json) as DeviceEvent),
     ...(item[A.spillTo] !== undefined ? { outboxSpills: toSpills(item) } : {}),
   };

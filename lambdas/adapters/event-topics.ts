@@ -5,6 +5,7 @@ import { PublishBatchCommand, type PublishBatchRequestEntry, type SNSClient } fr
 import { mapLimit } from '../core/concurrency.js';
 import type { DeviceEvent, EventType } from '../core/device.js';
 import type { EventPublisher } from '../core/ports.js';
+import { tagAttribute } from '../core/tags.js';
 import { chunks } from './chunks.js';
 
 const TOPIC: Record<EventType, 'online' | 'offline'> = {
@@ -58,6 +59,12 @@ function toEntry(event: DeviceEvent, index: number): PublishBatchRequestEntry {
     MessageAttributes: {
       type: { DataType: 'String', StringValue: event.type },
       deviceType: { DataType: 'String', StringValue: event.deviceType },
+      ...Object.fromEntries(
+        Object.entries(event.tags ?? {}).map(([name, value]) => [
+          tagAttribute(name),
+          { DataType: 'String', StringValue: value },
+        ]),
+      ),
     },
   };
 }

@@ -9,6 +9,7 @@ import { deadlineOf, settlesAt } from './flap.js';
 import type { DeviceTypes, Policy } from './policy.js';
 import type { AdminStore, AdminUpdate, CommitOutcome, OfflineEntry, TypeCounts } from './ports.js';
 import { offlinePartitions, STATUS } from './table-schema.js';
+import type { Tags } from './tags.js';
 
 export interface AdminDeps {
   store: AdminStore;
@@ -39,6 +40,8 @@ export interface DeviceView {
   flapping?: { since: number; settlesAt: number };
   /** Transitions so far; the eventId of the latest is `<deviceId>#<seq>`. */
   seq: number;
+  /** The device's tags, when it has any. */
+  tags?: Tags;
   /** Batched engine only: `lastSeen` is as of the device's last transition (or its item's refresh, at most half the
    * housekeeping TTL apart); its newer messages are in its shard's state, which the sweep judges by. */
   lastSeenAsOf?: 'last-transition';
@@ -175,13 +178,14 @@ export async function forget(deps: AdminDeps, deviceId: string): Promise<void> {
  * nothing. */
 export async function listOffline(
   deps: AdminDeps,
-  options: { deviceType?: string; limit: number; cursor?: string },
+  options: { deviceType?: string; tags?: Tags; limit: number; cursor?: string },
 ): Promise<OfflineList> {
   const types = options.deviceType ? [options.deviceType] : Object.keys(deps.deviceTypes.types);
   const before = options.cursor === undefined ? undefined : decodeCursor(options.cursor, options.deviceType);
   const partitions = types.flatMap(offlinePartitions);
+  // Each partition gives its newest `limit` matches: the newest `limit` of their union are the listing's.
   const pages = await mapLimit(partitions, 16, (partition) =>
-    deps.store.queryOffline(partition, options.limit, before),
+    deps.store.queryOffline(partition, options.limit, before, options.tags),
   );
   const merged = pages.flatMap((page) => page.items).sort((a, b) => (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
   const items = merged.slice(0, options.limit);
@@ -302,6 +306,7 @@ function view(state: DeviceState, now: number): DeviceView {
     ...(state.mutedUntil !== undefined && state.mutedUntil > now ? { mutedUntil: state.mutedUntil } : {}),
     ...(state.flapping ? { flapping: { since: state.flapping.since, settlesAt: settlesAt(state)! } } : {}),
     seq: state.seq,
+    ...(state.tags ? { tags: state.tags } : {}),
   };
 }
 

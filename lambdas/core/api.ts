@@ -18,6 +18,7 @@ import { ApiError, ConfigError } from './errors.js';
 import { DEVICE_ID_PATTERN } from './message.js';
 import type { Policy } from './policy.js';
 import { DEFAULT_SHARD_COUNT } from './table-schema.js';
+import { MAX_TAGS, TAG_NAME_PATTERN, TAG_VALUE_PATTERN } from './tags.js';
 
 export interface ApiRequest {
   method: string;
@@ -130,7 +131,8 @@ async function route(request: ApiRequest, deps: ApiDeps): Promise<ApiResponse> {
 
   if (rawId === undefined) {
     allow(method, ['GET']);
-    noQuery(request, ['status', 'deviceType', 'limit', 'cursor']);
+    const tags = tagFilter(request.query);
+    noQuery(request, ['status', 'deviceType', 'limit', 'cursor', ...Object.keys(tags).map((name) => `tag.${name}`)]);
     const { status, deviceType, limit, cursor } = request.query;
     if (status !== 'offline')
       throw new ApiError('bad-query', 'status=offline is required (only offline devices are indexed)');
@@ -141,6 +143,7 @@ async function route(request: ApiRequest, deps: ApiDeps): Promise<ApiResponse> {
       await listOffline(deps, {
         limit: pageLimit(limit),
         ...(deviceType !== undefined ? { deviceType } : {}),
+        ...(Object.keys(tags).length > 0 ? { tags } : {}),
         ...(cursor !== undefined ? { cursor } : {}),
       }),
     );
@@ -198,6 +201,21 @@ function parseDeviceId(raw: string): string {
     throw new ApiError('bad-device-id', 'device id must be 1..128 characters of A-Z a-z 0-9 . _ : @ / -');
   }
   return id;
+}
+
+/** `tag.<name>=<value>` query parameters: the listing keeps devices carrying every one of them. */
+function tagFilter(query: ApiRequest['query']): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const [key, value] of Object.entries(query)) {
+    if (!key.startsWith('tag.') || value === undefined) continue;
+    const name = key.slice(4);
+    if (!TAG_NAME_PATTERN.test(name) || !TAG_VALUE_PATTERN.test(value)) {
+      throw new ApiError('bad-query', `${key}: tag names are identifiers, values 1..64 chars of [A-Za-z0-9._:@/-]`);
+    }
+    tags[name] = value;
+  }
+  if (Object.keys(tags).length > MAX_TAGS) throw new ApiError('bad-query', `at most ${MAX_TAGS} tag filters`);
+  return tags;
 }
 
 function pageLimit(raw: string | undefined): number {

@@ -28,6 +28,7 @@ import type {
 import { shardOf } from './shard.js';
 import { type SweepDeps, type SweepJob, type SweepOptions, type SweepStats, sweepShard } from './sweep.js';
 import { SHARD_TABLE, STATUS, type Status } from './table-schema.js';
+import { sameTags } from './tags.js';
 import { sweepCutoff, type WatermarkSnapshot } from './watermark.js';
 
 /** The device item as the shard state keeps it: everything but the outbox. */
@@ -133,6 +134,8 @@ export class ShardState {
     const { item } = entry;
     if (item.status !== STATUS.online || item.flapping) return 'slow';
     if (sighting.deviceType && sighting.deviceType !== item.deviceType) return 'slow';
+    // Changed tags go to the item once; the same tags again cost nothing.
+    if (sighting.tags && !sameTags(sighting.tags, item.tags)) return 'slow';
     const configured = config.deviceTypes.types[item.deviceType];
     if (!item.override && !(configured && samePolicy(item, configured))) return 'slow';
     // Silent long enough to have been declared offline: a job that did so may have crashed before saving, so only

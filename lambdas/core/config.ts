@@ -4,6 +4,7 @@
 import { ConfigError } from './errors.js';
 import { type DeviceTypes, type Policy, parseDeviceTypes } from './policy.js';
 import { DEFAULT_SHARD_COUNT } from './table-schema.js';
+import { MAX_TAGS, TAG_NAME_PATTERN } from './tags.js';
 
 export const ENV = {
   tableName: 'TABLE_NAME',
@@ -93,6 +94,9 @@ export interface FieldMap {
   deviceId: string;
   ts: string;
   deviceType: string;
+  /** Device tags (tags.ts): tag name → path. A message carrying any of them sets the device's tags to those it
+   * carries; one carrying none leaves them as they are. @default none */
+  tags?: Readonly<Record<string, string>>;
 }
 
 export interface IngestConfig {
@@ -177,13 +181,34 @@ function parseFieldMap(raw: unknown): FieldMap {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new ConfigError(ENV.fieldMap, 'must be a JSON object like {"deviceId": "thingName"}');
   }
-  const map = { ...DEFAULT_FIELD_MAP };
+  const map: FieldMap = { ...DEFAULT_FIELD_MAP };
   for (const [field, path] of Object.entries(raw)) {
-    if (!(field in map)) throw new ConfigError(ENV.fieldMap, `unknown field "${field}" (deviceId, ts, deviceType)`);
+    if (field === 'tags') {
+      map.tags = parseTagFields(path);
+      continue;
+    }
+    if (!(field in map)) {
+      throw new ConfigError(ENV.fieldMap, `unknown field "${field}" (deviceId, ts, deviceType, tags)`);
+    }
     if (typeof path !== 'string' || path === '') throw new ConfigError(ENV.fieldMap, `${field} must be a path`);
-    map[field as keyof FieldMap] = path;
+    map[field as 'deviceId' | 'ts' | 'deviceType'] = path;
   }
   return map;
+}
+
+function parseTagFields(raw: unknown): Record<string, string> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(ENV.fieldMap, 'tags must be an object of tag name → path, like {"site": "meta.site"}');
+  }
+  const entries = Object.entries(raw);
+  if (entries.length > MAX_TAGS) throw new ConfigError(ENV.fieldMap, `at most ${MAX_TAGS} tags`);
+  for (const [name, path] of entries) {
+    if (!TAG_NAME_PATTERN.test(name)) {
+      throw new ConfigError(ENV.fieldMap, `tag name "${name}" must match ${TAG_NAME_PATTERN.source}`);
+    }
+    if (typeof path !== 'string' || path === '') throw new ConfigError(ENV.fieldMap, `tag ${name} must be a path`);
+  }
+  return Object.fromEntries(entries) as Record<string, string>;
 }
 
 export function loadDeviceTypes(env: Env): DeviceTypes {

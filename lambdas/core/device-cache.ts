@@ -1,6 +1,7 @@
 import { type DeviceState, keptForMuteUntil } from './device.js';
 import { settlesAt } from './flap.js';
 import type { Policy } from './policy.js';
+import type { Tags } from './tags.js';
 
 /** What this container last knew of a device's stored state. Never trusted for correctness on its own: every
  * write that relies on it carries a condition that fails when it is stale. */
@@ -19,6 +20,8 @@ export interface CachedDevice {
   /** While muted: until when the item must be kept (device.ts `keptForMuteUntil`), which a write's `expiresAt` must
    * not cut short. */
   keepUntil?: number;
+  /** The stored tags: a message carrying others is written, not coalesced. */
+  tags?: Tags;
 }
 
 /** Bounded least-recently-used map; a Map keeps insertion order, so re-inserting on use makes it an LRU. */
@@ -57,6 +60,7 @@ export class DeviceCache {
       online: state.status === 'ONLINE',
       settlesAt: settlesAt(state),
       keepUntil: keptForMuteUntil(state),
+      tags: state.tags,
     });
   }
 

@@ -1,6 +1,7 @@
 // A device's stored state and the events its transitions produce.
 import { offlineAt, type Policy } from './policy.js';
 import type { Status } from './table-schema.js';
+import type { Tags } from './tags.js';
 
 export interface DeviceState {
   deviceId: string;
@@ -25,6 +26,8 @@ export interface DeviceState {
   transitions?: number[];
   /** Present while the device flaps: its transitions publish nothing until it has been stable for `windowMs`. */
   flapping?: Flapping;
+  /** Tags from its latest message that carried any (tags.ts). */
+  tags?: Tags;
   /** Committed events not yet confirmed published, oldest first: those in the device item. */
   outbox: DeviceEvent[];
   /** Older committed events not yet confirmed published, moved out of the item to spill items while publishing failed
@@ -69,6 +72,8 @@ export interface DeviceEvent {
   windowMs?: number;
   /** Set on the online/offline event that ends a flapping period: the state the device settled in. */
   settled?: true;
+  /** The device's tags when the transition was committed. */
+  tags?: Tags;
 }
 
 /** Deterministic: the same transition always carries the same id, so consumers can drop duplicates. '#' cannot
@@ -79,7 +84,7 @@ export function eventId(deviceId: string, seq: number): string {
 
 export function transitionEvent(
   type: EventType,
-  state: Pick<DeviceState, 'deviceId' | 'deviceType' | 'seq' | 'since' | 'lastSeen' | 'timeoutMs'>,
+  state: Pick<DeviceState, 'deviceId' | 'deviceType' | 'seq' | 'since' | 'lastSeen' | 'timeoutMs' | 'tags'>,
   detectedAt: number,
 ): DeviceEvent {
   return {
@@ -92,6 +97,7 @@ export function transitionEvent(
     lastSeen: state.lastSeen,
     timeoutMs: state.timeoutMs,
     detectedAt,
+    ...(state.tags && Object.keys(state.tags).length > 0 ? { tags: state.tags } : {}),
   };
 }
 

@@ -46,7 +46,7 @@ export function flapFieldsOf(state: FlapFields): FlapFields {
 
 type Transitioned = Pick<
   DeviceState,
-  'deviceId' | 'deviceType' | 'seq' | 'since' | 'lastSeen' | 'timeoutMs' | 'status' | 'flapping'
+  'deviceId' | 'deviceType' | 'seq' | 'since' | 'lastSeen' | 'timeoutMs' | 'status' | 'flapping' | 'tags'
 >;
 
 /** What a committed transition publishes: its own event; `device.flapping` instead when it starts the flapping;

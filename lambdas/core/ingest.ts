@@ -20,6 +20,7 @@ import type {
 import { type EntryClaim, mayBeProbe, type ProbeKeyStore, readEntry, readProbe } from './probe.js';
 import { shardOf } from './shard.js';
 import { STATUS } from './table-schema.js';
+import { sameTags, type Tags } from './tags.js';
 import { seenAt } from './time-basis.js';
 
 /** One source record: an SQS message or a Kinesis record. */
@@ -101,6 +102,8 @@ export interface DeviceUpdate {
   deviceId: string;
   lastSeen: number;
   deviceType?: string;
+  /** The tags of the newest message that carried any. */
+  tags?: Tags;
   recordIds: string[];
 }
 
@@ -165,6 +168,7 @@ export async function ingestBatch(
             deviceId: item.deviceId,
             lastSeen,
             deviceType: item.deviceType,
+            ...(item.tags ? { tags: item.tags } : {}),
             recordIds: [record.id],
           });
         } else {
@@ -172,6 +176,7 @@ export async function ingestBatch(
           if (lastSeen >= update.lastSeen) {
             update.lastSeen = lastSeen;
             update.deviceType = item.deviceType ?? update.deviceType;
+            if (item.tags) update.tags = item.tags;
           }
         }
       }
@@ -325,10 +330,11 @@ async function appendSightings(
   const failed = new Set<string>();
   const appended = await mapSettled(batches, APPEND_CONCURRENCY, ([shard, batch]) =>
     log.append(shard, {
-      sightings: batch.map(({ deviceId, lastSeen, deviceType }) => ({
+      sightings: batch.map(({ deviceId, lastSeen, deviceType, tags }) => ({
         deviceId,
         lastSeen,
         ...(deviceType ? { deviceType } : {}),
+        ...(tags ? { tags } : {}),
       })),
     }),
   );
@@ -372,6 +378,8 @@ async function applyUpdate(update: DeviceUpdate, deps: WriteDeps): Promise<Updat
       // (not the default type's, which would send every such message of another type down the slow path).
       ...(knownType === undefined ? { typePolicies: typePolicies(config.deviceTypes) } : {}),
       ...(update.deviceType ? { deviceType: update.deviceType } : {}),
+      // Written only when they may differ from the stored ones: the same write, so no extra unit.
+      ...(update.tags && !sameTags(update.tags, cached?.tags) ? { tags: update.tags } : {}),
     };
     const moveTo = cached?.online ? deadlineToMove(cached, update.lastSeen) : undefined;
     if (moveTo !== undefined && cached) {
@@ -382,7 +390,12 @@ async function applyUpdate(update: DeviceUpdate, deps: WriteDeps): Promise<Updat
     units += touched.units ?? 0;
     if (touched.applied) {
       const deadline = request.moveDeadline?.deadline ?? touched.before.deadline;
-      const written = { ...touched.before, lastSeen: update.lastSeen, deadline };
+      const written = {
+        ...touched.before,
+        lastSeen: update.lastSeen,
+        deadline,
+        tags: request.tags ?? touched.before.tags,
+      };
       cache.remember(written, update.lastSeen);
       // A mute this container did not know of needs the item longer than this write left it: one more write, only for
       // mutes that reach past the housekeeping TTL, and once per container (the cache knows the mute now). Should its
@@ -434,6 +447,7 @@ function typeNameFor(config: IngestConfig, deviceType: string | undefined): stri
 function canSkipWrite(cached: NonNullable<ReturnType<DeviceCache['get']>>, update: DeviceUpdate, typePolicy: Policy) {
   if (!cached.online || cached.policy.precisionMs === 0) return false;
   if (update.deviceType && update.deviceType !== cached.deviceType) return false;
+  if (update.tags && !sameTags(update.tags, cached.tags)) return false;
   if (!cached.hasOverride && !samePolicy(cached.policy, typePolicy)) return false;
   return update.lastSeen <= cached.lastSeen + cached.policy.precisionMs;
 }
@@ -478,7 +492,8 @@ function planCommit(
   const policy = current?.override ?? policyFor(config, deviceType);
   const damping = config.deviceTypes.types[deviceType]?.flap;
   const shard = shardOf(update.deviceId, config.shardCount);
-  const base = { deviceType, ...policy, lastSeen: t, status: STATUS.online, shard };
+  const tags = update.tags ?? current?.tags;
+  const base = { deviceType, ...policy, lastSeen: t, status: STATUS.online, shard, ...(tags ? { tags } : {}) };
   const withDeadline = <S extends Parameters<typeof deadlineOf>[0]>(state: S) => ({
     ...state,
     deadline: deadlineOf(state)!,

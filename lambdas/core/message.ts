@@ -2,6 +2,7 @@
 // clock, no I/O. Watermark probes never get here: a record is a probe only by its signature (probe.ts), so a device
 // payload with any field at all, `probe` included, is a device payload.
 import type { FieldMap } from './config.js';
+import { tagValue } from './tags.js';
 
 export const REJECT_REASONS = [
   'PAYLOAD_TOO_LARGE',
@@ -16,6 +17,7 @@ export const REJECT_REASONS = [
   'UNKNOWN_DEVICE_TYPE',
   'INVALID_TIMESTAMP',
   'TIMESTAMP_IN_FUTURE',
+  'INVALID_TAG',
   // Not the parser's: a valid message of a device that is not registered, in allow-list mode (ingest.ts).
   'UNREGISTERED',
 ] as const;
@@ -36,6 +38,8 @@ export interface DeviceMessage {
   deviceType?: string;
   /** The device's own timestamp (epoch ms), when it sent one. */
   deviceTs?: number;
+  /** The tags of the field map the message carries, when it carries any (tags.ts). */
+  tags?: Record<string, string>;
 }
 
 export type Parsed = DeviceMessage | Rejection;
@@ -124,6 +128,16 @@ function parseObject(json: unknown, text: string, options: ParseOptions): Parsed
       return reject('TIMESTAMP_IN_FUTURE', `"${fieldMap.ts}" is more than ${options.maxFutureMs} ms ahead`, text);
     }
     message.deviceTs = deviceTs;
+  }
+
+  for (const [name, path] of Object.entries(fieldMap.tags ?? {})) {
+    const raw = readPath(record, path);
+    if (raw === undefined || raw === null) continue;
+    const value = tagValue(raw);
+    if (value === undefined) {
+      return reject('INVALID_TAG', `tag "${name}" ("${path}") must be 1..64 chars of [A-Za-z0-9._:@/-]`, text);
+    }
+    message.tags = { ...message.tags, [name]: value };
   }
   return message;
 }

@@ -4,6 +4,7 @@ import type { DeviceEvent, DeviceState } from './device.js';
 import type { Rejection } from './message.js';
 import type { Policy } from './policy.js';
 import type { Status } from './table-schema.js';
+import type { Tags } from './tags.js';
 
 /** Write units a request consumed, as DynamoDB billed them (table + indexes), when the store can tell. */
 export interface Billed {
@@ -27,6 +28,8 @@ export interface TouchRequest {
   /** Move the deadline in the same write; requires the stored effective policy to equal `policy`, and unless the
    * caller bounded the deadline by when the device settles (`flapping`), that the device does not flap. */
   moveDeadline?: { deadline: number; policy: Policy; flapping: boolean };
+  /** Replace the stored tags (the message carried these). */
+  tags?: Tags;
 }
 
 export type TouchOutcome = Billed &
@@ -51,7 +54,8 @@ export type Expectation =
     };
 
 /** Writes a device's new state (and appends its transition events to the outbox) in one conditional write.
- * `shard`/`deadline` left undefined are removed, taking the device out of the deadline index.
+ * `shard`/`deadline` left undefined are removed, taking the device out of the deadline index; `tags` left undefined
+ * keep the stored ones (tags are replaced by a message's, never removed).
  *
  * The item's outbox never holds more than OUTBOX_ITEM_MAX events (outbox.ts): when appending would pass it, the
  * store first moves the events already there to a spill item, in one transaction with the device item that requires
@@ -192,6 +196,7 @@ export interface OfflineEntry {
   timeoutMs: number;
   precisionMs: number;
   mutedUntil?: number;
+  tags?: Tags;
   /** The entry's sort key: a listing resumes strictly after it. */
   key: string;
 }
@@ -208,7 +213,9 @@ export interface AdminStore {
   retire(request: RetireRequest): Promise<CommitOutcome>;
   register(request: RegisterRequest): Promise<CommitOutcome>;
   /** One partition of the offline index, newest first, strictly older than `before` (a sort key) when given. */
-  queryOffline(partition: string, limit: number, before?: string): Promise<Page<OfflineEntry>>;
+  /** Up to `limit` entries of one offline-index partition, newest first, strictly before `before`; with `tags`, only
+   * entries carrying every one of them (read on until `limit` match or the partition ends). */
+  queryOffline(partition: string, limit: number, before?: string, tags?: Tags): Promise<Page<OfflineEntry>>;
   /** Devices of each type, counted from the indexes: online = in the deadline index (a muted device held there
    * included), offline = in the offline index, retired nowhere. Reads the index keys of the whole fleet: an operator
    * call, not one to poll. */
@@ -220,6 +227,7 @@ export interface Sighting {
   deviceId: string;
   lastSeen: number;
   deviceType?: string;
+  tags?: Tags;
 }
 
 /** What one read of a shard's log returned: sightings, and the devices an operator changed (whose items the sweep

@@ -367,6 +367,7 @@ function unchanged(current: DeviceState) {
     timeoutMs: current.timeoutMs,
     precisionMs: current.precisionMs,
     lastSeen: current.lastSeen,
+    ...(current.tags ? { tags: current.tags } : {}),
   };
 }
 

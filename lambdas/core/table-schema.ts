@@ -46,6 +46,8 @@ export const A = {
   /** Present only while OFFLINE: the sparse offline index keys (see OFFLINE_INDEX). */
   offlineShard: 'offSh',
   offlineKey: 'offKey',
+  /** Device tags (tags.ts), a map of name → value. */
+  tags: 'tags',
 } as const;
 
 /** `RETIRED` is the tombstone a decommission leaves: it keeps `seq`, so a device that comes back continues its
@@ -80,13 +82,14 @@ export const OUTBOX_INDEX = {
 
 /** Sparse index of offline devices, newest first: partition `<deviceType>#<n>` (OFFLINE_SHARDS per type, so an
  * offline storm spreads its index writes), sort key `<since, zero-padded>#<deviceId>` (unique, so a page cursor is
- * one key). The commit of a transition sets or removes these keys in the same write. Projects what a listing shows;
- * those attributes change only with a transition or an operator action, never with a heartbeat. */
+ * one key). The commit of a transition sets or removes these keys in the same write. Projects what a listing shows
+ * and filters on (tags); those attributes change only with a transition or an operator action, or (tags) with a
+ * message, which reaches an offline device only as the transition that takes it out of this index. */
 export const OFFLINE_INDEX = {
   name: 'byOffline',
   partitionKey: A.offlineShard,
   sortKey: A.offlineKey,
-  projected: [A.deviceType, A.since, A.lastSeen, A.timeoutMs, A.precisionMs, A.mutedUntil] as string[],
+  projected: [A.deviceType, A.since, A.lastSeen, A.timeoutMs, A.precisionMs, A.mutedUntil, A.tags] as string[],
 } as const;
 
 /** Fixed: the API queries every one of them, so changing it needs a re-index. As many as the deadline index's

@@ -1,6 +1,7 @@
 // An in-memory model of the device table with the same conditional semantics as DynamoDeviceStore. Property tests
 // run the protocol against it at a speed no engine allows; the integration tests hold the adapter to the same
 // behaviour on DynamoDB Local.
+
 import type { DeviceEvent, DeviceState } from '../../lambdas/core/device.js';
 import {
   commitSpilling,
@@ -27,6 +28,7 @@ import type {
   TypeCounts,
 } from '../../lambdas/core/ports.js';
 import { KEY, offlineIndexKeys, offlinePartitions, SPILL, STATUS, spillKey } from '../../lambdas/core/table-schema.js';
+import type { Tags } from '../../lambdas/core/tags.js';
 import { deviceItemBytes, itemSize, writeUnits } from './item-size.js';
 
 export interface StoredDevice extends DeviceState {
@@ -122,6 +124,7 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     item.lastSeen = request.lastSeen;
     item.expiresAt = request.expiresAt;
     if (request.moveDeadline) item.deadline = request.moveDeadline.deadline;
+    if (request.tags) item.tags = clone(request.tags);
     return { applied: true, before };
   }
 
@@ -205,6 +208,8 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     for (const key of ['shard', 'deadline', 'transitions', 'flapping'] as const) {
       if (request.state[key] === undefined) delete next[key];
     }
+    // Tags are replaced, never removed, by a commit.
+    if (request.state.tags === undefined && item?.tags) next.tags = item.tags;
     delete next.offlineShard;
     delete next.offlineKey;
     if (next.status === STATUS.offline)
@@ -299,9 +304,10 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
     return { applied: true, after: toState(next) };
   }
 
-  async queryOffline(partition: string, limit: number, before?: string): Promise<Page<OfflineEntry>> {
+  async queryOffline(partition: string, limit: number, before?: string, tags?: Tags): Promise<Page<OfflineEntry>> {
     const all = [...this.items.values()]
       .filter((item) => item.offlineShard === partition && (before === undefined || item.offlineKey! < before))
+      .filter((item) => Object.entries(tags ?? {}).every(([name, value]) => item.tags?.[name] === value))
       .sort((a, b) => (a.offlineKey! < b.offlineKey! ? 1 : -1));
     const items = all.slice(0, limit).map((item) => ({
       deviceId: item.deviceId,
@@ -311,6 +317,7 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
       timeoutMs: item.timeoutMs,
       precisionMs: item.precisionMs,
       ...(item.mutedUntil !== undefined ? { mutedUntil: item.mutedUntil } : {}),
+      ...(item.tags ? { tags: item.tags } : {}),
       key: item.offlineKey!,
     }));
     return all.length > limit ? { items, next: items[items.length - 1]!.key } : { items };
