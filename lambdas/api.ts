@@ -2,16 +2,29 @@
 // overrides, mute, decommission. Routing and validation live in core/api.ts; this maps the Function URL event. The
 // same code serves the read deployment (API_ACCESS=read: GET routes only) and the admin one.
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { SchedulerClient } from '@aws-sdk/client-scheduler';
 import middy from '@middy/core';
 import type { Context, LambdaFunctionURLEvent, LambdaFunctionURLResult } from 'aws-lambda';
 import { DynamoDeviceStore } from './adapters/device-store.js';
+import { DynamoMaintenanceStore } from './adapters/maintenance-store.js';
 import { DynamoSightingLog } from './adapters/shard-log.js';
-import { type ApiDeps, type ApiRequest, handleApi, loadApiConfig, MAX_BODY_BYTES, StatsCache } from './core/api.js';
+import { EventBridgeWindowSchedules } from './adapters/window-schedules.js';
+import {
+  type ApiDeps,
+  type ApiRequest,
+  handleApi,
+  loadApiConfig,
+  MAX_WINDOW_BODY_BYTES,
+  StatsCache,
+} from './core/api.js';
 import { notingAdminStore } from './core/batched.js';
-import { type Env, loadBatchedEngine } from './core/config.js';
+import { ENV, type Env, loadBatchedEngine, requireString } from './core/config.js';
 import { type AwsClients, awsClients, logger, once } from './runtime.js';
 
-export function apiDepsFromEnv(env: Env, clients: Pick<AwsClients, 'dynamodb'> = awsClients()): ApiDeps {
+export function apiDepsFromEnv(
+  env: Env,
+  clients: Pick<AwsClients, 'dynamodb'> & { scheduler?: SchedulerClient } = awsClients(),
+): ApiDeps {
   const config = loadApiConfig(env);
   const batched = loadBatchedEngine(env);
   const store = new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName, shardCount: config.shardCount });
@@ -30,14 +43,29 @@ export function apiDepsFromEnv(env: Env, clients: Pick<AwsClients, 'dynamodb'> =
     now: Date.now,
     access: config.access,
     statsCache: new StatsCache(config.statsMaxAgeMs), // one per container, as the deps are
+    maintenance: {
+      maintenance: new DynamoMaintenanceStore(clients.dynamodb, config.tableName),
+      // The read deployment has no scheduler settings and no scheduler permissions: it lists windows only.
+      ...(config.access === 'admin' && env[ENV.maintenanceScheduleGroup]
+        ? { schedules: windowSchedulesFromEnv(env, clients.scheduler) }
+        : {}),
+    },
   };
+}
+
+function windowSchedulesFromEnv(env: Env, scheduler = new SchedulerClient({})): EventBridgeWindowSchedules {
+  return new EventBridgeWindowSchedules(scheduler, {
+    groupName: requireString(env, ENV.maintenanceScheduleGroup),
+    targetArn: requireString(env, ENV.maintenanceTargetArn),
+    roleArn: requireString(env, ENV.maintenanceSchedulerRoleArn),
+  });
 }
 
 export function toApiRequest(event: LambdaFunctionURLEvent): ApiRequest {
   const raw = event.body ?? undefined;
   // A base64 body is only decoded when it could be within the limit; the core refuses the rest by size.
   const body =
-    raw !== undefined && event.isBase64Encoded && raw.length <= (MAX_BODY_BYTES * 4) / 3 + 4
+    raw !== undefined && event.isBase64Encoded && raw.length <= (MAX_WINDOW_BODY_BYTES * 4) / 3 + 4
       ? Buffer.from(raw, 'base64').toString('utf8')
       : raw;
   return {

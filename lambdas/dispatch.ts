@@ -8,6 +8,7 @@ import { KinesisClient } from '@aws-sdk/client-kinesis';
 import middy from '@middy/core';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { Context } from 'aws-lambda';
+import { DynamoMaintenanceStore } from './adapters/maintenance-store.js';
 import { DynamoProbeKey } from './adapters/probe-key.js';
 import { QueueProbes, StreamProbes } from './adapters/probes.js';
 import { SweepQueue } from './adapters/sweep-queue.js';
@@ -15,12 +16,13 @@ import { DynamoWatermarkStore } from './adapters/watermark-store.js';
 import { ENV, type Env, loadBatchedEngine, loadSweepConfig, requireString, toleranceWarnings } from './core/config.js';
 import { type EmittedBy, METRIC } from './core/contracts.js';
 import { type DispatchDeps, type DispatchResult, dispatch } from './core/dispatch.js';
+import { applyEdge, type MaintenanceStore, parseWindowEdge } from './core/maintenance.js';
 import { type AwsClients, awsClients, logger, metrics, once } from './runtime.js';
 
 export function dispatchDepsFromEnv(
   env: Env,
   clients: AwsClients & { kinesis?: KinesisClient } = awsClients(),
-): DispatchDeps {
+): DispatchDeps & { maintenance: MaintenanceStore } {
   const config = loadSweepConfig(env);
   // Checked once per container: a tolerance that cannot protect a device type is a deployment mistake to shout about.
   for (const warning of toleranceWarnings(config.deviceTypes, config.watermarkToleranceMs, config.sweepTickSeconds)) {
@@ -39,6 +41,7 @@ export function dispatchDepsFromEnv(
     streams: new StreamProbes(kinesis, config.ingestStreamArns),
     now: Date.now,
     sleep: (ms) => sleep(ms),
+    maintenance: new DynamoMaintenanceStore(clients.dynamodb, config.tableName),
   };
 }
 
@@ -63,11 +66,19 @@ export function report(result: DispatchResult): void {
   logger.info('dispatched', summary);
 }
 
-export function dispatchHandler(deps: () => DispatchDeps) {
+export function dispatchHandler(deps: () => DispatchDeps & { maintenance?: MaintenanceStore }) {
   return middy<unknown, void, Error, Context>()
     .use(injectLambdaContext(logger))
     .use(logMetrics(metrics, { captureColdStartMetric: true }))
-    .handler(async (_event, context) => {
+    .handler(async (event, context) => {
+      // A maintenance window's schedule: move the window along (maintenance.ts), nothing else.
+      const edge = parseWindowEdge(event);
+      const { maintenance } = deps();
+      if (edge && maintenance) {
+        const changed = await applyEdge(maintenance, edge);
+        logger.info('maintenance window edge', { ...edge, changed });
+        return;
+      }
       const result = await dispatch(deps(), { remainingMs: () => context.getRemainingTimeInMillis() });
       report(result);
       // Missing sweep jobs are worth a retry by the scheduler (duplicates are harmless); probes and the live list

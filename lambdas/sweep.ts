@@ -8,6 +8,7 @@ import middy from '@middy/core';
 import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
 import { DynamoDeviceStore } from './adapters/device-store.js';
 import { EventTopics } from './adapters/event-topics.js';
+import { DynamoMaintenanceStore } from './adapters/maintenance-store.js';
 import { DynamoShardStates, DynamoSightingLog } from './adapters/shard-log.js';
 import { SweepQueue } from './adapters/sweep-queue.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
@@ -39,7 +40,9 @@ export function sweepDepsFromEnv(env: Env, clients: AwsClients = awsClients()): 
       concurrency: config.sweepConcurrency,
       republishAfterMs: config.outboxRepublishAfterMs,
       flapDamping: flapDampingByType(config.deviceTypes),
+      maintenanceRecheckMs: config.maintenanceRecheckMs,
     },
+    maintenance: new DynamoMaintenanceStore(clients.dynamodb, config.tableName),
     store: new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName }),
     publisher: new EventTopics(clients.sns, {
       online: config.onlineTopicArn,

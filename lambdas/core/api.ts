@@ -15,6 +15,7 @@ import {
 } from './admin.js';
 import { ENV, type Env, intSetting, loadDeviceTypes, requireString, silentWaitMs } from './config.js';
 import { ApiError, ConfigError } from './errors.js';
+import { addWindow, endWindow, listWindows, type MaintenanceDeps, parseWindowRequest } from './maintenance.js';
 import { DEVICE_ID_PATTERN } from './message.js';
 import type { Policy } from './policy.js';
 import { DEFAULT_SHARD_COUNT } from './table-schema.js';
@@ -70,6 +71,8 @@ export interface ApiDeps extends AdminDeps {
   access?: ApiAccess;
   /** GET /stats answers from it while its counts are fresh. @default none: every call reads the indexes */
   statsCache?: StatsCache;
+  /** The maintenance windows; the read deployment has no schedules (it changes nothing). @default none: 404 */
+  maintenance?: Pick<MaintenanceDeps, 'maintenance'> & Partial<Pick<MaintenanceDeps, 'schedules' | 'newId'>>;
 }
 
 /** GET /stats reads the index keys of the whole fleet (≈ 12k read units per million devices). Kept for `maxAgeMs`
@@ -92,8 +95,9 @@ export class StatsCache {
   }
 }
 
-/** Operator requests are a few fields; anything larger is refused unread. */
+/** Operator requests are a few fields; anything larger is refused unread. A maintenance window may list devices. */
 export const MAX_BODY_BYTES = 1024;
+export const MAX_WINDOW_BODY_BYTES = 16 * 1024;
 const MAX_DURATION_MS = 30 * 24 * 3600_000;
 const MAX_MUTE_MS = 366 * 24 * 3600_000;
 const DEFAULT_PAGE = 50;
@@ -114,12 +118,14 @@ async function route(request: ApiRequest, deps: ApiDeps): Promise<ApiResponse> {
   if (deps.access === 'read' && method !== 'GET') {
     throw new ApiError('read-only', 'this is the read-only operator API: changes go to the admin URL');
   }
-  if (request.body !== undefined && Buffer.byteLength(request.body) > MAX_BODY_BYTES) {
-    throw new ApiError('body-too-large', `request body over ${MAX_BODY_BYTES} bytes`);
-  }
   const segments = request.path.split('/').filter((s) => s !== '');
   const [root, rawId, sub, ...rest] = segments;
+  const maxBody = root === 'maintenance' ? MAX_WINDOW_BODY_BYTES : MAX_BODY_BYTES;
+  if (request.body !== undefined && Buffer.byteLength(request.body) > maxBody) {
+    throw new ApiError('body-too-large', `request body over ${maxBody} bytes`);
+  }
   if (rest.length > 0) throw new ApiError('no-route', `no route ${request.path}`);
+  if (root === 'maintenance' && sub === undefined) return maintenanceRoute(request, method, rawId, deps);
 
   if (root === 'stats' && rawId === undefined) {
     allow(method, ['GET']);
@@ -176,6 +182,34 @@ async function route(request: ApiRequest, deps: ApiDeps): Promise<ApiResponse> {
     return ok(await mute(deps, deviceId, parseUntil(body.until, deps.now())));
   }
   throw new ApiError('no-route', `no route ${request.path}`);
+}
+
+/** POST /maintenance, GET /maintenance, DELETE /maintenance/{id} (maintenance.ts). */
+async function maintenanceRoute(
+  request: ApiRequest,
+  method: string,
+  rawId: string | undefined,
+  deps: ApiDeps,
+): Promise<ApiResponse> {
+  const { maintenance } = deps;
+  if (!maintenance) throw new ApiError('no-route', 'maintenance windows are not configured here');
+  noQuery(request, []);
+  if (rawId === undefined) {
+    allow(method, ['GET', 'POST']);
+    if (method === 'GET') return ok({ windows: await listWindows(maintenance) });
+    const body = jsonBody(request.body, ['selector', 'from', 'until', 'reason'], ['selector']);
+    const window = parseWindowRequest(body, deps.now(), new Set(Object.keys(deps.deviceTypes.types)));
+    return { status: 201, body: await addWindow(withSchedules(maintenance, deps), window) };
+  }
+  allow(method, ['DELETE']);
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(rawId)) throw new ApiError('not-found', 'no such maintenance window');
+  return ok(await endWindow(withSchedules(maintenance, deps), rawId));
+}
+
+function withSchedules(maintenance: NonNullable<ApiDeps['maintenance']>, deps: ApiDeps): MaintenanceDeps {
+  const { schedules } = maintenance;
+  if (!schedules) throw new ApiError('no-route', 'no schedule group is configured for maintenance windows here');
+  return { ...maintenance, schedules, now: deps.now };
 }
 
 const ok = (body: unknown): ApiResponse => ({ status: 200, body });

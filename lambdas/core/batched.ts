@@ -9,7 +9,7 @@ import type { IngestConfig } from './config.js';
 import { type DeviceState, presumedLastSeen } from './device.js';
 import { DeviceCache } from './device-cache.js';
 import { deadlineOf } from './flap.js';
-import { type DeviceUpdate, emptyStats, type IngestStats, unregisteredDetail, writeUpdates } from './ingest.js';
+import { absorb, type DeviceUpdate, emptyStats, type IngestStats, unregisteredDetail, writeUpdates } from './ingest.js';
 import { offlineAt, type Policy, samePolicy } from './policy.js';
 import type {
   AdminStore,
@@ -396,10 +396,7 @@ async function sweepState(
     if (outcome !== 'slow') continue;
     const update = slow.get(sighting.deviceId);
     if (!update) slow.set(sighting.deviceId, { ...sighting, recordIds: [sighting.deviceId] });
-    else if (sighting.lastSeen >= update.lastSeen) {
-      update.lastSeen = sighting.lastSeen;
-      update.deviceType = sighting.deviceType ?? update.deviceType;
-    }
+    else absorb(update, sighting);
   }
   // Through the items, within the job's budget: a mass reconnect is paced by the sweeps (each job writes at most
   // the ingest's write concurrency at once), and what is left is read again by the next job.

@@ -2,6 +2,7 @@
 // local runtime set exactly these names (ENV below, part of the contracts in contracts.ts); everything has a sensible
 // default except the resources.
 import { ConfigError } from './errors.js';
+import { DEFAULT_RECHECK_MS } from './maintenance.js';
 import { type DeviceTypes, type Policy, parseDeviceTypes } from './policy.js';
 import { DEFAULT_SHARD_COUNT } from './table-schema.js';
 import { MAX_TAGS, TAG_NAME_PATTERN } from './tags.js';
@@ -54,6 +55,11 @@ export const ENV = {
   apiAccess: 'API_ACCESS',
   /** How long a container answers GET /stats from the counts it read last. */
   statsCacheSeconds: 'STATS_CACHE_SECONDS',
+  // maintenance windows (maintenance.ts): the schedules the admin API creates, and how often the sweep looks again
+  maintenanceScheduleGroup: 'MAINTENANCE_SCHEDULE_GROUP',
+  maintenanceTargetArn: 'MAINTENANCE_TARGET_ARN',
+  maintenanceSchedulerRoleArn: 'MAINTENANCE_SCHEDULER_ROLE_ARN',
+  maintenanceRecheckSeconds: 'MAINTENANCE_RECHECK_SECONDS',
 } as const;
 
 export type EngineName = 'per-device' | 'batched';
@@ -405,6 +411,8 @@ export interface SweepConfig {
   /** Outbox entries older than this are re-published by the sweep: well above a healthy commit-to-publish time,
    * so a re-publish rarely duplicates an event that is merely in flight. */
   outboxRepublishAfterMs: number;
+  /** How often the sweep looks again at a device a maintenance window holds (maintenance.ts). */
+  maintenanceRecheckMs: number;
   ingestQueueUrls: string[];
   ingestStreamArns: string[];
   onlineTopicArn?: string;
@@ -425,6 +433,7 @@ export function loadSweepConfig(env: Env): SweepConfig {
     sweepPageSize: intSetting(env, ENV.sweepPageSize, 100, 1, 1000),
     sweepConcurrency: intSetting(env, ENV.sweepConcurrency, 16, 1, 256),
     outboxRepublishAfterMs: intSetting(env, ENV.outboxRepublishAfterMs, 15_000, 0),
+    maintenanceRecheckMs: intSetting(env, ENV.maintenanceRecheckSeconds, DEFAULT_RECHECK_MS / 1000, 10, 86_400) * 1000,
     ingestQueueUrls: listSetting(env, ENV.ingestQueueUrls),
     ingestStreamArns: listSetting(env, ENV.ingestStreamArns),
     onlineTopicArn: env[ENV.onlineTopicArn] || undefined,

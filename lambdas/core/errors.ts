@@ -23,6 +23,7 @@ export type ApiErrorCode =
   | 'bad-time'
   | 'bad-query'
   | 'bad-cursor'
+  | 'bad-selector'
   | 'unknown-device-type'
   | 'not-found'
   | 'conflict';
@@ -38,6 +39,7 @@ export const API_ERROR_STATUS: Record<ApiErrorCode, number> = {
   'bad-device-id': 400,
   'bad-duration': 400,
   'bad-time': 400,
+  'bad-selector': 400,
   'bad-query': 400,
   'bad-cursor': 400,
   'unknown-device-type': 400,

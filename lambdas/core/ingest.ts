@@ -173,11 +173,7 @@ export async function ingestBatch(
           });
         } else {
           update.recordIds.push(record.id);
-          if (lastSeen >= update.lastSeen) {
-            update.lastSeen = lastSeen;
-            update.deviceType = item.deviceType ?? update.deviceType;
-            if (item.tags) update.tags = item.tags;
-          }
+          absorb(update, { ...item, lastSeen });
         }
       }
     }
@@ -252,6 +248,14 @@ function rejectUnregistered(updates: readonly DeviceUpdate[], records: readonly 
       };
     }),
   );
+}
+
+/** Folds a newer (or as new) message of the same device into its update: the newest time, type and tags win. */
+export function absorb(update: DeviceUpdate, message: Pick<DeviceUpdate, 'lastSeen' | 'deviceType' | 'tags'>): void {
+  if (message.lastSeen < update.lastSeen) return;
+  update.lastSeen = message.lastSeen;
+  update.deviceType = message.deviceType ?? update.deviceType;
+  if (message.tags) update.tags = message.tags;
 }
 
 /** The per-device engine's write path: each device's update written to its item (the happy-path touch, or a

@@ -5,6 +5,7 @@
 import { mapLimit } from './concurrency.js';
 import { type DeviceState, policyOf, presumedLastSeen, transitionEvent } from './device.js';
 import { deadlineOf, flapFieldsOf, recordTransition, settlesAt, startedFlapping, transitionEvents } from './flap.js';
+import { DEFAULT_RECHECK_MS, heldUntil, type MaintenanceStore, type MaintenanceWindow } from './maintenance.js';
 import { hasPendingEvents, relayOutboxes } from './outbox.js';
 import { type FlapDamping, offlineAt, type Policy } from './policy.js';
 import type { Billed, CommitRequest, DeviceStore, EventPublisher, ExpiredEntry } from './ports.js';
@@ -41,6 +42,8 @@ export interface SweepSettings {
   republishAfterMs: number;
   /** Flap damping of the device types that have it (flap.ts). @default none */
   flapDamping?: Readonly<Record<string, FlapDamping>>;
+  /** How often a device held by a maintenance window is looked at again (maintenance.ts). @default DEFAULT_RECHECK_MS */
+  maintenanceRecheckMs?: number;
 }
 
 export interface SweepDeps {
@@ -54,6 +57,8 @@ export interface SweepDeps {
   /** The outbox-index shards a job of `shard` re-publishes. @default the job's shard (the batched engine's shards
    * are not the indexes' shards: batched.ts) */
   outboxShards?: (shard: string) => string[];
+  /** The maintenance windows, read once per job and only by a job that finds a device to report. @default none */
+  maintenance?: Pick<MaintenanceStore, 'read'>;
 }
 
 export interface SweepOptions {
@@ -143,16 +148,31 @@ export async function sweepShard(job: SweepJob, deps: SweepDeps, options: SweepO
   if (cutoff !== undefined) {
     stats.cutoff = cutoff;
     stats.lagMs = startedAt - cutoff;
-    await sweepExpired(job, cutoff, deps, stats, hasTime);
+    await sweepExpired(job, cutoff, { ...deps, held: maintenanceHolds(deps, cutoff) }, stats, hasTime);
   }
   await republish(job.shard, deps, stats, hasTime);
   return stats;
 }
 
+/** Until when a device about to be reported offline since `since` waits for a maintenance window (maintenance.ts
+ * `heldUntil`), undefined when it does not. */
+type Held = (device: DeviceState, since: number) => Promise<number | undefined>;
+
+function maintenanceHolds(deps: SweepDeps, cutoff: number): Held {
+  const { maintenance } = deps;
+  if (!maintenance) return async () => undefined;
+  let windows: Promise<readonly MaintenanceWindow[]> | undefined;
+  const recheckMs = deps.settings.maintenanceRecheckMs ?? DEFAULT_RECHECK_MS;
+  return async (device, since) => {
+    windows ??= maintenance.read().then((read) => read.windows);
+    return heldUntil(await windows, device, since, cutoff, recheckMs);
+  };
+}
+
 async function sweepExpired(
   job: SweepJob,
   cutoff: number,
-  deps: SweepDeps,
+  deps: SweepDeps & { held: Held },
   stats: SweepStats,
   hasTime: (t: number) => boolean,
 ): Promise<void> {
@@ -259,7 +279,7 @@ async function settle(
   cutoff: number,
   shard: string,
   now: number,
-  deps: Pick<SweepDeps, 'store' | 'settings'>,
+  deps: Pick<SweepDeps, 'store' | 'settings'> & { held: Held },
   readFirst: boolean,
 ) {
   const { store } = deps;
@@ -274,9 +294,9 @@ async function settle(
     current = first.current;
   }
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const judgement = judge(current, cutoff);
-    if (judgement.kind === 'skip') return { kind: 'skipped', units } satisfies Settled;
     const state = current!;
+    const judgement = await heldByWindow(judge(current, cutoff), state, deps.held);
+    if (judgement.kind === 'skip') return { kind: 'skipped', units } satisfies Settled;
     if (judgement.kind === 'park') {
       const out = await store.park({
         deviceId: entry.deviceId,
@@ -307,6 +327,19 @@ async function settle(
     }
   }
   throw new Error(`device ${entry.deviceId}: state kept changing under ${MAX_ATTEMPTS} attempts`);
+}
+
+/** An offline event a maintenance window holds: the device is parked where the sweep looks at it again. */
+async function heldByWindow(judgement: Judgement, state: DeviceState, held: Held): Promise<Judgement> {
+  const offlineSince =
+    judgement.kind === 'offline'
+      ? offlineAt(presumedLastSeen(state), policyOf(state))
+      : judgement.kind === 'settle' && state.status === STATUS.offline
+        ? state.since
+        : undefined;
+  if (offlineSince === undefined) return judgement;
+  const until = await held(state, offlineSince);
+  return until === undefined ? judgement : { kind: 'park', deadline: until };
 }
 
 /** The offline transition of a device found expired at the cutoff. Everything comes from the stored item: the

@@ -140,6 +140,9 @@ export const WATERMARKS_KEY = '#watermarks';
 /** Control item holding the deployment's probe key (adapters/probe-key.ts). */
 export const PROBE_KEY_ITEM = '#probe-key';
 
+/** Control item holding the maintenance windows (maintenance.ts, adapters/maintenance-store.ts). */
+export const MAINTENANCE_KEY = '#maintenance';
+
 export const DEFAULT_SHARD_COUNT = 64;
 
 /** The batched engine's second table (batched.ts): the shards' logs and states, keyed `pk` + `sort`. Log records
