@@ -41,6 +41,8 @@ export function sweepDepsFromEnv(env: Env, clients: AwsClients = awsClients()): 
       republishAfterMs: config.outboxRepublishAfterMs,
       flapDamping: flapDampingByType(config.deviceTypes),
       maintenanceRecheckMs: config.maintenanceRecheckMs,
+      ...(config.parentTag ? { parentTag: config.parentTag } : {}),
+      parentGraceMs: config.parentGraceMs,
     },
     maintenance: new DynamoMaintenanceStore(clients.dynamodb, config.tableName),
     store: new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName }),

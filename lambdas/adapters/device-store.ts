@@ -170,6 +170,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
       [A.deadline, state.deadline],
       [A.transitions, state.transitions],
       [A.flapping, state.flapping],
+      [A.parentOffline, state.parentOffline],
     ] as const) {
       if (value === undefined) removes.push(x.name(attribute));
       else sets.push(`${x.name(attribute)} = ${x.value(value)}`);
@@ -355,6 +356,7 @@ export class DynamoDeviceStore implements DeviceStore, AdminStore {
       A.transitions,
       A.flapping,
       A.skipHorizon,
+      A.parentOffline,
     ].map((a) => x.name(a));
     // The outbox stays: events committed before the decommission are history and still go out (I4).
     const update =
@@ -774,6 +776,7 @@ export function toState(item: Item): DeviceState {
     ...(item[A.transitions] !== undefined ? { transitions: (item[A.transitions] as unknown[]).map(Number) } : {}),
     ...(item[A.flapping] !== undefined ? { flapping: toFlapping(item[A.flapping] as Record<string, unknown>) } : {}),
     ...(item[A.tags] !== undefined ? { tags: item[A.tags] as Tags } : {}),
+    ...(item[A.parentOffline] !== undefined ? { parentOffline: item[A.parentOffline] as string } : {}),
     outbox: ((item[A.outbox] as string[] | undefined) ?? []).map((json) => JSON.parse(json) as DeviceEvent),
     ...(item[A.spillTo] !== undefined ? { outboxSpills: toSpills(item) } : {}),
   };

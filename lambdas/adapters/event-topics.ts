@@ -59,6 +59,9 @@ function toEntry(event: DeviceEvent, index: number): PublishBatchRequestEntry {
     MessageAttributes: {
       type: { DataType: 'String', StringValue: event.type },
       deviceType: { DataType: 'String', StringValue: event.deviceType },
+      // A pager subscription filters these out with {"cause": [{"exists": false}]}.
+      ...(event.cause ? { cause: { DataType: 'String', StringValue: event.cause } } : {}),
+      ...(event.parentId ? { parentId: { DataType: 'String', StringValue: event.parentId } } : {}),
       ...Object.fromEntries(
         Object.entries(event.tags ?? {}).map(([name, value]) => [
           tagAttribute(name),

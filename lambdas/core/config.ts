@@ -4,6 +4,7 @@
 import { ConfigError } from './errors.js';
 import { DEFAULT_RECHECK_MS } from './maintenance.js';
 import { type DeviceTypes, type Policy, parseDeviceTypes } from './policy.js';
+import { DEFAULT_PARENT_GRACE_MS } from './sweep.js';
 import { DEFAULT_SHARD_COUNT } from './table-schema.js';
 import { MAX_TAGS, TAG_NAME_PATTERN } from './tags.js';
 
@@ -60,6 +61,9 @@ export const ENV = {
   maintenanceTargetArn: 'MAINTENANCE_TARGET_ARN',
   maintenanceSchedulerRoleArn: 'MAINTENANCE_SCHEDULER_ROLE_ARN',
   maintenanceRecheckSeconds: 'MAINTENANCE_RECHECK_SECONDS',
+  // gateway dependency (sweep.ts `parentVerdict`): the tag naming a device's parent, and the grace
+  parentTag: 'PARENT_TAG',
+  parentGraceSeconds: 'PARENT_GRACE_SECONDS',
 } as const;
 
 export type EngineName = 'per-device' | 'batched';
@@ -215,6 +219,14 @@ function parseTagFields(raw: unknown): Record<string, string> {
     if (typeof path !== 'string' || path === '') throw new ConfigError(ENV.fieldMap, `tag ${name} must be a path`);
   }
   return Object.fromEntries(entries) as Record<string, string>;
+}
+
+function parentTagSetting(env: Env): string | undefined {
+  const tag = env[ENV.parentTag] || undefined;
+  if (tag !== undefined && !TAG_NAME_PATTERN.test(tag)) {
+    throw new ConfigError(ENV.parentTag, `must be a tag name of the field map (${TAG_NAME_PATTERN.source})`);
+  }
+  return tag;
 }
 
 export function loadDeviceTypes(env: Env): DeviceTypes {
@@ -411,8 +423,12 @@ export interface SweepConfig {
   /** Outbox entries older than this are re-published by the sweep: well above a healthy commit-to-publish time,
    * so a re-publish rarely duplicates an event that is merely in flight. */
   outboxRepublishAfterMs: number;
-  /** How often the sweep looks again at a device a maintenance window holds (maintenance.ts). */
+  /** How often the sweep looks again at a device a maintenance window holds (maintenance.ts), or one reported behind
+   * its offline parent. */
   maintenanceRecheckMs: number;
+  /** The tag naming a device's parent (gateway), when devices have one. */
+  parentTag?: string;
+  parentGraceMs: number;
   ingestQueueUrls: string[];
   ingestStreamArns: string[];
   onlineTopicArn?: string;
@@ -434,6 +450,8 @@ export function loadSweepConfig(env: Env): SweepConfig {
     sweepConcurrency: intSetting(env, ENV.sweepConcurrency, 16, 1, 256),
     outboxRepublishAfterMs: intSetting(env, ENV.outboxRepublishAfterMs, 15_000, 0),
     maintenanceRecheckMs: intSetting(env, ENV.maintenanceRecheckSeconds, DEFAULT_RECHECK_MS / 1000, 10, 86_400) * 1000,
+    parentTag: parentTagSetting(env),
+    parentGraceMs: intSetting(env, ENV.parentGraceSeconds, DEFAULT_PARENT_GRACE_MS / 1000, 0, 3600) * 1000,
     ingestQueueUrls: listSetting(env, ENV.ingestQueueUrls),
     ingestStreamArns: listSetting(env, ENV.ingestStreamArns),
     onlineTopicArn: env[ENV.onlineTopicArn] || undefined,

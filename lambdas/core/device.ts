@@ -28,6 +28,10 @@ export interface DeviceState {
   flapping?: Flapping;
   /** Tags from its latest message that carried any (tags.ts). */
   tags?: Tags;
+  /** Reported offline as unreachable behind its parent (this is the parent's id, sweep.ts `parentVerdict`): the
+   * device stays in the deadline index, OFFLINE, and is looked at again until its parent is back; still silent a
+   * timeout after that, it is reported again without the cause. */
+  parentOffline?: string;
   /** Committed events not yet confirmed published, oldest first: those in the device item. */
   outbox: DeviceEvent[];
   /** Older committed events not yet confirmed published, moved out of the item to spill items while publishing failed
@@ -74,6 +78,10 @@ export interface DeviceEvent {
   settled?: true;
   /** The device's tags when the transition was committed. */
   tags?: Tags;
+  /** Why an offline event may not need anyone's attention: its parent (gateway) is offline (`parentId`). Absent on
+   * the event that reports a device still silent once its parent is back. */
+  cause?: 'parent-offline';
+  parentId?: string;
 }
 
 /** Deterministic: the same transition always carries the same id, so consumers can drop duplicates. '#' cannot

@@ -42,8 +42,13 @@ export interface SweepSettings {
   republishAfterMs: number;
   /** Flap damping of the device types that have it (flap.ts). @default none */
   flapDamping?: Readonly<Record<string, FlapDamping>>;
-  /** How often a device held by a maintenance window is looked at again (maintenance.ts). @default DEFAULT_RECHECK_MS */
+  /** How often a device held by a maintenance window, or reported behind an offline parent, is looked at again.
+   * @default DEFAULT_RECHECK_MS */
   maintenanceRecheckMs?: number;
+  /** The tag that names a device's parent (gateway): see `parentVerdict`. @default none */
+  parentTag?: string;
+  /** How long after a device went silent its parent may go offline and still be the cause. @default 60 s */
+  parentGraceMs?: number;
 }
 
 export interface SweepDeps {
@@ -99,6 +104,9 @@ export interface SweepStats {
   errors: unknown[];
 }
 
+/** How long after a device went silent its parent may still go offline and be the cause (`parentVerdict`). */
+export const DEFAULT_PARENT_GRACE_MS = 60_000;
+
 /** How many times one device is re-decided when its state keeps changing under the sweep (a busy device). */
 const MAX_ATTEMPTS = 4;
 /** Left of the runtime's remaining time for the last page to finish and the job to report. */
@@ -148,31 +156,47 @@ export async function sweepShard(job: SweepJob, deps: SweepDeps, options: SweepO
   if (cutoff !== undefined) {
     stats.cutoff = cutoff;
     stats.lagMs = startedAt - cutoff;
-    await sweepExpired(job, cutoff, { ...deps, held: maintenanceHolds(deps, cutoff) }, stats, hasTime);
+    await sweepExpired(job, cutoff, { ...deps, context: offlineContext(deps, cutoff) }, stats, hasTime);
   }
   await republish(job.shard, deps, stats, hasTime);
   return stats;
 }
 
-/** Until when a device about to be reported offline since `since` waits for a maintenance window (maintenance.ts
- * `heldUntil`), undefined when it does not. */
-type Held = (device: DeviceState, since: number) => Promise<number | undefined>;
+/** What an offline decision consults beyond the device's own item, each read at most once per job. */
+interface OfflineContext {
+  /** Until when a maintenance window holds the offline event of `device`, offline since `since` (maintenance.ts
+   * `heldUntil`); undefined when none does. */
+  held(device: DeviceState, since: number): Promise<number | undefined>;
+  /** A device's item, cached for the job: parents are shared by many devices. */
+  parent(parentId: string): Promise<DeviceState | undefined>;
+}
 
-function maintenanceHolds(deps: SweepDeps, cutoff: number): Held {
+function offlineContext(deps: SweepDeps, cutoff: number): OfflineContext {
   const { maintenance } = deps;
-  if (!maintenance) return async () => undefined;
   let windows: Promise<readonly MaintenanceWindow[]> | undefined;
+  const parents = new Map<string, Promise<DeviceState | undefined>>();
   const recheckMs = deps.settings.maintenanceRecheckMs ?? DEFAULT_RECHECK_MS;
-  return async (device, since) => {
-    windows ??= maintenance.read().then((read) => read.windows);
-    return heldUntil(await windows, device, since, cutoff, recheckMs);
+  return {
+    async held(device, since) {
+      if (!maintenance) return undefined;
+      windows ??= maintenance.read().then((read) => read.windows);
+      return heldUntil(await windows, device, since, cutoff, recheckMs);
+    },
+    parent(parentId) {
+      let parent = parents.get(parentId);
+      if (!parent) {
+        parent = deps.store.get(parentId);
+        parents.set(parentId, parent);
+      }
+      return parent;
+    },
   };
 }
 
 async function sweepExpired(
   job: SweepJob,
   cutoff: number,
-  deps: SweepDeps & { held: Held },
+  deps: SweepDeps & { context: OfflineContext },
   stats: SweepStats,
   hasTime: (t: number) => boolean,
 ): Promise<void> {
@@ -235,7 +259,9 @@ type Judgement =
   | { kind: 'rearm'; policy: Policy }
   | { kind: 'park'; deadline: number; mutedUntil?: number }
   | { kind: 'offline' }
-  | { kind: 'settle' };
+  | { kind: 'settle' }
+  /** Reported offline behind its parent: is the parent back (`parentVerdict`)? */
+  | { kind: 'orphan' };
 
 export function judge(current: DeviceState | undefined, cutoff: number): Judgement {
   if (!current) return { kind: 'skip' };
@@ -248,6 +274,9 @@ export function judge(current: DeviceState | undefined, cutoff: number): Judgeme
       ? ({ kind: 'park', deadline: mutedUntil, mutedUntil } as const)
       : undefined;
   if (current.status === STATUS.offline) {
+    // Reported behind its offline parent: looked at again until the parent is back. A report is an offline event, so
+    // a mute holds it.
+    if (current.parentOffline !== undefined && settles === undefined) return hold ?? { kind: 'orphan' };
     // In the index only while it flaps (else the entry lags behind the item, or a duplicate job got there first):
     // stable offline for the window, it settles offline, which is an offline event and so waits for a mute's end.
     if (settles === undefined || settles > cutoff) return { kind: 'skip' };
@@ -279,7 +308,7 @@ async function settle(
   cutoff: number,
   shard: string,
   now: number,
-  deps: Pick<SweepDeps, 'store' | 'settings'> & { held: Held },
+  deps: Pick<SweepDeps, 'store' | 'settings'> & { context: OfflineContext },
   readFirst: boolean,
 ) {
   const { store } = deps;
@@ -295,7 +324,7 @@ async function settle(
   }
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const state = current!;
-    const judgement = await heldByWindow(judge(current, cutoff), state, deps.held);
+    const judgement = await heldByWindow(judge(current, cutoff), state, deps.context);
     if (judgement.kind === 'skip') return { kind: 'skipped', units } satisfies Settled;
     if (judgement.kind === 'park') {
       const out = await store.park({
@@ -319,8 +348,35 @@ async function settle(
       if (out.applied) return { kind: 'rearmed', units } satisfies Settled;
       current = out.current;
     } else {
+      const since = judgement.kind === 'orphan' ? state.since : offlineAt(presumedLastSeen(state), policyOf(state));
+      const verdict = await parentVerdict(state, since, cutoff, deps.settings, deps.context);
+      if (verdict.kind === 'wait') {
+        const out = await store.park({
+          deviceId: entry.deviceId,
+          deadline: verdict.until,
+          expect: { seq: state.seq, status: state.status, policy: policyOf(state) },
+        });
+        units += billed(out);
+        if (out.applied) return { kind: 'rearmed', units } satisfies Settled;
+        current = out.current;
+        continue;
+      }
+      if (judgement.kind === 'orphan') {
+        const out = await store.commit(orphanReport(state, now, cutoff));
+        units += billed(out);
+        if (out.applied) return { kind: 'settled', after: out.after, units } satisfies Settled;
+        current = out.current;
+        continue;
+      }
       const damping = deps.settings.flapDamping?.[state.deviceType];
-      const out = await store.commit(offlineCommit(state, shard, now, cutoff, damping));
+      const behind =
+        verdict.kind === 'cause'
+          ? {
+              parentId: verdict.parentId,
+              recheckAt: cutoff + (deps.settings.maintenanceRecheckMs ?? DEFAULT_RECHECK_MS),
+            }
+          : undefined;
+      const out = await store.commit(offlineCommit(state, shard, now, cutoff, damping, behind));
       units += billed(out);
       if (out.applied) return { kind: 'offline', after: out.after, units } satisfies Settled;
       current = out.current;
@@ -330,16 +386,72 @@ async function settle(
 }
 
 /** An offline event a maintenance window holds: the device is parked where the sweep looks at it again. */
-async function heldByWindow(judgement: Judgement, state: DeviceState, held: Held): Promise<Judgement> {
+async function heldByWindow(judgement: Judgement, state: DeviceState, context: OfflineContext): Promise<Judgement> {
   const offlineSince =
     judgement.kind === 'offline'
       ? offlineAt(presumedLastSeen(state), policyOf(state))
-      : judgement.kind === 'settle' && state.status === STATUS.offline
+      : judgement.kind === 'orphan' || (judgement.kind === 'settle' && state.status === STATUS.offline)
         ? state.since
         : undefined;
   if (offlineSince === undefined) return judgement;
-  const until = await held(state, offlineSince);
+  const until = await context.held(state, offlineSince);
   return until === undefined ? judgement : { kind: 'park', deadline: until };
+}
+
+type ParentVerdict = { kind: 'none' } | { kind: 'cause'; parentId: string } | { kind: 'wait'; until: number };
+
+/** Whether a device about to be reported offline since `since` is unreachable only because its parent (named by the
+ * `parentTag` tag) is offline. One read of the parent per job, and only for a device with a parent.
+ * - The parent is OFFLINE since a time within the grace of the device's silence (the device was not heard after the
+ *   parent went silent): the cause. The device is reported with it and stays in the index, to be looked at again.
+ * - The parent is ONLINE but may go offline within the grace (its item does not keep it alive past it; the batched
+ *   engine's items are as of their last transition, so there it often cannot): the device waits until the grace is
+ *   over, then the parent's item tells.
+ * - Reported behind its parent already (`orphan`): the parent back online since P, the device is reported again,
+ *   without the cause, once it has been silent for its own timeout after P; until then it waits.
+ * A parent's own silence is judged by its own sweep job, which may run a little later in the same tick than the
+ * child's: a parent that goes offline in the very last moment of the grace can miss its children (they are then
+ * reported without the cause, which is the safe side). */
+async function parentVerdict(
+  state: DeviceState,
+  since: number,
+  cutoff: number,
+  settings: SweepSettings,
+  context: OfflineContext,
+): Promise<ParentVerdict> {
+  const parentId = state.parentOffline ?? (settings.parentTag && state.tags?.[settings.parentTag]);
+  if (!parentId || parentId === state.deviceId) return { kind: 'none' };
+  const parent = await context.parent(parentId);
+  const graceMs = settings.parentGraceMs ?? DEFAULT_PARENT_GRACE_MS;
+  const recheckAt = cutoff + (settings.maintenanceRecheckMs ?? DEFAULT_RECHECK_MS);
+  if (state.parentOffline !== undefined) {
+    if (parent?.status === STATUS.offline) return { kind: 'wait', until: recheckAt };
+    if (parent?.status !== STATUS.online || parent.since <= since) return { kind: 'none' };
+    const reportAt = parent.since + state.timeoutMs;
+    return reportAt <= cutoff ? { kind: 'none' } : { kind: 'wait', until: Math.min(reportAt, recheckAt) };
+  }
+  if (parent?.status === STATUS.offline) {
+    const related = parent.since <= since + graceMs && state.lastSeen <= parent.since + graceMs;
+    return related ? { kind: 'cause', parentId } : { kind: 'none' };
+  }
+  if (parent?.status !== STATUS.online) return { kind: 'none' };
+  const mayGoOfflineBy = offlineAt(presumedLastSeen(parent), policyOf(parent));
+  const graceEnds = since + graceMs;
+  return mayGoOfflineBy <= graceEnds && cutoff < graceEnds ? { kind: 'wait', until: graceEnds } : { kind: 'none' };
+}
+
+/** A device reported behind its parent, still silent a timeout after the parent came back: reported again, without
+ * the cause, and out of the index. Its own seq, so its own event id; `since` stays when it went silent. */
+function orphanReport(current: DeviceState, detectedAt: number, cutoff: number): CommitRequest {
+  const state = { ...unchanged(current), status: STATUS.offline, since: current.since, seq: current.seq + 1 };
+  return {
+    deviceId: current.deviceId,
+    expect: unchangedSince(current, cutoff),
+    state,
+    append: [transitionEvent('device.offline', { deviceId: current.deviceId, ...state }, detectedAt)],
+    outboxShard: current.shard!,
+    outboxAt: detectedAt,
+  };
 }
 
 /** The offline transition of a device found expired at the cutoff. Everything comes from the stored item: the
@@ -352,21 +464,25 @@ export function offlineCommit(
   detectedAt: number,
   cutoff?: number,
   damping?: FlapDamping,
+  behind?: { parentId: string; recheckAt: number },
 ): CommitRequest {
   const since = offlineAt(presumedLastSeen(current), policyOf(current));
   const flap = recordTransition(current, since, damping);
   // The device leaves the deadline index (and enters the offline index) in the same write, unless it flaps: then it
-  // stays, at the time it would settle.
-  const state = located(
-    { ...unchanged(current), status: STATUS.offline, since, seq: current.seq + 1, ...flap.fields },
-    current.shard ?? shard,
-  );
+  // stays, at the time it would settle; or unless it is reported behind its offline parent: then it stays until the
+  // parent is back (a flapping device's events are held anyway: it carries no cause).
+  const cause = behind && !flap.fields.flapping ? behind : undefined;
+  const offline = { ...unchanged(current), status: STATUS.offline, since, seq: current.seq + 1, ...flap.fields };
+  const state = cause
+    ? { ...offline, parentOffline: cause.parentId, shard: current.shard ?? shard, deadline: cause.recheckAt }
+    : located(offline, current.shard ?? shard);
+  const events = transitionEvents({ deviceId: current.deviceId, ...state }, flap.starts, detectedAt);
   return {
     deviceId: current.deviceId,
     // A mute set since the item was read wins: the transition waits for its end.
     expect: unchangedSince(current, cutoff),
     state,
-    append: transitionEvents({ deviceId: current.deviceId, ...state }, flap.starts, detectedAt),
+    append: cause ? events.map((e) => ({ ...e, cause: 'parent-offline', parentId: cause.parentId })) : events,
     outboxShard: current.shard ?? shard,
     outboxAt: detectedAt,
   };

@@ -48,6 +48,8 @@ export const A = {
   offlineKey: 'offKey',
   /** Device tags (tags.ts), a map of name → value. */
   tags: 'tags',
+  /** The parent (gateway) a device was reported offline behind (DeviceState `parentOffline`). */
+  parentOffline: 'parOff',
 } as const;
 
 /** `RETIRED` is the tombstone a decommission leaves: it keeps `seq`, so a device that comes back continues its

@@ -205,7 +205,7 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
       deviceId: request.deviceId,
       outbox: [...(item?.outbox ?? []), ...clone(request.append)],
     };
-    for (const key of ['shard', 'deadline', 'transitions', 'flapping'] as const) {
+    for (const key of ['shard', 'deadline', 'transitions', 'flapping', 'parentOffline'] as const) {
       if (request.state[key] === undefined) delete next[key];
     }
     // Tags are replaced, never removed, by a commit.
@@ -275,6 +275,7 @@ export class MemoryDeviceStore implements DeviceStore, AdminStore {
       'transitions',
       'flapping',
       'skipHorizon',
+      'parentOffline',
     ] as const) {
       delete item[key];
     }

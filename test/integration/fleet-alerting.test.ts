@@ -104,7 +104,13 @@ describe('device tags on DynamoDB Local and fauxqs', () => {
   it('ride on the item, the offline index and the events; a filter policy on tag.site selects a site', async () => {
     const d = await detector();
     const [a, b] = [uniqueName('tag-a'), uniqueName('tag-b')];
-    await d.send([{ deviceId: a, site: 'berlin' }, { deviceId: b, site: 'paris' }], T0);
+    await d.send(
+      [
+        { deviceId: a, site: 'berlin' },
+        { deviceId: b, site: 'paris' },
+      ],
+      T0,
+    );
     await d.send([{ deviceId: a }], T0 + 1_000); // a message without tags keeps them
     expect((await getDevice(d.admin, a)).tags).toEqual({ site: 'berlin' });
     await d.sweepAt(T0 + 1_000 + TRACKER);
@@ -144,13 +150,22 @@ describe('maintenance windows on DynamoDB Local', () => {
     const d = await detector();
     const schedules = new RecordedSchedules();
     const [held, free] = [uniqueName('held'), uniqueName('free')];
-    await addWindow({ maintenance: d.maintenance, schedules, now: () => d.clock.t }, {
-      selector: { tags: { site: 'berlin' } },
-      from: T0,
-      until: T0 + 10 * 60_000,
-      reason: 'rewiring',
-    });
-    await d.send([{ deviceId: held, site: 'berlin' }, { deviceId: free, site: 'paris' }], T0);
+    await addWindow(
+      { maintenance: d.maintenance, schedules, now: () => d.clock.t },
+      {
+        selector: { tags: { site: 'berlin' } },
+        from: T0,
+        until: T0 + 10 * 60_000,
+        reason: 'rewiring',
+      },
+    );
+    await d.send(
+      [
+        { deviceId: held, site: 'berlin' },
+        { deviceId: free, site: 'paris' },
+      ],
+      T0,
+    );
     await d.sweepAt(T0 + TRACKER);
     expect(await d.store.get(held)).toMatchObject({ status: 'ONLINE', deadline: T0 + TRACKER + 300_000 });
     expect(await d.store.get(free)).toMatchObject({ status: 'OFFLINE', since: T0 + TRACKER });

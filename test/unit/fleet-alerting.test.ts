@@ -18,6 +18,7 @@ import { EventLog, MemoryJobQueue, T0, TYPES } from '../support/sweep-harness.js
 const TRACKER = TYPES.tracker.timeoutMs;
 const SHARDS = 2;
 const RECHECK = 60_000;
+const GRACE = 60_000;
 const MIN = 60_000;
 type Engine = 'per-device' | 'batched';
 
@@ -69,6 +70,8 @@ function detector(engine: Engine) {
     concurrency: 4,
     republishAfterMs: 10_000,
     maintenanceRecheckMs: RECHECK,
+    parentTag: 'gatewayId',
+    parentGraceMs: GRACE,
   };
   const common = { settings, publisher: events, watermarks: new MemoryWatermarks(), queue: new MemoryJobQueue(), now };
   const batchedDeps: BatchedSweepDeps = {
@@ -288,5 +291,68 @@ describe('maintenance API', () => {
       'scheduler down',
     );
     expect(d.maintenance.windows).toEqual([]);
+  });
+});
+
+describe.each<Engine>(['per-device', 'batched'])('gateway dependency (%s engine)', (engine) => {
+  const child = (deviceId: string) => ({ deviceId, meta: { gw: 'gw' } });
+  const byDevice = (d: ReturnType<typeof detector>) =>
+    d.events.events
+      .filter((e) => e.deviceId !== 'gw' && e.type === 'device.offline')
+      .map((e) => [e.deviceId, e.cause, e.parentId, e.since - T0])
+      .sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+
+  it('children of an offline gateway carry cause=parent-offline; still silent after it is back, they are reported without', async () => {
+    const d = detector(engine);
+    await d.send([{ deviceId: 'gw' }, child('c1'), child('c2'), child('c3')]);
+    for (let t = T0 + 30_000; t <= T0 + 10 * MIN; t += 30_000) await d.sweepAt(t);
+    expect(d.events.of('gw', 'device.offline').map((e) => [e.since - T0, e.cause])).toEqual([[TRACKER, undefined]]);
+    expect(byDevice(d)).toEqual([
+      ['c1', 'parent-offline', 'gw', TRACKER],
+      ['c2', 'parent-offline', 'gw', TRACKER],
+      ['c3', 'parent-offline', 'gw', TRACKER],
+    ]);
+    // The gateway is back, and c3 with it; c1 and c2 stay silent.
+    await d.send([{ deviceId: 'gw' }, child('c3')], T0 + 10 * MIN);
+    for (let t = T0 + 10 * MIN + 30_000; t <= T0 + 20 * MIN; t += 30_000) {
+      if ((t - T0) % MIN === 0) await d.send([{ deviceId: 'gw' }, child('c3')], t);
+      await d.sweepAt(t);
+    }
+    const reported = d.events.events.filter((e) => e.type === 'device.offline' && e.cause === undefined);
+    const children = reported.filter((e) => e.deviceId !== 'gw');
+    expect(children.map((e) => [e.deviceId, e.since - T0]).sort()).toEqual([
+      ['c1', TRACKER],
+      ['c2', TRACKER],
+    ]);
+    for (const e of children) {
+      // A timeout after the gateway's return, within the recheck.
+      expect(e.detectedAt).toBeGreaterThanOrEqual(T0 + 10 * MIN + TRACKER);
+      expect(e.detectedAt).toBeLessThanOrEqual(T0 + 10 * MIN + TRACKER + RECHECK);
+    }
+    expect(d.events.of('c3').map((e) => e.type)).toEqual(['device.online', 'device.offline', 'device.online']);
+    expect((await getDevice(d.admin, 'c1')).status).toBe('OFFLINE');
+  });
+
+  it('a child of a live gateway is reported without a cause, at most the grace late', async () => {
+    const d = detector(engine);
+    await d.send([{ deviceId: 'gw' }, child('c1')]);
+    for (let t = T0 + 30_000; t <= T0 + 5 * MIN; t += 30_000) {
+      await d.send([{ deviceId: 'gw' }], t);
+      await d.sweepAt(t);
+    }
+    expect(byDevice(d)).toEqual([['c1', undefined, undefined, TRACKER]]);
+    const detected = d.events.of('c1', 'device.offline')[0]!.detectedAt - T0;
+    expect(detected).toBeLessThanOrEqual(TRACKER + GRACE);
+    if (engine === 'per-device') expect(detected).toBe(TRACKER); // its item shows the gateway alive: no wait
+  });
+
+  it('a child heard after its gateway went silent was not behind it: no cause', async () => {
+    const d = detector(engine);
+    await d.send([{ deviceId: 'gw' }, child('c1')]);
+    for (let t = T0 + 30_000; t <= T0 + 10 * MIN; t += 30_000) {
+      if (t <= T0 + 4 * MIN) await d.send([child('c1')], t);
+      await d.sweepAt(t);
+    }
+    expect(byDevice(d)).toEqual([['c1', undefined, undefined, 4 * MIN + TRACKER]]);
   });
 });

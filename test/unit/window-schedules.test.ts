@@ -67,7 +67,9 @@ describe('EventBridgeWindowSchedules', () => {
 
   it('a schedule that exists already (a retried request) is fine; other errors fail the call', async () => {
     const schedules = new EventBridgeWindowSchedules(new SchedulerClient({}), options);
-    scheduler.on(CreateScheduleCommand).rejects(new ConflictException({ Message: 'exists', message: 'exists', $metadata: {} }));
+    scheduler
+      .on(CreateScheduleCommand)
+      .rejects(new ConflictException({ Message: 'exists', message: 'exists', $metadata: {} }));
     await expect(schedules.create(window(NOW + 1_000, NOW + 2_000), NOW)).resolves.toBeUndefined();
     scheduler.on(CreateScheduleCommand).rejects(new Error('throttled'));
     await expect(schedules.create(window(NOW + 1_000, NOW + 2_000), NOW)).rejects.toThrow('throttled');
