@@ -8,14 +8,16 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { DynamoDeviceStore } from '../lambdas/adapters/device-store.js';
+import { DynamoMaintenanceStore } from '../lambdas/adapters/maintenance-store.js';
 import { DynamoProbeKey } from '../lambdas/adapters/probe-key.js';
 import { redrive } from '../lambdas/adapters/redrive.js';
+import { TableWindowSchedules } from '../lambdas/adapters/table-schedules.js';
 import { type ApiRequest, type ApiResponse, handleApi, loadApiConfig, parseDuration } from '../lambdas/core/api.js';
 import { ApiError } from '../lambdas/core/errors.js';
 
 const USAGE = `usage: offline-detector <command> [args] (--url <function url> | --endpoint <dynamodb url> --table <name>)
   status <deviceId>                       a device's state, policy, mute, flapping
-  list [--type T] [--limit N] [--cursor C] [--all]
+  list [--type T] [--tag name=value[,..]] [--limit N] [--cursor C] [--all]
                                           offline devices, newest first
   stats                                   online/offline counts per device type
   mute <deviceId> (--until <ISO time|epoch ms> | --for <duration>)
@@ -24,6 +26,11 @@ const USAGE = `usage: offline-detector <command> [args] (--url <function url> | 
   policy <deviceId> --clear               back to the device type's policy
   forget <deviceId>                       decommission
   devices register <deviceId> [--type T]  register a device (tracked in allow-list mode; a no-op when it is already)
+  maintenance add (--all | --type T[,T..] | --tag name=value[,..] | --devices id[,id..])
+      [--from <time>] [--until <time> | --for <duration>] [--reason text]
+                                          hold the group's offline events; without an end, until cancelled
+  maintenance list                        the windows not yet ended
+  maintenance cancel <windowId>           cancel (or end now) a window
   redrive --from <DLQ url> --to <ingest queue url> --table <name> [--max N]
                                           put dead-lettered ingest messages back, keeping when they first entered
 --url: the admin URL (stack output ApiUrl) for every command, or the read URL (ApiReadUrl) for status, list, stats.
@@ -47,6 +54,9 @@ const OPTIONS = {
   from: { type: 'string' },
   to: { type: 'string' },
   max: { type: 'string' },
+  tag: { type: 'string' },
+  devices: { type: 'string' },
+  reason: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -67,8 +77,16 @@ export function requestFor(command: string | undefined, args: string[], flags: F
       return {
         method: 'GET',
         path: '/devices',
-        query: { status: 'offline', deviceType: flags.type, limit: flags.limit, cursor: flags.cursor },
+        query: {
+          status: 'offline',
+          deviceType: flags.type,
+          limit: flags.limit,
+          cursor: flags.cursor,
+          ...Object.fromEntries(Object.entries(tagPairs(flags.tag)).map(([name, value]) => [`tag.${name}`, value])),
+        },
       };
+    case 'maintenance':
+      return maintenanceRequest(args, flags, now);
     case 'stats':
       return { method: 'GET', path: '/stats', query: {} };
     case 'mute': {
@@ -103,6 +121,51 @@ export function requestFor(command: string | undefined, args: string[], flags: F
   }
 }
 
+function maintenanceRequest(args: string[], flags: Flags, now: number): ApiRequest {
+  const [action, windowId] = args;
+  if (action === 'list') return { method: 'GET', path: '/maintenance', query: {} };
+  if (action === 'cancel') {
+    if (!windowId) throw new ApiError('missing-field', 'maintenance cancel needs a window id');
+    return { method: 'DELETE', path: `/maintenance/${encodeURIComponent(windowId)}`, query: {} };
+  }
+  if (action !== 'add') throw new ApiError('no-route', `maintenance add|list|cancel, not "${action ?? ''}"`);
+  const list = (raw: string) => raw.split(',').filter((s) => s !== '');
+  const selector = flags.all
+    ? { all: true }
+    : flags.type
+      ? { deviceTypes: list(flags.type) }
+      : flags.tag
+        ? { tags: tagPairs(flags.tag) }
+        : flags.devices
+          ? { deviceIds: list(flags.devices) }
+          : undefined;
+  if (!selector) throw new ApiError('missing-field', 'maintenance add needs --all, --type, --tag or --devices');
+  const until =
+    flags.for !== undefined ? now + parseDuration(flags.for, '--for') : flags.until && timeValue(flags.until);
+  const body = {
+    selector,
+    ...(flags.from !== undefined ? { from: timeValue(flags.from) } : {}),
+    ...(until !== undefined ? { until } : {}),
+    ...(flags.reason !== undefined ? { reason: flags.reason } : {}),
+  };
+  return { method: 'POST', path: '/maintenance', query: {}, body: JSON.stringify(body) };
+}
+
+/** `name=value,name=value`: the API validates names and values. */
+function tagPairs(raw: string | undefined): Record<string, string> {
+  const pairs: Record<string, string> = {};
+  for (const pair of (raw ?? '').split(',').filter((s) => s !== '')) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new ApiError('bad-query', `--tag takes name=value pairs, not "${pair}"`);
+    pairs[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return pairs;
+}
+
+function timeValue(raw: string): string | number {
+  return /^\d+$/.test(raw) ? Number(raw) : raw;
+}
+
 /** Numbers stay numbers (ms), the rest goes to the API as written: it validates. */
 function durationValue(raw: string | undefined): string | number | undefined {
   return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : raw;
@@ -110,7 +173,7 @@ function durationValue(raw: string | undefined): string | number | undefined {
 
 function untilValue(raw: string | undefined): string | number {
   if (raw === undefined) throw new ApiError('missing-field', 'mute needs --until or --for');
-  return /^\d+$/.test(raw) ? Number(raw) : raw;
+  return timeValue(raw);
 }
 
 /** SHA-256 (and its HMAC) for the signer, from node:crypto. */
@@ -186,6 +249,11 @@ export function tableTransport(endpoint: string, table: string, region?: string)
     deviceTypes: config.deviceTypes,
     housekeepingTtlMs: config.housekeepingTtlMs,
     now: Date.now,
+    // No EventBridge Scheduler here: the local runtime fires the schedules it keeps in the table.
+    maintenance: {
+      maintenance: new DynamoMaintenanceStore(dynamodb, config.tableName),
+      schedules: new TableWindowSchedules(dynamodb, config.tableName),
+    },
   };
   return (request) => handleApi(request, deps);
 }

@@ -1,50 +1,23 @@
-// The maintenance windows (maintenance.ts) as one control item of the device table, `#maintenance`: the windows as
-// JSON and a version that every write is conditional on. One item, so the sweep reads them all with one strongly
-// consistent read per job; at most MAX_WINDOWS of a few hundred bytes each.
-import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+// The maintenance windows (maintenance.ts) as one control item of the device table, `#maintenance`: one item, so the
+// sweep reads them all with one strongly consistent read per job; at most MAX_WINDOWS of a few hundred bytes each.
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { MaintenanceStore, MaintenanceWindow } from '../core/maintenance.js';
-import { KEY, MAINTENANCE_KEY } from '../core/table-schema.js';
+import { MAINTENANCE_KEY } from '../core/table-schema.js';
+import { VersionedItem } from './versioned-item.js';
 
 export class DynamoMaintenanceStore implements MaintenanceStore {
-  private readonly doc: DynamoDBDocumentClient;
+  private readonly item: VersionedItem<MaintenanceWindow[]>;
 
-  constructor(
-    client: DynamoDBClient,
-    private readonly tableName: string,
-  ) {
-    this.doc = DynamoDBDocumentClient.from(client);
+  constructor(client: DynamoDBClient, tableName: string) {
+    this.item = new VersionedItem(client, tableName, MAINTENANCE_KEY, []);
   }
 
   async read(): Promise<{ windows: MaintenanceWindow[]; version: number }> {
-    const { Item } = await this.doc.send(
-      new GetCommand({ TableName: this.tableName, Key: { [KEY]: MAINTENANCE_KEY }, ConsistentRead: true }),
-    );
-    if (!Item) return { windows: [], version: 0 };
-    return { windows: JSON.parse(Item.windows as string) as MaintenanceWindow[], version: Number(Item.version) };
+    const { value, version } = await this.item.read();
+    return { windows: value, version };
   }
 
-  async write(windows: MaintenanceWindow[], version: number): Promise<boolean> {
-    try {
-      // An update, not a put: the roles that write control items have UpdateItem only.
-      await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { [KEY]: MAINTENANCE_KEY },
-          UpdateExpression: 'SET #w = :w, #v = :next',
-          ConditionExpression: version === 0 ? 'attribute_not_exists(#v)' : '#v = :v',
-          ExpressionAttributeNames: { '#w': 'windows', '#v': 'version' },
-          ExpressionAttributeValues: {
-            ':w': JSON.stringify(windows),
-            ':next': version + 1,
-            ...(version === 0 ? {} : { ':v': version }),
-          },
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
-      throw error;
-    }
+  write(windows: MaintenanceWindow[], version: number): Promise<boolean> {
+    return this.item.write(windows, version);
   }
 }

@@ -145,6 +145,10 @@ export const PROBE_KEY_ITEM = '#probe-key';
 /** Control item holding the maintenance windows (maintenance.ts, adapters/maintenance-store.ts). */
 export const MAINTENANCE_KEY = '#maintenance';
 
+/** Control item of the local runtime only: the maintenance windows' schedules where there is no EventBridge Scheduler
+ * (adapters/table-schedules.ts). */
+export const LOCAL_SCHEDULES_KEY = '#local-schedules';
+
 export const DEFAULT_SHARD_COUNT = 64;
 
 /** The batched engine's second table (batched.ts): the shards' logs and states, keyed `pk` + `sort`. Log records

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../../bin/cli.js';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
+import { TableWindowSchedules } from '../../lambdas/adapters/table-schedules.js';
 import { handleApi } from '../../lambdas/core/api.js';
 import { loadIngestConfig } from '../../lambdas/core/config.js';
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
@@ -62,6 +63,33 @@ describe('offline-detector CLI', () => {
     expect(await run(['status', 'pump/7', ...local])).toMatchObject({ code: 1 });
     expect(await run(['policy', 'pump/7', '--timeout', 'soon', ...local])).toMatchObject({ code: 1 });
     expect((await run(['frobnicate', ...local])).code).toBe(2);
+  });
+
+  it('maintenance add, list and cancel on a local table; the schedules wait in the table for the runtime', async () => {
+    const table = uniqueName('cli-maintenance');
+    drops.push(await createDeviceTable(clients.dynamodb, table));
+    process.env.DEVICE_TYPES = JSON.stringify(TYPES);
+    const local = ['--endpoint', clients.endpoints.dynamodb, '--table', table];
+    const from = new Date(Date.now() + 3_600_000).toISOString();
+    const added = await run(['maintenance', 'add', '--tag', 'site=berlin', '--from', from, '--for', '3h', ...local]);
+    expect(added.code).toBe(0);
+    const window = added.json();
+    expect(window).toMatchObject({
+      selector: { tags: { site: 'berlin' } },
+      from: Date.parse(from),
+      state: 'scheduled',
+    });
+    expect((await run(['maintenance', 'list', ...local])).json().windows).toEqual([window]);
+    const schedules = new TableWindowSchedules(clients.dynamodb, table);
+    expect(await schedules.takeDue(Date.parse(from))).toEqual([{ windowId: window.id, edge: 'start' }]);
+    expect(await run(['maintenance', 'cancel', window.id, ...local])).toMatchObject({ code: 0 });
+    expect((await run(['maintenance', 'list', ...local])).json().windows).toEqual([]);
+    expect(await schedules.takeDue(Date.parse(from) + 1_000 * 86_400_000)).toEqual([]); // its end went with it
+    expect((await run(['maintenance', 'add', '--tag', 'site', ...local])).code).toBe(2);
+    expect((await run(['maintenance', 'add', '--tag', 'site=a b', ...local])).json()).toMatchObject({
+      error: 'bad-selector',
+    });
+    expect((await run(['list', '--tag', 'site=berlin', ...local])).json()).toEqual({ devices: [] });
   });
 
   it('signs its calls to the Function URL with SigV4 for the lambda service', async () => {
