@@ -1,12 +1,16 @@
 // Device tags and maintenance windows on the engines: DynamoDB Local for the table (tags on the item and in the
 // offline index, the windows' control item), fauxqs for the topics, each subscribed by a queue with the filter policy
 // a pager subscription would use. Time is an injected clock; nothing sleeps.
+import { CreateScheduleCommand, DeleteScheduleCommand, SchedulerClient } from '@aws-sdk/client-scheduler';
 import { SubscribeCommand } from '@aws-sdk/client-sns';
+import type { Context, LambdaFunctionURLEvent, LambdaFunctionURLResult, SQSEvent } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { EventTopics } from '../../lambdas/adapters/event-topics.js';
 import { DynamoMaintenanceStore } from '../../lambdas/adapters/maintenance-store.js';
 import { SweepQueue } from '../../lambdas/adapters/sweep-queue.js';
+import { apiDepsFromEnv, apiHandler } from '../../lambdas/api.js';
 import { getDevice, listOffline } from '../../lambdas/core/admin.js';
 import { loadIngestConfig } from '../../lambdas/core/config.js';
 import type { DeviceEvent } from '../../lambdas/core/device.js';
@@ -14,8 +18,11 @@ import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
 import { addWindow, applyEdge, type MaintenanceWindow } from '../../lambdas/core/maintenance.js';
 import { sweepShard } from '../../lambdas/core/sweep.js';
+import { dispatchDepsFromEnv, dispatchHandler } from '../../lambdas/dispatch.js';
+import { sweepDepsFromEnv, sweepHandler } from '../../lambdas/sweep.js';
 import { createDeviceTable, createQueue, type Queue } from '../../local/resources.js';
 import { createTestStack, drainQueue, type TestStack, testClients, uniqueName } from '../support/aws.js';
+import { lambdaContext } from '../support/lambda-events.js';
 import { RecordedSchedules } from '../support/memory-maintenance.js';
 import { MemoryWatermarks } from '../support/memory-watermarks.js';
 import { T0, TYPES } from '../support/sweep-harness.js';
@@ -173,5 +180,112 @@ describe('maintenance windows on DynamoDB Local', () => {
     expect((await d.maintenance.read()).windows).toEqual([]);
     for (let t = T0 + 2 * 60_000; t <= T0 + 11 * 60_000; t += 60_000) await d.sweepAt(t);
     expect(await d.store.get(held)).toMatchObject({ status: 'OFFLINE', since: T0 + TRACKER });
+  });
+});
+
+describe('maintenance windows through the real handlers', () => {
+  it('the admin API schedules a window, the dispatcher takes its edges, the sweep holds its group', async () => {
+    const tableName = uniqueName('fleet-handlers');
+    drops.push(await createDeviceTable(clients.dynamodb, tableName));
+    const env = {
+      TABLE_NAME: tableName,
+      DEVICE_TYPES: JSON.stringify(TYPES),
+      SHARD_COUNT: '2',
+      FIELD_MAP: JSON.stringify({ tags: { site: 'site' } }),
+      SWEEP_QUEUE_URL: jobs.url,
+      ONLINE_TOPIC_ARN: stack.onlineTopic.arn,
+      OFFLINE_TOPIC_ARN: stack.offlineTopic.arn,
+      MAINTENANCE_SCHEDULE_GROUP: 'od-maintenance',
+      MAINTENANCE_TARGET_ARN: 'arn:aws:lambda:us-east-1:000000000000:function:od-dispatch',
+      MAINTENANCE_SCHEDULER_ROLE_ARN: 'arn:aws:iam::000000000000:role/od-scheduler',
+    };
+    const clock = { t: T0 };
+    const now = () => clock.t;
+    const scheduler = new SchedulerClient({});
+    const schedulerMock = mockClient(scheduler);
+    const api = apiHandler(() => ({ ...apiDepsFromEnv(env, { ...clients, scheduler }), now }));
+    const call = async (method: string, path: string, body?: unknown) => {
+      const out = (await api(
+        {
+          rawPath: path,
+          requestContext: { http: { method } },
+          ...(body !== undefined ? { body: JSON.stringify(body), isBase64Encoded: false } : {}),
+        } as unknown as LambdaFunctionURLEvent,
+        lambdaContext() as Context,
+      )) as LambdaFunctionURLResult & { statusCode: number; body?: string };
+      return { status: out.statusCode, body: out.body ? JSON.parse(out.body) : undefined };
+    };
+    const dispatch = dispatchHandler(() => ({ ...dispatchDepsFromEnv(env, clients), now }));
+    const sweepDeps = { ...sweepDepsFromEnv(env, clients), now };
+    const sweep = sweepHandler(() => sweepDeps);
+    const sweepAt = async (t: number) => {
+      clock.t = t;
+      const Records = ['0', '1'].map((shard) => ({
+        messageId: `job-${t}-${shard}`,
+        receiptHandle: 'r',
+        body: JSON.stringify({ shard }),
+        attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(t) },
+        messageAttributes: {},
+        eventSource: 'aws:sqs',
+        eventSourceARN: jobs.arn,
+      }));
+      await sweep({ Records } as unknown as SQSEvent, lambdaContext() as Context);
+    };
+
+    const created = await call('POST', '/maintenance', {
+      selector: { tags: { site: 'berlin' } },
+      from: T0 + 60_000,
+      until: T0 + 20 * 60_000,
+      reason: 'rewiring',
+    });
+    expect(created).toMatchObject({ status: 201, body: { state: 'scheduled' } });
+    const id = created.body.id as string;
+    const inputs = schedulerMock.commandCalls(CreateScheduleCommand).map((c) => c.args[0].input);
+    expect(inputs.map((i) => [i.GroupName, i.Target?.Arn, i.Target?.RoleArn, JSON.parse(i.Target!.Input!)])).toEqual([
+      [
+        'od-maintenance',
+        env.MAINTENANCE_TARGET_ARN,
+        env.MAINTENANCE_SCHEDULER_ROLE_ARN,
+        { maintenance: { windowId: id, edge: 'start' } },
+      ],
+      [
+        'od-maintenance',
+        env.MAINTENANCE_TARGET_ARN,
+        env.MAINTENANCE_SCHEDULER_ROLE_ARN,
+        { maintenance: { windowId: id, edge: 'end' } },
+      ],
+    ]);
+
+    const store = new DynamoDeviceStore(clients.dynamodb, { tableName });
+    const held = uniqueName('held');
+    await store.commit({
+      deviceId: held,
+      expect: { absent: true },
+      state: {
+        deviceType: 'tracker',
+        ...TYPES.tracker,
+        lastSeen: T0,
+        status: 'ONLINE',
+        since: T0,
+        seq: 1,
+        shard: '0',
+        deadline: T0 + TRACKER,
+        tags: { site: 'berlin' },
+      },
+      append: [],
+      outboxShard: '0',
+      outboxAt: T0,
+    });
+    // The start schedule fires: the dispatcher marks the window active.
+    clock.t = T0 + 60_000;
+    await dispatch({ maintenance: { windowId: id, edge: 'start' } }, lambdaContext() as Context);
+    expect((await call('GET', '/maintenance')).body.windows).toMatchObject([{ id, state: 'active' }]);
+    await sweepAt(T0 + TRACKER);
+    expect(await store.get(held)).toMatchObject({ status: 'ONLINE' });
+    // Cancelled early: its schedules go, and the held device is reported at the next look.
+    expect((await call('DELETE', `/maintenance/${id}`)).status).toBe(200);
+    expect(schedulerMock.commandCalls(DeleteScheduleCommand)).toHaveLength(2);
+    await sweepAt(T0 + TRACKER + 300_000);
+    expect(await store.get(held)).toMatchObject({ status: 'OFFLINE', since: T0 + TRACKER });
   });
 });
