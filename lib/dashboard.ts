@@ -189,8 +189,16 @@ export class OfflineDetectorDashboard extends Construct {
         'More new device ids than expected: a deployment of new devices, or a producer sending made-up ids (each ' +
         'costs writes, an online and an offline event, and storage until the housekeeping TTL).',
     });
+    // Rejections come from the ingest, and in allow-list mode from the batched engine's sweep too.
+    const ingestAndSweep = (metricName: EmittedBy<'ingest'> & EmittedBy<'sweep'>) =>
+      new cw.MathExpression({
+        expression: 'FILL(ingest, 0) + FILL(sweep, 0)',
+        usingMetrics: { ingest: app(SERVICE.ingest, metricName), sweep: app(SERVICE.sweep, metricName) },
+        label: metricName,
+        period: PERIOD,
+      });
     this.alarm('MessagesRejected', {
-      metric: app(SERVICE.ingest, METRIC.MessagesRejected),
+      metric: ingestAndSweep(METRIC.MessagesRejected),
       threshold: opts.rejectedPerMinute ?? 100,
       evaluationPeriods: 3,
       datapointsToAlarm: 2,
@@ -215,11 +223,12 @@ export class OfflineDetectorDashboard extends Construct {
         'behind. Check the topics, their key and SNS throttling.',
     });
     this.alarm('RejectsNotDelivered', {
-      metric: app(SERVICE.ingest, METRIC.RejectsNotDelivered),
+      metric: ingestAndSweep(METRIC.RejectsNotDelivered),
       threshold: 1,
       evaluationPeriods: 1,
       alarmDescription:
-        'The Kinesis ingest could not deliver rejected records to the rejects queue: they are in its log ' +
+        'The Kinesis ingest (or, in allow-list mode, the batched sweep) could not deliver rejected records to the ' +
+        'rejects queue: they are in its log ' +
         '(reason, record id, excerpt), and the shard went on. Check the rejects queue and its permissions.',
     });
     this.alarm('HoldFailures', {
@@ -281,7 +290,7 @@ export class OfflineDetectorDashboard extends Construct {
         [
           graph('Ingest rate and rejects (per minute)', [
             app(SERVICE.ingest, METRIC.MessagesReceived),
-            app(SERVICE.ingest, METRIC.MessagesRejected),
+            ingestAndSweep(METRIC.MessagesRejected),
             app(SERVICE.ingest, METRIC.StaleMessages),
           ]),
           graph('Writes vs skipped writes', [

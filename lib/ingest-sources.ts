@@ -90,6 +90,8 @@ export interface IngestSourcesProps {
   readonly probeMaxBacklog?: number;
   /** Where deviceId, ts and deviceType are found in a message payload. @default the same names */
   readonly fieldMap?: Partial<FieldMap>;
+  /** Allow-list mode: only registered devices are tracked. @default false */
+  readonly allowList?: boolean;
   /** Of the queues and the stream. */
   readonly removalPolicy: RemovalPolicy;
 }
@@ -123,6 +125,8 @@ export class IngestSources extends Construct {
   readonly ingestKinesisFunction?: nodejs.NodejsFunction;
   /** The sources as the dispatcher (where to put probes) and the sweep (whose watermarks to wait for) read them. */
   readonly sourcesEnvironment: Readonly<Record<string, string>>;
+  /** Where rejections go, as a function that sends them reads it. */
+  readonly rejectsEnvironment: Readonly<Record<string, string>>;
 
   constructor(scope: Construct, id: string, props: IngestSourcesProps) {
     super(scope, id);
@@ -169,6 +173,7 @@ export class IngestSources extends Construct {
         if (queue) this.onlyReadersTake(queue, readers);
       }
     }
+    this.rejectsEnvironment = { [ENV.rejectsQueueUrl]: this.rejectsQueue.queueUrl };
     const queueUrls = this.ingestQueue?.queueUrl ?? '';
     this.sourcesEnvironment = {
       [ENV.ingestQueueUrls]: queueUrls,
@@ -182,8 +187,9 @@ export class IngestSources extends Construct {
       ...(props.probeMaxBacklog !== undefined ? { [ENV.probeMaxBacklog]: String(props.probeMaxBacklog) } : {}),
       ...(props.sqs?.messageRate !== undefined ? { [ENV.ingestMessageRate]: String(props.sqs.messageRate) } : {}),
       ...(props.fieldMap ? { [ENV.fieldMap]: JSON.stringify(props.fieldMap) } : {}),
-      [ENV.rejectsQueueUrl]: this.rejectsQueue.queueUrl,
+      ...this.rejectsEnvironment,
       [ENV.ingestQueueUrls]: queueUrls,
+      ...(props.allowList ? { [ENV.allowList]: 'true' } : {}),
     };
     if (props.sqs && this.ingestQueue) {
       this.ingestSqsFunction = this.createSqsIngest(props, props.sqs, this.ingestQueue, ingestEnvironment);
@@ -269,10 +275,15 @@ export class IngestSources extends Construct {
     return fn;
   }
 
+  /** Lets a function send rejections (with `rejectsEnvironment`). */
+  grantSendRejects(fn: iam.IGrantable): void {
+    grantSendOnly(this.rejectsQueue, fn);
+  }
+
   private grantIngest(fn: nodejs.NodejsFunction, props: IngestSourcesProps): void {
     props.tables.grantItems(fn, TABLE_ACTIONS);
     props.tables.grantShardItems(fn, SHARD_TABLE_ACTIONS);
-    grantSendOnly(this.rejectsQueue, fn);
+    this.grantSendRejects(fn);
     props.topics.grantPublish(fn);
   }
 

@@ -92,7 +92,8 @@ function flap(name: string, raw: unknown): FlapDampingOptions | undefined {
  * disable the SQS source), kinesis ("on-demand" or a shard count), shardCount, sweepTickSeconds,
  * sweepMaxConcurrency, watermarkToleranceMs, billing ("on-demand" | "provisioned"), maxReadCapacity, maxWriteCapacity, removalPolicy
  * ("retain" | "destroy"), housekeepingTtlDays, offlineStormPerMinute, announceNewDevices, deviceTsSkewMs, engine
- * ("per-device" | "batched"), fleetDevices and fleetMessagesPerSecond (the batched engine's sizing). */
+ * ("per-device" | "batched"), fleetDevices and fleetMessagesPerSecond (the batched engine's sizing), parentTag (one of
+ * fieldMap.tags), allowList. */
 export function propsFromContext(node: Node): OfflineDetectorProps {
   const kinesisCtx = ctx(node, 'kinesis');
   let kinesisIngest: OfflineDetectorProps['kinesisIngest'];
@@ -151,6 +152,8 @@ export function propsFromContext(node: Node): OfflineDetectorProps {
     deviceTypes: deviceTypes(node),
     defaultDeviceType: str(node, 'defaultDeviceType'),
     fieldMap: fieldMap as OfflineDetectorProps['fieldMap'],
+    parentTag: str(node, 'parentTag'),
+    allowList: bool(node, 'allowList'),
     announceNewDevices: bool(node, 'announceNewDevices'),
     deviceTimestampSkew: skew === undefined ? undefined : Duration.millis(skew),
     shardCount: num(node, 'shardCount'),

@@ -15,7 +15,13 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { DEFAULT_STATS_CACHE_SECONDS } from '../lambdas/core/api.js';
-import { checkInvariants, DEFAULT_DEVICE_TYPES, type FieldMap, toleranceWarnings } from '../lambdas/core/config.js';
+import {
+  checkInvariants,
+  DEFAULT_DEVICE_TYPES,
+  type FieldMap,
+  parseFieldMap,
+  toleranceWarnings,
+} from '../lambdas/core/config.js';
 import { ENV, FUNCTION_SIZES, METRICS_NAMESPACE } from '../lambdas/core/contracts.js';
 import { ConfigError } from '../lambdas/core/errors.js';
 import { type DeviceTypeConfig, type DeviceTypes, parseDeviceTypes } from '../lambdas/core/policy.js';
@@ -32,6 +38,7 @@ import {
   type SqsIngestOptions,
 } from './ingest-sources.js';
 import { keepLogicalIds } from './logical-ids.js';
+import { MaintenanceSchedules } from './maintenance-schedules.js';
 import { OperatorApi } from './operator-api.js';
 import { SweepPipeline } from './sweep-pipeline.js';
 import { ValidationError } from './validation-error.js';
@@ -85,8 +92,15 @@ export interface OfflineDetectorProps {
   readonly deviceTypes?: Record<string, DeviceTypeOptions>;
   /** Type of devices whose messages name none. @default the first of `deviceTypes` */
   readonly defaultDeviceType?: string;
-  /** Where deviceId, ts and deviceType are found in a message payload (dotted paths). @default the same names */
+  /** Where deviceId, ts, deviceType and the device tags are found in a message payload (dotted paths), e.g.
+   * `{deviceId: 'thingName', tags: {site: 'meta.site', gatewayId: 'meta.gw'}}`. @default the same names, no tags */
   readonly fieldMap?: Partial<FieldMap>;
+  /** The tag (of `fieldMap.tags`) naming a device's parent, e.g. its gateway: a device reported offline while its
+   * parent is offline carries `cause: parent-offline` (docs/design.md §8.10). @default none */
+  readonly parentTag?: string;
+  /** Allow-list mode: only devices registered through the admin API (`PUT /devices/{id}`) are tracked; messages of
+   * any other are rejected (`UNREGISTERED`). @default false */
+  readonly allowList?: boolean;
   /** Use the device's own timestamp when within this of the pipeline entry time. @default 0 (never) */
   readonly deviceTimestampSkew?: Duration;
   /** Publish device.online for a device's very first message. @default true */
@@ -188,6 +202,9 @@ export class OfflineDetector extends Construct {
   readonly apiReadFunction?: nodejs.NodejsFunction;
   /** Its Function URL; callers need `lambda:InvokeFunctionUrl` on `apiReadFunction` (see `grantRead`). */
   readonly apiReadUrl?: lambda.FunctionUrl;
+  /** Maintenance windows' schedule group and the role Scheduler invokes the dispatcher with (absent with
+   * `operatorApi: false`, which creates windows). */
+  readonly maintenance?: MaintenanceSchedules;
   private readonly operatorApi?: OperatorApi;
 
   constructor(scope: Construct, id: string, props: OfflineDetectorProps = {}) {
@@ -239,6 +256,7 @@ export class OfflineDetector extends Construct {
       announceNewDevices: props.announceNewDevices,
       probeMaxBacklog: props.probeMaxBacklog,
       fieldMap: props.fieldMap,
+      allowList: props.allowList,
       removalPolicy,
     });
     const sweep = new SweepPipeline(this, 'SweepPipeline', {
@@ -251,14 +269,18 @@ export class OfflineDetector extends Construct {
       budget: settings.sweepBudget,
       watermarkTolerance: settings.watermarkTolerance,
       batchedShards: this.sizing?.shardCount,
+      parentTag: props.parentTag,
+      allowList: props.allowList,
       removalPolicy,
     });
     if (props.operatorApi ?? true) {
+      this.maintenance = new MaintenanceSchedules(this, 'Maintenance', { target: sweep.dispatchFunction });
       this.operatorApi = new OperatorApi(this, 'OperatorApi', {
         tables,
         functions,
         reservedConcurrency: props.apiReservedConcurrency,
         statsCacheSeconds: settings.statsCacheSeconds,
+        maintenance: this.maintenance,
       });
     }
 
@@ -360,6 +382,7 @@ export class OfflineDetector extends Construct {
   /** The props with their defaults, validated: what a Lambda would refuse at its cold start is refused here. */
   private settingsOf(props: OfflineDetectorProps) {
     this.validateIngestSources(props);
+    this.validateDeviceTags(props);
     const sizing = this.batchedSizingOf(props);
     // The device table's index shards; the batched engine's own shards (logs, states, sweep jobs) come from sizing.
     const indexShards = props.shardCount ?? DEFAULT_SHARD_COUNT;
@@ -391,6 +414,24 @@ export class OfflineDetector extends Construct {
       sqsIngest,
       housekeepingTtlDays,
     };
+  }
+
+  /** The field map as the ingest parses it (its tags included), and a parent tag that is one of its tags. */
+  private validateDeviceTags(props: OfflineDetectorProps): void {
+    let tags: string[];
+    try {
+      tags = Object.keys(parseFieldMap(props.fieldMap ?? {}).tags ?? {});
+    } catch (error) {
+      if (error instanceof ConfigError) throw new ValidationError(this, `fieldMap: ${error.message}`);
+      throw error;
+    }
+    if (props.parentTag !== undefined && !tags.includes(props.parentTag)) {
+      throw new ValidationError(
+        this,
+        `parentTag "${props.parentTag}" must be one of fieldMap.tags (${tags.join(', ') || 'none'}): the sweep reads ` +
+          "a device's parent from its tags",
+      );
+    }
   }
 
   private validateIngestSources(props: OfflineDetectorProps): void {

@@ -6,9 +6,10 @@ import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import { Construct } from 'constructs';
 import type { ApiAccess } from '../lambdas/core/api.js';
 import { ENV } from '../lambdas/core/contracts.js';
-import { CONTROL_KEY_PREFIX, DEADLINE_INDEX, OFFLINE_INDEX } from '../lambdas/core/table-schema.js';
+import { CONTROL_KEY_PREFIX, DEADLINE_INDEX, MAINTENANCE_KEY, OFFLINE_INDEX } from '../lambdas/core/table-schema.js';
 import type { DeviceTables } from './device-tables.js';
 import type { FunctionFactory } from './function-factory.js';
+import type { MaintenanceSchedules } from './maintenance-schedules.js';
 
 export interface OperatorApiProps {
   readonly tables: DeviceTables;
@@ -17,6 +18,8 @@ export interface OperatorApiProps {
   readonly reservedConcurrency?: number;
   /** How long GET /stats answers from the counts it read last. */
   readonly statsCacheSeconds: number;
+  /** Where the admin function schedules maintenance windows' edges. */
+  readonly maintenance: MaintenanceSchedules;
 }
 
 /** DynamoDB actions on device items: decommission is an update to a tombstone, never a delete; listing and stats
@@ -52,7 +55,11 @@ export class OperatorApi extends Construct {
     super(scope, id);
     // What both functions read besides what every handler reads.
     const environment = { [ENV.statsCacheSeconds]: String(props.statsCacheSeconds) };
-    const admin = this.createApiFunction(props, 'ApiFunction', 'admin', environment);
+    const admin = this.createApiFunction(props, 'ApiFunction', 'admin', {
+      ...environment,
+      ...props.maintenance.environment,
+    });
+    props.maintenance.grantManage(admin.fn);
     this.adminFunction = admin.fn;
     this.adminUrl = admin.url;
     const read = this.createApiFunction(props, 'ApiReadFunction', 'read', environment);
@@ -89,13 +96,17 @@ export class OperatorApi extends Construct {
     if (access === 'admin') props.tables.grantShardItems(fn, ['dynamodb:PutItem']);
     // The offline listing and the offline counts read byOffline; the online counts read byDeadline.
     props.tables.grantIndexQuery(fn, [DEADLINE_INDEX.name, OFFLINE_INDEX.name]);
-    // Device items only: no operator call reads or writes the watermarks, the probe key or spilled outboxes.
+    // Device items and the maintenance windows only: no operator call reads or writes the watermarks, the probe key
+    // or spilled outboxes.
     fn.addToRolePolicy(
       new iam.PolicyStatement({
         effect: iam.Effect.DENY,
         actions: ITEM_ACTIONS,
         resources: [props.tables.table.tableArn],
-        conditions: { 'ForAnyValue:StringLike': { 'dynamodb:LeadingKeys': [`${CONTROL_KEY_PREFIX}*`] } },
+        conditions: {
+          'ForAnyValue:StringLike': { 'dynamodb:LeadingKeys': [`${CONTROL_KEY_PREFIX}*`] },
+          'ForAnyValue:StringNotEquals': { 'dynamodb:LeadingKeys': [MAINTENANCE_KEY] },
+        },
       }),
     );
     // Never open: every call is SigV4-signed by a principal granted lambda:InvokeFunctionUrl.

@@ -12,7 +12,13 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV } from '../lambdas/core/contracts.js';
 import { batchedReconnectConcurrency, batchedSweepConcurrency } from '../lambdas/core/sizing.js';
-import { DEADLINE_INDEX, OUTBOX_INDEX, PROBE_KEY_ITEM, WATERMARKS_KEY } from '../lambdas/core/table-schema.js';
+import {
+  DEADLINE_INDEX,
+  MAINTENANCE_KEY,
+  OUTBOX_INDEX,
+  PROBE_KEY_ITEM,
+  WATERMARKS_KEY,
+} from '../lambdas/core/table-schema.js';
 import type { DeviceTables } from './device-tables.js';
 import type { EventTopics } from './event-topics.js';
 import type { FunctionFactory } from './function-factory.js';
@@ -34,6 +40,10 @@ export interface SweepPipelineProps {
   readonly watermarkTolerance: Duration;
   /** Batched engine: its shard count, which the sweep's concurrency within a job is sized from. */
   readonly batchedShards?: number;
+  /** The tag naming a device's parent (gateway dependency). @default none */
+  readonly parentTag?: string;
+  /** Allow-list mode: the batched engine's sweep rejects unregistered devices (to the rejects queue). */
+  readonly allowList?: boolean;
   /** Of the queues. */
   readonly removalPolicy: RemovalPolicy;
 }
@@ -100,9 +110,10 @@ export class SweepPipeline extends Construct {
     });
     grantSendOnly(this.sweepQueue, fn);
     props.ingest.grantProbes(fn);
-    // Only its control items: the watermarks and the probe key it creates. Every device item is out of its reach.
+    // Only its control items: the watermarks, the probe key it creates, the maintenance windows it moves along at
+    // their schedules' edges. Every device item is out of its reach.
     props.tables.grantItems(fn, DISPATCH_TABLE_ACTIONS, {
-      'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [WATERMARKS_KEY, PROBE_KEY_ITEM] },
+      'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [WATERMARKS_KEY, PROBE_KEY_ITEM, MAINTENANCE_KEY] },
       Null: { 'dynamodb:LeadingKeys': 'false' }, // ForAllValues holds for a request without keys: none here
     });
     return fn;
@@ -116,6 +127,10 @@ export class SweepPipeline extends Construct {
         ...environment,
         [ENV.sweepBudgetMs]: String(props.budget.toMilliseconds()),
         [ENV.watermarkToleranceMs]: String(props.watermarkTolerance.toMilliseconds()),
+        ...(props.parentTag ? { [ENV.parentTag]: props.parentTag } : {}),
+        ...(props.allowList && batchedShards !== undefined
+          ? { [ENV.allowList]: 'true', ...props.ingest.rejectsEnvironment }
+          : {}),
         // A batched fleet has few shards: each job settles more devices at once, so that a storm still runs about
         // 1,024 commits in flight (64 shards × 16 on the per-device engine).
         ...(batchedShards !== undefined
@@ -141,6 +156,8 @@ export class SweepPipeline extends Construct {
     props.tables.grantShardItems(fn, SWEEP_SHARD_TABLE_ACTIONS);
     props.tables.grantIndexQuery(fn, [DEADLINE_INDEX.name, OUTBOX_INDEX.name]);
     props.topics.grantPublish(fn); // outbox re-publishes include online events
+    // The batched engine's slow path meets unregistered devices in allow-list mode: their rejections.
+    if (props.allowList && batchedShards !== undefined) props.ingest.grantSendRejects(fn);
     return fn;
   }
 

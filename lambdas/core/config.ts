@@ -186,7 +186,7 @@ export function jsonSetting(env: Env, name: string): unknown {
   }
 }
 
-function parseFieldMap(raw: unknown): FieldMap {
+export function parseFieldMap(raw: unknown): FieldMap {
   if (raw === undefined) return DEFAULT_FIELD_MAP;
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new ConfigError(ENV.fieldMap, 'must be a JSON object like {"deviceId": "thingName"}');

@@ -3,7 +3,7 @@
 // construct tree would deploy an empty table (and retain or delete the old one). Pinned: what holds data or is retained
 // on removal (tables, topic key, topics, queues, stream, log groups), and what is replaced badly: a queue or topic
 // policy whose successor is created first is cleared when the old one is deleted, and an e-mail subscription replaced
-// must be confirmed again. Functions, roles, IAM policies, URLs, mappings and the schedule may be renamed.
+// must be confirmed again; the maintenance schedule group holds the windows' pending schedules. Functions, roles, IAM policies, URLs, mappings and the schedule may be renamed.
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
@@ -14,6 +14,8 @@ const PINNED_TYPES = [
   'AWS::KMS::Key',
   'AWS::Kinesis::Stream',
   'AWS::Logs::LogGroup',
+  // A window's pending schedules live in it: a new group would lose them.
+  'AWS::Scheduler::ScheduleGroup',
   'AWS::SNS::Subscription',
   'AWS::SNS::Topic',
   'AWS::SNS::TopicPolicy',
@@ -30,6 +32,7 @@ const COMMON = [
   'AWS::Logs::LogGroup DetectorDispatchFunctionLogs4FD493F2',
   'AWS::Logs::LogGroup DetectorIngestSqsFunctionLogs3630C151',
   'AWS::Logs::LogGroup DetectorSweepFunctionLogs32D0124A',
+  'AWS::Scheduler::ScheduleGroup DetectorMaintenanceGroupF767B0A0',
   'AWS::SNS::Topic DetectorAlarmTopic8E96EBC3',
   'AWS::SNS::Topic DetectorOfflineTopicD9DA7486',
   'AWS::SNS::Topic DetectorOnlineTopic5E3A5C5D',

@@ -18,6 +18,7 @@ import {
   DEADLINE_INDEX,
   DEFAULT_SHARD_COUNT,
   KEY,
+  MAINTENANCE_KEY,
   OFFLINE_INDEX,
   OUTBOX_INDEX,
   PROBE_KEY_ITEM,
@@ -340,7 +341,7 @@ describe('OfflineDetectorStack (defaults)', () => {
         Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
         Resource: { 'Fn::GetAtt': [logicalId(stack, d.table), 'Arn'] },
         Condition: {
-          'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [WATERMARKS_KEY, PROBE_KEY_ITEM] },
+          'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [WATERMARKS_KEY, PROBE_KEY_ITEM, MAINTENANCE_KEY] },
           Null: { 'dynamodb:LeadingKeys': 'false' },
         },
       }),
@@ -417,7 +418,11 @@ describe('OfflineDetectorStack (defaults)', () => {
       Effect: 'Deny',
       Action: expect.arrayContaining(['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem']),
       Resource: tableArn,
-      Condition: { 'ForAnyValue:StringLike': { 'dynamodb:LeadingKeys': [`${CONTROL_KEY_PREFIX}*`] } },
+      // The maintenance windows' item is the one control item operators read (and the admin writes).
+      Condition: {
+        'ForAnyValue:StringLike': { 'dynamodb:LeadingKeys': [`${CONTROL_KEY_PREFIX}*`] },
+        'ForAnyValue:StringNotEquals': { 'dynamodb:LeadingKeys': [MAINTENANCE_KEY] },
+      },
     });
     const query = expect.objectContaining({
       Effect: 'Allow',
@@ -444,14 +449,97 @@ describe('OfflineDetectorStack (defaults)', () => {
     const allowed = (stmts: Statement[]) =>
       stmts.filter((st) => st.Effect === 'Allow').flatMap((st) => (Array.isArray(st.Action) ? st.Action : [st.Action]));
     expect(allowed(read).join(' ')).not.toMatch(/UpdateItem|PutItem|DeleteItem|BatchWrite|Transact|sqs:|sns:/);
-    // Besides the table, only their own log groups; no scan, batch, write to anything else, no outbox index.
+    // Besides the table, only their own log groups (and the admin the maintenance schedules, tested below); no scan,
+    // batch, write to anything else, no outbox index.
     for (const s of [admin, read]) {
-      for (const st of s.filter((st) => !JSON.stringify(st.Action).includes('dynamodb:'))) {
+      for (const st of s.filter((st) => !JSON.stringify(st.Action).match(/dynamodb:|scheduler:|iam:PassRole/))) {
         expect(JSON.stringify(st.Action)).toMatch(/logs:/);
       }
       expect(allowed(s).join(' ')).not.toMatch(/DeleteItem|Scan|PutItem|Batch|Transact|sns:|sqs:/);
       expect(JSON.stringify(s)).not.toContain(OUTBOX_INDEX.name);
     }
+  });
+
+  it("schedules maintenance windows in its own group: Scheduler's role invokes the dispatcher only, the admin API manages that group's schedules only (issue 12)", () => {
+    const groups = resources(template, 'AWS::Scheduler::ScheduleGroup');
+    expect(Object.keys(groups)).toHaveLength(1);
+    const groupId = logicalId(stack, d.maintenance!.scheduleGroup);
+    const role = resources(template, 'AWS::IAM::Role')[logicalId(stack, d.maintenance!.schedulerRole)]!;
+    expect((role.Properties.AssumeRolePolicyDocument as { Statement: unknown }).Statement).toEqual([
+      expect.objectContaining({
+        Principal: { Service: 'scheduler.amazonaws.com' },
+        Condition: {
+          StringEquals: {
+            'aws:SourceAccount': { Ref: 'AWS::AccountId' },
+            'aws:SourceArn': { 'Fn::GetAtt': [groupId, 'Arn'] },
+          },
+        },
+      }),
+    ]);
+    const dispatchArn = { 'Fn::GetAtt': [logicalId(stack, d.dispatchFunction), 'Arn'] };
+    expect(statements(template, stack, { role: d.maintenance!.schedulerRole })).toEqual([
+      expect.objectContaining({
+        Effect: 'Allow',
+        Action: 'lambda:InvokeFunction',
+        Resource: [dispatchArn, { 'Fn::Join': ['', [dispatchArn, ':*']] }],
+      }),
+    ]);
+    const admin = statements(template, stack, d.apiFunction!);
+    const scheduleArns = JSON.stringify(admin.find((st) => JSON.stringify(st.Action).includes('scheduler:'))!.Resource);
+    expect(admin.filter((st) => JSON.stringify(st.Action).match(/scheduler:|iam:/))).toEqual([
+      expect.objectContaining({ Action: ['scheduler:CreateSchedule', 'scheduler:DeleteSchedule'] }),
+      expect.objectContaining({
+        Action: 'iam:PassRole',
+        Resource: { 'Fn::GetAtt': [logicalId(stack, d.maintenance!.schedulerRole), 'Arn'] },
+        Condition: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
+      }),
+    ]);
+    expect(scheduleArns).toMatch(/:schedule\/.*\/\*"/);
+    expect(scheduleArns).not.toMatch(/schedule\/\*/);
+    // The read API can list windows but schedules nothing.
+    const read = statements(template, stack, d.apiReadFunction!);
+    expect(JSON.stringify(read)).not.toMatch(/scheduler:|iam:PassRole/);
+    const env = (fn: Construct) =>
+      (
+        resources(template, 'AWS::Lambda::Function')[logicalId(stack, fn)]!.Properties.Environment as {
+          Variables: Record<string, unknown>;
+        }
+      ).Variables;
+    expect(env(d.apiFunction!)).toMatchObject({
+      MAINTENANCE_SCHEDULE_GROUP: d.maintenance!.scheduleGroup.scheduleGroupName,
+      MAINTENANCE_TARGET_ARN: dispatchArn,
+      MAINTENANCE_SCHEDULER_ROLE_ARN: { 'Fn::GetAtt': [logicalId(stack, d.maintenance!.schedulerRole), 'Arn'] },
+    });
+    expect(env(d.apiReadFunction!).MAINTENANCE_SCHEDULE_GROUP).toBeUndefined();
+  });
+
+  it('passes the parent tag to the sweep and allow-list mode to the ingest; a parent tag must be a field-map tag', () => {
+    const {
+      template: t,
+      stack: s,
+      detector,
+    } = construct({
+      fieldMap: { tags: { site: 'meta.site', gatewayId: 'meta.gw' } },
+      parentTag: 'gatewayId',
+      allowList: true,
+    });
+    const env = (fn: Construct) =>
+      (
+        resources(t, 'AWS::Lambda::Function')[logicalId(s, fn)]!.Properties.Environment as {
+          Variables: Record<string, unknown>;
+        }
+      ).Variables;
+    expect(env(detector.sweepFunction).PARENT_TAG).toBe('gatewayId');
+    expect(env(detector.ingestSqsFunction!)).toMatchObject({
+      ALLOW_LIST: 'true',
+      FIELD_MAP: JSON.stringify({ tags: { site: 'meta.site', gatewayId: 'meta.gw' } }),
+    });
+    expect(() => construct({ fieldMap: { tags: { site: 'site' } }, parentTag: 'gatewayId' })).toThrow(
+      /Detector: parentTag "gatewayId" must be one of fieldMap.tags \(site\)/,
+    );
+    expect(() => construct({ fieldMap: { tags: { 'bad name': 'x' } } })).toThrow(
+      /Detector: fieldMap: FIELD_MAP: tag name/,
+    );
   });
 
   it('can leave the API out, and grants callers invoke-url on the read or the admin URL', () => {
@@ -527,10 +615,18 @@ describe('OfflineDetectorStack (defaults)', () => {
     expect(storm.Dimensions).toEqual([{ Name: 'service', Value: 'sweep' }]);
     // Device-id flooding and rejected input are alarmed on (issue 14).
     expect(named('NewDevices')[0]![1].Properties).toMatchObject({ MetricName: 'NewDevices', Threshold: 1000 });
-    expect(named('MessagesRejected')[0]![1].Properties).toMatchObject({
-      MetricName: 'MessagesRejected',
-      Threshold: 100,
-    });
+    // From the ingest, and the batched sweep in allow-list mode: the sum of both.
+    type MetricStat = { MetricStat?: { Metric: { MetricName: string; Dimensions: unknown } } };
+    const rejected = named('MessagesRejected')[0]![1].Properties as { Threshold: number; Metrics: MetricStat[] };
+    expect(rejected).toMatchObject({ Threshold: 100 });
+    expect(
+      rejected.Metrics.flatMap((m) =>
+        m.MetricStat ? [[m.MetricStat.Metric.MetricName, m.MetricStat.Metric.Dimensions]] : [],
+      ),
+    ).toEqual([
+      ['MessagesRejected', [{ Name: 'service', Value: 'ingest' }]],
+      ['MessagesRejected', [{ Name: 'service', Value: 'sweep' }]],
+    ]);
     // The rejects queue is read, not consumed: its oldest message waiting a week means nobody looks (they expire at
     // 14 days). The cdk-nag acknowledgement of its missing DLQ names this alarm.
     expect(named('RejectsQueueAge')[0]![1].Properties).toMatchObject({
