@@ -20,11 +20,11 @@ import { addWindow, applyEdge, type MaintenanceWindow } from '../../lambdas/core
 import { sweepShard } from '../../lambdas/core/sweep.js';
 import { dispatchDepsFromEnv, dispatchHandler } from '../../lambdas/dispatch.js';
 import { sweepDepsFromEnv, sweepHandler } from '../../lambdas/sweep.js';
-import { createDeviceTable, createQueue, type Queue } from '../../local/resources.js';
+import { createDeviceTable, createQueue, type Queue } from '../../sim/engines/resources.js';
+import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 import { createTestStack, drainQueue, type TestStack, testClients, uniqueName } from '../support/aws.js';
 import { lambdaContext } from '../support/lambda-events.js';
 import { RecordedSchedules } from '../support/memory-maintenance.js';
-import { MemoryWatermarks } from '../support/memory-watermarks.js';
 import { T0, TYPES } from '../support/sweep-harness.js';
 
 const clients = testClients();

@@ -9,10 +9,10 @@ import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { type IngestRecord, ingestBatch } from '../../lambdas/core/ingest.js';
 import { addWindow, applyEdge, endWindow, type WindowRequest } from '../../lambdas/core/maintenance.js';
 import { sweepShard } from '../../lambdas/core/sweep.js';
+import { MemoryDeviceStore } from '../../sim/memory/device-store.js';
+import { MemoryWatermarks } from '../../sim/memory/watermark-store.js';
 import { MemoryShardStates, MemorySightingLog } from '../support/memory-batched.js';
 import { MemoryMaintenanceStore, RecordedSchedules } from '../support/memory-maintenance.js';
-import { MemoryDeviceStore } from '../support/memory-store.js';
-import { MemoryWatermarks } from '../support/memory-watermarks.js';
 import { EventLog, MemoryJobQueue, T0, TYPES } from '../support/sweep-harness.js';
 
 const TRACKER = TYPES.tracker.timeoutMs;
