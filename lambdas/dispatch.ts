@@ -8,21 +8,37 @@ import { KinesisClient } from '@aws-sdk/client-kinesis';
 import middy from '@middy/core';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { Context } from 'aws-lambda';
+import { DynamoDeviceStore } from './adapters/device-store.js';
+import { EventTopics } from './adapters/event-topics.js';
 import { DynamoMaintenanceStore } from './adapters/maintenance-store.js';
+import { DynamoOutageStore } from './adapters/outage-store.js';
 import { DynamoProbeKey } from './adapters/probe-key.js';
 import { QueueProbes, StreamProbes } from './adapters/probes.js';
 import { SweepQueue } from './adapters/sweep-queue.js';
 import { DynamoWatermarkStore } from './adapters/watermark-store.js';
-import { ENV, type Env, loadBatchedEngine, loadSweepConfig, requireString, toleranceWarnings } from './core/config.js';
+import {
+  ENV,
+  type Env,
+  loadBatchedEngine,
+  loadOutageConfig,
+  loadSweepConfig,
+  requireString,
+  type SweepConfig,
+  toleranceWarnings,
+} from './core/config.js';
 import { type EmittedBy, METRIC } from './core/contracts.js';
 import { type DispatchDeps, type DispatchResult, dispatch } from './core/dispatch.js';
 import { applyEdge, type MaintenanceStore, parseWindowEdge } from './core/maintenance.js';
+import { evaluateOutages, type OutageDeps } from './core/outage.js';
 import { type AwsClients, awsClients, logger, metrics, once } from './runtime.js';
+
+/** What the dispatch handler runs besides the dispatch: maintenance windows' edges, the outage evaluation. */
+export type DispatchHandlerDeps = DispatchDeps & { maintenance?: MaintenanceStore; outage?: OutageDeps };
 
 export function dispatchDepsFromEnv(
   env: Env,
   clients: AwsClients & { kinesis?: KinesisClient } = awsClients(),
-): DispatchDeps & { maintenance: MaintenanceStore } {
+): DispatchHandlerDeps {
   const config = loadSweepConfig(env);
   // Checked once per container: a tolerance that cannot protect a device type is a deployment mistake to shout about.
   for (const warning of toleranceWarnings(config.deviceTypes, config.watermarkToleranceMs, config.sweepTickSeconds)) {
@@ -42,6 +58,22 @@ export function dispatchDepsFromEnv(
     now: Date.now,
     sleep: (ms) => sleep(ms),
     maintenance: new DynamoMaintenanceStore(clients.dynamodb, config.tableName),
+    ...outageDepsFromEnv(env, clients, config),
+  };
+}
+
+function outageDepsFromEnv(env: Env, clients: AwsClients, config: SweepConfig): { outage?: OutageDeps } {
+  const outage = loadOutageConfig(env);
+  if (!outage) return {};
+  return {
+    outage: {
+      config: outage,
+      deviceTypes: Object.keys(config.deviceTypes.types),
+      store: new DynamoOutageStore(clients.dynamodb, config.tableName),
+      offline: new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName }),
+      publisher: new EventTopics(clients.sns, { online: config.onlineTopicArn, offline: config.offlineTopicArn }),
+      now: Date.now,
+    },
   };
 }
 
@@ -66,7 +98,7 @@ export function report(result: DispatchResult): void {
   logger.info('dispatched', summary);
 }
 
-export function dispatchHandler(deps: () => DispatchDeps & { maintenance?: MaintenanceStore }) {
+export function dispatchHandler(deps: () => DispatchHandlerDeps) {
   return middy<unknown, void, Error, Context>()
     .use(injectLambdaContext(logger))
     .use(logMetrics(metrics, { captureColdStartMetric: true }))
@@ -79,8 +111,18 @@ export function dispatchHandler(deps: () => DispatchDeps & { maintenance?: Maint
         logger.info('maintenance window edge', { ...edge, changed });
         return;
       }
+      // Once a minute, beside the dispatch (which with Kinesis stays the whole minute for its probes): a failed
+      // evaluation only delays an incident (held events then go out unmarked, the safe side): logged, not retried.
+      const { outage } = deps();
+      const evaluation = outage
+        ? evaluateOutages(outage).then(
+            (evaluated) => logger.info('outages evaluated', { ...evaluated }),
+            (error: unknown) => logger.error('outage evaluation failed', { error }),
+          )
+        : undefined;
       const result = await dispatch(deps(), { remainingMs: () => context.getRemainingTimeInMillis() });
       report(result);
+      await evaluation;
       // Missing sweep jobs are worth a retry by the scheduler (duplicates are harmless); probes and the live list
       // are redone by the next minute anyway.
       if (result.errors.some((e) => e.step === 'enqueue')) throw new DispatchIncomplete(result);

@@ -7,7 +7,6 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { Context, KinesisStreamEvent, KinesisStreamRecord, SQSEvent, SQSRecord } from 'aws-lambda';
 import { DynamoDeviceStore } from './adapters/device-store.js';
-import { EventTopics } from './adapters/event-topics.js';
 import { DynamoProbeKey } from './adapters/probe-key.js';
 import { QueueBacklog } from './adapters/queue-backlog.js';
 import { DynamoSightingLog } from './adapters/shard-log.js';
@@ -18,7 +17,15 @@ import { DeviceCache } from './core/device-cache.js';
 import { emptyStats, type IngestDeps, type IngestRecord, type IngestResult, ingestBatch } from './core/ingest.js';
 import { ENTRY_ATTRIBUTES } from './core/probe.js';
 import { type Progress, type ProgressDeps, recordProgress } from './core/progress.js';
-import { type AwsClients, awsClients, logger, metrics, rejectsDestination, reportRejections } from './runtime.js';
+import {
+  type AwsClients,
+  awsClients,
+  devicePublisher,
+  logger,
+  metrics,
+  rejectsDestination,
+  reportRejections,
+} from './runtime.js';
 
 export class RecordNotCommitted extends Error {
   constructor(readonly recordId: string) {
@@ -48,10 +55,7 @@ export function ingestDepsFromEnv(env: Env, clients: AwsClients = awsClients()):
       : {}),
     config,
     store: new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName }),
-    publisher: new EventTopics(clients.sns, {
-      online: config.onlineTopicArn,
-      offline: config.offlineTopicArn,
-    }),
+    publisher: devicePublisher(env, clients, config),
     rejects: rejectsDestination(clients.sqs, config.rejectsQueueUrl),
     cache: new DeviceCache(config.cacheSize),
     now: Date.now,

@@ -4,11 +4,14 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { EventTopics } from './adapters/event-topics.js';
+import { DynamoOutageStore } from './adapters/outage-store.js';
 import { RejectQueue } from './adapters/reject-queue.js';
-import { ENV } from './core/config.js';
+import { ENV, type Env, loadOutageConfig } from './core/config.js';
 import { DIMENSION, type EmittedBy, METRIC, METRICS_NAMESPACE } from './core/contracts.js';
 import type { RejectReason } from './core/message.js';
-import type { RejectedRecord, RejectSink } from './core/ports.js';
+import { OutageAwarePublisher } from './core/outage.js';
+import type { EventPublisher, RejectedRecord, RejectSink } from './core/ports.js';
 
 export const logger = new Logger();
 export const metrics = new Metrics({ namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE });
@@ -83,4 +86,16 @@ export function reportRejections(
       excerpt: body.slice(0, 1024),
     });
   }
+}
+
+/** Where device events go: the topics, through the outage hold and marking when outage detection is on (outage.ts). */
+export function devicePublisher(
+  env: Env,
+  clients: Pick<AwsClients, 'sns' | 'dynamodb'>,
+  config: { tableName: string; onlineTopicArn?: string; offlineTopicArn?: string },
+): EventPublisher {
+  const topics = new EventTopics(clients.sns, { online: config.onlineTopicArn, offline: config.offlineTopicArn });
+  const outage = loadOutageConfig(env);
+  if (!outage) return topics;
+  return new OutageAwarePublisher(topics, outage, new DynamoOutageStore(clients.dynamodb, config.tableName), Date.now);
 }

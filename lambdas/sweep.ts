@@ -7,7 +7,6 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
 import { DynamoDeviceStore } from './adapters/device-store.js';
-import { EventTopics } from './adapters/event-topics.js';
 import { DynamoMaintenanceStore } from './adapters/maintenance-store.js';
 import { DynamoShardStates, DynamoSightingLog } from './adapters/shard-log.js';
 import { SweepQueue } from './adapters/sweep-queue.js';
@@ -24,7 +23,16 @@ import {
   type SweepStats,
   sweepShard,
 } from './core/sweep.js';
-import { type AwsClients, awsClients, logger, metrics, once, rejectsDestination, reportRejections } from './runtime.js';
+import {
+  type AwsClients,
+  awsClients,
+  devicePublisher,
+  logger,
+  metrics,
+  once,
+  rejectsDestination,
+  reportRejections,
+} from './runtime.js';
 
 /** The per-device engine's sweep dependencies, or the batched engine's (which carry its shard logs and states). */
 export type AnySweepDeps = SweepDeps | BatchedSweepDeps;
@@ -46,10 +54,7 @@ export function sweepDepsFromEnv(env: Env, clients: AwsClients = awsClients()): 
     },
     maintenance: new DynamoMaintenanceStore(clients.dynamodb, config.tableName),
     store: new DynamoDeviceStore(clients.dynamodb, { tableName: config.tableName }),
-    publisher: new EventTopics(clients.sns, {
-      online: config.onlineTopicArn,
-      offline: config.offlineTopicArn,
-    }),
+    publisher: devicePublisher(env, clients, config),
     watermarks: new DynamoWatermarkStore(clients.dynamodb, config.tableName),
     queue: new SweepQueue(clients.sqs, requireString(env, ENV.sweepQueueUrl)),
     now: Date.now,

@@ -7,6 +7,7 @@ export {
   type KinesisIngestOptions,
   OfflineDetector,
   type OfflineDetectorProps,
+  type OutageDetectionOptions,
   type SqsIngestOptions,
 } from './offline-detector.js';
 export { OfflineDetectorStack, type OfflineDetectorStackProps } from './offline-detector-stack.js';

@@ -88,12 +88,28 @@ function flap(name: string, raw: unknown): FlapDampingOptions | undefined {
   return { transitions, window: Duration.millis(windowMs) };
 }
 
+/** `outageDetection` context: `{"groupBy": "site", "minDevices": 20, "windowSeconds"?: n, "holdSeconds"?: n}`. */
+function outageDetection(node: Node): OfflineDetectorProps['outageDetection'] {
+  const raw = ctx(node, 'outageDetection');
+  if (raw === undefined) return undefined;
+  const { groupBy, minDevices, windowSeconds, holdSeconds } = (raw ?? {}) as Record<string, unknown>;
+  if (typeof groupBy !== 'string' || typeof minDevices !== 'number') {
+    throw new Error('context "outageDetection" must be {"groupBy": "deviceType" | "<tag>", "minDevices": n, ...}');
+  }
+  return {
+    groupBy,
+    minDevices,
+    ...(typeof windowSeconds === 'number' ? { window: Duration.seconds(windowSeconds) } : {}),
+    ...(typeof holdSeconds === 'number' ? { hold: Duration.seconds(holdSeconds) } : {}),
+  };
+}
+
 /** OfflineDetector props from context. Keys (all optional): deviceTypes, defaultDeviceType, fieldMap, sqs (false to
  * disable the SQS source), kinesis ("on-demand" or a shard count), shardCount, sweepTickSeconds,
  * sweepMaxConcurrency, watermarkToleranceMs, billing ("on-demand" | "provisioned"), maxReadCapacity, maxWriteCapacity, removalPolicy
  * ("retain" | "destroy"), housekeepingTtlDays, offlineStormPerMinute, announceNewDevices, deviceTsSkewMs, engine
  * ("per-device" | "batched"), fleetDevices and fleetMessagesPerSecond (the batched engine's sizing), parentTag (one of
- * fieldMap.tags), allowList. */
+ * fieldMap.tags), allowList, outageDetection. */
 export function propsFromContext(node: Node): OfflineDetectorProps {
   const kinesisCtx = ctx(node, 'kinesis');
   let kinesisIngest: OfflineDetectorProps['kinesisIngest'];
@@ -154,6 +170,7 @@ export function propsFromContext(node: Node): OfflineDetectorProps {
     fieldMap: fieldMap as OfflineDetectorProps['fieldMap'],
     parentTag: str(node, 'parentTag'),
     allowList: bool(node, 'allowList'),
+    outageDetection: outageDetection(node),
     announceNewDevices: bool(node, 'announceNewDevices'),
     deviceTimestampSkew: skew === undefined ? undefined : Duration.millis(skew),
     shardCount: num(node, 'shardCount'),

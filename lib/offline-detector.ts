@@ -24,6 +24,7 @@ import {
 } from '../lambdas/core/config.js';
 import { ENV, FUNCTION_SIZES, METRICS_NAMESPACE } from '../lambdas/core/contracts.js';
 import { ConfigError } from '../lambdas/core/errors.js';
+import { parseOutageConfig } from '../lambdas/core/outage.js';
 import { type DeviceTypeConfig, type DeviceTypes, parseDeviceTypes } from '../lambdas/core/policy.js';
 import { type BatchedSizing, batchedSizing } from '../lambdas/core/sizing.js';
 import { DEADLINE_INDEX, DEFAULT_SHARD_COUNT, OUTBOX_INDEX } from '../lambdas/core/table-schema.js';
@@ -68,6 +69,18 @@ export interface FlapDampingOptions {
   readonly window: Duration;
 }
 
+/** Mass-outage detection (OfflineDetectorProps.outageDetection). */
+export interface OutageDetectionOptions {
+  /** `deviceType`, or a tag name of `fieldMap.tags` (e.g. `site`). */
+  readonly groupBy: string;
+  /** Devices of one group offline within `window` that make an outage (≥ 2). */
+  readonly minDevices: number;
+  /** @default 5 minutes */
+  readonly window?: Duration;
+  /** How long a watched group's offline events wait before they are published (≥ 90 s). @default 2 minutes */
+  readonly hold?: Duration;
+}
+
 /** The fleet the batched engine is sized for (batchedSizing): its shards and its ingest batching follow from it. */
 export interface FleetSize {
   /** Devices you expect, at their peak. */
@@ -101,6 +114,10 @@ export interface OfflineDetectorProps {
   /** Allow-list mode: only devices registered through the admin API (`PUT /devices/{id}`) are tracked; messages of
    * any other are rejected (`UNREGISTERED`). @default false */
   readonly allowList?: boolean;
+  /** One incident for a mass outage (docs/design.md §8.11): when at least `minDevices` devices of one group (the
+   * device type, or a tag of `fieldMap.tags`) go offline within `window`, one `fleet.outage` event, and their
+   * `device.offline` events, published `hold` after their commit, carry `cause: outage`. @default off */
+  readonly outageDetection?: OutageDetectionOptions;
   /** Use the device's own timestamp when within this of the pipeline entry time. @default 0 (never) */
   readonly deviceTimestampSkew?: Duration;
   /** Publish device.online for a device's very first message. @default true */
@@ -240,6 +257,8 @@ export class OfflineDetector extends Construct {
         [ENV.deviceTypes]: settings.deviceTypes.json,
         [ENV.defaultDeviceType]: settings.deviceTypes.defaultType,
         [ENV.housekeepingTtlDays]: String(settings.housekeepingTtlDays), // ingest writes it; every loader checks it
+        // Dispatch evaluates; sweep and ingest hold and mark what they publish.
+        ...(settings.outageDetection ? { [ENV.outageDetection]: settings.outageDetection } : {}),
       },
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       removalPolicy,
@@ -271,6 +290,7 @@ export class OfflineDetector extends Construct {
       batchedShards: this.sizing?.shardCount,
       parentTag: props.parentTag,
       allowList: props.allowList,
+      outageDetection: settings.outageDetection !== undefined,
       removalPolicy,
     });
     if (props.operatorApi ?? true) {
@@ -382,7 +402,8 @@ export class OfflineDetector extends Construct {
   /** The props with their defaults, validated: what a Lambda would refuse at its cold start is refused here. */
   private settingsOf(props: OfflineDetectorProps) {
     this.validateIngestSources(props);
-    this.validateDeviceTags(props);
+    const tags = this.validateDeviceTags(props);
+    const outageDetection = this.outageDetectionOf(props, tags);
     const sizing = this.batchedSizingOf(props);
     // The device table's index shards; the batched engine's own shards (logs, states, sweep jobs) come from sizing.
     const indexShards = props.shardCount ?? DEFAULT_SHARD_COUNT;
@@ -413,11 +434,37 @@ export class OfflineDetector extends Construct {
       deviceTypes,
       sqsIngest,
       housekeepingTtlDays,
+      outageDetection,
     };
   }
 
+  /** OUTAGE_DETECTION as the Lambdas parse it, grouped by the device type or one of the field map's tags. */
+  private outageDetectionOf(props: OfflineDetectorProps, tags: readonly string[]): string | undefined {
+    const options = props.outageDetection;
+    if (!options) return undefined;
+    if (options.groupBy !== 'deviceType' && !tags.includes(options.groupBy)) {
+      throw new ValidationError(
+        this,
+        `outageDetection.groupBy "${options.groupBy}" must be deviceType or one of fieldMap.tags (${tags.join(', ') || 'none'})`,
+      );
+    }
+    const raw = {
+      groupBy: options.groupBy,
+      minDevices: options.minDevices,
+      ...(options.window ? { windowSeconds: options.window.toSeconds() } : {}),
+      ...(options.hold ? { holdSeconds: options.hold.toSeconds() } : {}),
+    };
+    try {
+      parseOutageConfig(raw, 'outageDetection');
+    } catch (error) {
+      if (error instanceof ConfigError) throw new ValidationError(this, error.message);
+      throw error;
+    }
+    return JSON.stringify(raw);
+  }
+
   /** The field map as the ingest parses it (its tags included), and a parent tag that is one of its tags. */
-  private validateDeviceTags(props: OfflineDetectorProps): void {
+  private validateDeviceTags(props: OfflineDetectorProps): string[] {
     let tags: string[];
     try {
       tags = Object.keys(parseFieldMap(props.fieldMap ?? {}).tags ?? {});
@@ -432,6 +479,7 @@ export class OfflineDetector extends Construct {
           "a device's parent from its tags",
       );
     }
+    return tags;
   }
 
   private validateIngestSources(props: OfflineDetectorProps): void {

@@ -15,6 +15,8 @@ import { batchedReconnectConcurrency, batchedSweepConcurrency } from '../lambdas
 import {
   DEADLINE_INDEX,
   MAINTENANCE_KEY,
+  OFFLINE_INDEX,
+  OUTAGES_KEY,
   OUTBOX_INDEX,
   PROBE_KEY_ITEM,
   WATERMARKS_KEY,
@@ -44,6 +46,8 @@ export interface SweepPipelineProps {
   readonly parentTag?: string;
   /** Allow-list mode: the batched engine's sweep rejects unregistered devices (to the rejects queue). */
   readonly allowList?: boolean;
+  /** Outage detection on: the dispatcher reads the offline index, writes the incidents, publishes fleet events. */
+  readonly outageDetection?: boolean;
   /** Of the queues. */
   readonly removalPolicy: RemovalPolicy;
 }
@@ -113,9 +117,21 @@ export class SweepPipeline extends Construct {
     // Only its control items: the watermarks, the probe key it creates, the maintenance windows it moves along at
     // their schedules' edges. Every device item is out of its reach.
     props.tables.grantItems(fn, DISPATCH_TABLE_ACTIONS, {
-      'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [WATERMARKS_KEY, PROBE_KEY_ITEM, MAINTENANCE_KEY] },
+      'ForAllValues:StringEquals': {
+        'dynamodb:LeadingKeys': [
+          WATERMARKS_KEY,
+          PROBE_KEY_ITEM,
+          MAINTENANCE_KEY,
+          ...(props.outageDetection ? [OUTAGES_KEY] : []),
+        ],
+      },
       Null: { 'dynamodb:LeadingKeys': 'false' }, // ForAllValues holds for a request without keys: none here
     });
+    if (props.outageDetection) {
+      // The outage evaluation: the offline index's newest entries, and one fleet event per incident change.
+      props.tables.grantIndexQuery(fn, [OFFLINE_INDEX.name]);
+      props.topics.grantPublish(fn);
+    }
     return fn;
   }
 

@@ -3,6 +3,7 @@
 // default except the resources.
 import { ConfigError } from './errors.js';
 import { DEFAULT_RECHECK_MS } from './maintenance.js';
+import { type OutageConfig, parseOutageConfig } from './outage.js';
 import { type DeviceTypes, type Policy, parseDeviceTypes } from './policy.js';
 import { DEFAULT_PARENT_GRACE_MS } from './sweep.js';
 import { DEFAULT_SHARD_COUNT } from './table-schema.js';
@@ -64,6 +65,8 @@ export const ENV = {
   // gateway dependency (sweep.ts `parentVerdict`): the tag naming a device's parent, and the grace
   parentTag: 'PARENT_TAG',
   parentGraceSeconds: 'PARENT_GRACE_SECONDS',
+  /** One incident for a mass outage (outage.ts): `{"groupBy", "minDevices", "windowSeconds"?, "holdSeconds"?}`. */
+  outageDetection: 'OUTAGE_DETECTION',
 } as const;
 
 export type EngineName = 'per-device' | 'batched';
@@ -227,6 +230,11 @@ function parentTagSetting(env: Env): string | undefined {
     throw new ConfigError(ENV.parentTag, `must be a tag name of the field map (${TAG_NAME_PATTERN.source})`);
   }
   return tag;
+}
+
+/** Outage detection's settings (dispatch, sweep, ingest), or undefined when it is off (the default). */
+export function loadOutageConfig(env: Env): OutageConfig | undefined {
+  return parseOutageConfig(jsonSetting(env, ENV.outageDetection), ENV.outageDetection);
 }
 
 export function loadDeviceTypes(env: Env): DeviceTypes {

@@ -78,10 +78,12 @@ export interface DeviceEvent {
   settled?: true;
   /** The device's tags when the transition was committed. */
   tags?: Tags;
-  /** Why an offline event may not need anyone's attention: its parent (gateway) is offline (`parentId`). Absent on
-   * the event that reports a device still silent once its parent is back. */
-  cause?: 'parent-offline';
+  /** Why an offline event may not need anyone's attention: its parent (gateway) is offline (`parentId`), or it is part
+   * of a mass outage its group's `fleet.outage` reports (`incidentId`). Absent on the event that reports a device
+   * still silent once its parent is back. Only on the published event (outage.ts marks it at publish time). */
+  cause?: 'parent-offline' | 'outage';
   parentId?: string;
+  incidentId?: string;
 }
 
 /** Deterministic: the same transition always carries the same id, so consumers can drop duplicates. '#' cannot

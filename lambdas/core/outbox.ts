@@ -98,6 +98,8 @@ export interface RelayResult {
   /** Devices with spilled events, left to the re-publish (their events go out after the spilled ones, which only a
    * read of the spill items finds; spills exist only after publishing failed). */
   deferred: number;
+  /** Devices whose next event the publisher holds back on purpose (outage.ts): left in the outbox, not a failure. */
+  held: number;
 }
 
 export interface RelayOptions {
@@ -135,7 +137,7 @@ export async function relayOutboxes(
   publisher: EventPublisher,
   options: RelayOptions = {},
 ): Promise<RelayResult> {
-  const result: RelayResult = { published: 0, failed: 0, uncleared: 0, handedOver: 0, deferred: 0 };
+  const result: RelayResult = { published: 0, failed: 0, uncleared: 0, handedOver: 0, deferred: 0, held: 0 };
   let pending = devices.flatMap((device) => {
     if (!hasPendingEvents(device)) return [];
     const relay = relayOf(device, 0);
@@ -150,13 +152,14 @@ export async function relayOutboxes(
     return [relay];
   });
   for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
-    const counts = await publishInOrder(
+    const { counts, held } = await publishInOrder(
       pending.map((relay) => relay.events),
       publisher,
       result,
     );
     const blocked = pending.filter((relay, i) => counts[i]! < relay.events.length);
-    result.failed += blocked.length;
+    result.held += held.size;
+    result.failed += blocked.length - held.size;
     const done = pending.filter((relay, i) => counts[i]! === relay.events.length);
     for (const [i, relay] of pending.entries()) {
       const count = counts[i]!;
@@ -227,6 +230,8 @@ function hasLivePublisher(
 async function publishInOrder(queues: DeviceEvent[][], publisher: EventPublisher, result: RelayResult) {
   const counts = queues.map(() => 0);
   const blocked = new Set<number>();
+  /** Devices stopped by a held event rather than a failed one. */
+  const held = new Set<number>();
   const rounds = Math.max(0, ...queues.map((queue) => queue.length));
   for (let round = 0; round < rounds; round++) {
     const batch = queues.flatMap((queue, i) => {
@@ -234,13 +239,17 @@ async function publishInOrder(queues: DeviceEvent[][], publisher: EventPublisher
       return event && !blocked.has(i) ? [{ event, i }] : [];
     });
     if (batch.length === 0) break;
-    const { failed } = await publisher.publish(batch.map(({ event }) => event));
-    const failedIds = new Set(failed.map((event) => event.eventId));
+    const out = await publisher.publish(batch.map(({ event }) => event));
+    const failedIds = new Set(out.failed.map((event) => event.eventId));
+    const heldIds = new Set((out.held ?? []).map((event) => event.eventId));
     for (const { event, i } of batch) {
-      if (failedIds.has(event.eventId)) blocked.add(i);
+      if (heldIds.has(event.eventId)) {
+        blocked.add(i);
+        held.add(i);
+      } else if (failedIds.has(event.eventId)) blocked.add(i);
       else counts[i] = counts[i]! + 1;
     }
-    result.published += batch.length - failed.length;
+    result.published += batch.length - out.failed.length - heldIds.size;
   }
-  return counts;
+  return { counts, held };
 }

@@ -127,8 +127,9 @@ export interface DeviceStore {
 }
 
 export interface EventPublisher {
-  /** Publishes the events (in the given order); returns those that could not be published. */
-  publish(events: DeviceEvent[]): Promise<{ failed: DeviceEvent[] }>;
+  /** Publishes the events (in the given order); returns those that could not be published, and those it holds back
+   * on purpose for now (outage.ts: not a failure; they stay in the outbox, in order, for the re-publish). */
+  publish(events: DeviceEvent[]): Promise<{ failed: DeviceEvent[]; held?: DeviceEvent[] }>;
 }
 
 export interface RejectedRecord extends Rejection {

@@ -145,6 +145,9 @@ export const PROBE_KEY_ITEM = '#probe-key';
 /** Control item holding the maintenance windows (maintenance.ts, adapters/maintenance-store.ts). */
 export const MAINTENANCE_KEY = '#maintenance';
 
+/** Control item holding the mass-outage incidents (outage.ts). */
+export const OUTAGES_KEY = '#outages';
+
 /** Control item of the local runtime only: the maintenance windows' schedules where there is no EventBridge Scheduler
  * (adapters/table-schedules.ts). */
 export const LOCAL_SCHEDULES_KEY = '#local-schedules';

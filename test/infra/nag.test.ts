@@ -30,6 +30,16 @@ describe('cdk-nag AwsSolutions', () => {
       { sqs: false, kinesis: 4, billing: 'provisioned', removalPolicy: 'destroy' },
     ],
     ['batched engine, SQS + Kinesis', { engine: 'batched', fleetDevices: 1_000_000, kinesis: 'on-demand' }],
+    [
+      'tags, gateway dependency, allow-list, outage detection',
+      {
+        fieldMap: { tags: { site: 'site', gatewayId: 'gw' } },
+        parentTag: 'gatewayId',
+        allowList: true,
+        outageDetection: { groupBy: 'site', minDevices: 20 },
+        engine: 'batched',
+      },
+    ],
   ])('finds nothing unacknowledged in the stack: %s', (_name, context) => {
     const app = new App({ context: { ...NO_BUNDLING, ...context } });
     const stack = new OfflineDetectorStack(app, 'Nag');

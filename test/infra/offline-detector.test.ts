@@ -20,6 +20,7 @@ import {
   KEY,
   MAINTENANCE_KEY,
   OFFLINE_INDEX,
+  OUTAGES_KEY,
   OUTBOX_INDEX,
   PROBE_KEY_ITEM,
   SHARD_TABLE,
@@ -540,6 +541,49 @@ describe('OfflineDetectorStack (defaults)', () => {
     expect(() => construct({ fieldMap: { tags: { 'bad name': 'x' } } })).toThrow(
       /Detector: fieldMap: FIELD_MAP: tag name/,
     );
+  });
+
+  it('outage detection: every publisher and the dispatcher get its settings; the dispatcher reads byOffline, writes #outages, publishes fleet events (issue 12)', () => {
+    const {
+      template: t,
+      stack: s,
+      detector,
+    } = construct({
+      fieldMap: { tags: { site: 'site' } },
+      outageDetection: { groupBy: 'site', minDevices: 20, window: Duration.minutes(10) },
+    });
+    const env = (fn: Construct) =>
+      (
+        resources(t, 'AWS::Lambda::Function')[logicalId(s, fn)]!.Properties.Environment as {
+          Variables: Record<string, unknown>;
+        }
+      ).Variables;
+    const setting = JSON.stringify({ groupBy: 'site', minDevices: 20, windowSeconds: 600 });
+    for (const fn of [detector.dispatchFunction, detector.sweepFunction, detector.ingestSqsFunction!]) {
+      expect(env(fn).OUTAGE_DETECTION).toBe(setting);
+    }
+    const dispatch = statements(t, s, detector.dispatchFunction);
+    const tableArn = { 'Fn::GetAtt': [logicalId(s, detector.table), 'Arn'] };
+    expect(JSON.stringify(dispatch)).toContain(`/index/${OFFLINE_INDEX.name}`);
+    expect(dispatch).toContainEqual(
+      expect.objectContaining({
+        Resource: tableArn,
+        Condition: expect.objectContaining({
+          'ForAllValues:StringEquals': {
+            'dynamodb:LeadingKeys': [WATERMARKS_KEY, PROBE_KEY_ITEM, MAINTENANCE_KEY, OUTAGES_KEY],
+          },
+        }),
+      }),
+    );
+    expect(actionsOn(dispatch, logicalId(s, detector.offlineTopic as sns.Topic))).toEqual(['sns:Publish']);
+    expect(() => construct({ outageDetection: { groupBy: 'site', minDevices: 20 } })).toThrow(
+      /Detector: outageDetection.groupBy "site" must be deviceType or one of fieldMap.tags \(none\)/,
+    );
+    expect(() => construct({ outageDetection: { groupBy: 'deviceType', minDevices: 1 } })).toThrow(
+      /Detector: outageDetection: minDevices must be/,
+    );
+    // Off by default: no setting anywhere.
+    expect(JSON.stringify(template.toJSON())).not.toContain('OUTAGE_DETECTION');
   });
 
   it('can leave the API out, and grants callers invoke-url on the read or the admin URL', () => {
