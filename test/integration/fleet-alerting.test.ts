@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeviceStore } from '../../lambdas/adapters/device-store.js';
 import { EventTopics } from '../../lambdas/adapters/event-topics.js';
 import { DynamoMaintenanceStore } from '../../lambdas/adapters/maintenance-store.js';
+import { DynamoOutageStore } from '../../lambdas/adapters/outage-store.js';
 import { SweepQueue } from '../../lambdas/adapters/sweep-queue.js';
 import { apiDepsFromEnv, apiHandler } from '../../lambdas/api.js';
 import { getDevice, listOffline } from '../../lambdas/core/admin.js';
@@ -17,6 +18,8 @@ import type { DeviceEvent } from '../../lambdas/core/device.js';
 import { DeviceCache } from '../../lambdas/core/device-cache.js';
 import { ingestBatch } from '../../lambdas/core/ingest.js';
 import { addWindow, applyEdge, type MaintenanceWindow } from '../../lambdas/core/maintenance.js';
+import { evaluateOutages, OutageAwarePublisher } from '../../lambdas/core/outage.js';
+import type { EventPublisher } from '../../lambdas/core/ports.js';
 import { sweepShard } from '../../lambdas/core/sweep.js';
 import { dispatchDepsFromEnv, dispatchHandler } from '../../lambdas/dispatch.js';
 import { sweepDepsFromEnv, sweepHandler } from '../../lambdas/sweep.js';
@@ -72,6 +75,7 @@ async function detector() {
   const cache = new DeviceCache(1000);
   let n = 0;
   return {
+    tableName,
     clock,
     store,
     maintenance,
@@ -87,7 +91,7 @@ async function detector() {
       const result = await ingestBatch(records, deps, { ordered: false });
       expect(result.failedRecordIds.size).toBe(0);
     },
-    async sweepAt(t: number) {
+    async sweepAt(t: number, eventPublisher: EventPublisher = publisher) {
       clock.t = t;
       for (let shard = 0; shard < SHARDS; shard++) {
         await sweepShard(
@@ -95,7 +99,7 @@ async function detector() {
           {
             settings: { toleranceMs: 0, budgetMs: 60_000, pageSize: 100, concurrency: 8, republishAfterMs: 10_000 },
             store,
-            publisher,
+            publisher: eventPublisher,
             watermarks: new MemoryWatermarks(),
             queue: new SweepQueue(clients.sqs, jobs.url),
             now,
@@ -287,5 +291,54 @@ describe('maintenance windows through the real handlers', () => {
     expect(schedulerMock.commandCalls(DeleteScheduleCommand)).toHaveLength(2);
     await sweepAt(T0 + TRACKER + 300_000);
     expect(await store.get(held)).toMatchObject({ status: 'OFFLINE', since: T0 + TRACKER });
+  });
+});
+
+describe('mass outage on DynamoDB Local and fauxqs', () => {
+  it('one fleet.outage for the site, its devices marked cause=outage: a pager filtering on cause gets the incident only', async () => {
+    const d = await detector();
+    const pager = await createQueue(clients.sqs, uniqueName('fleet-pager'));
+    drops.push(() => pager.delete());
+    await clients.sns.send(
+      new SubscribeCommand({
+        TopicArn: stack.offlineTopic.arn,
+        Protocol: 'sqs',
+        Endpoint: pager.arn,
+        Attributes: { RawMessageDelivery: 'true', FilterPolicy: JSON.stringify({ cause: [{ exists: false }] }) },
+      }),
+    );
+    const config = { groupBy: 'site', minDevices: 5, windowMs: 300_000, holdMs: 120_000 };
+    const topics = new EventTopics(clients.sns, { online: stack.onlineTopic.arn, offline: stack.offlineTopic.arn });
+    const incidents = new DynamoOutageStore(clients.dynamodb, d.tableName);
+    const publisher = new OutageAwarePublisher(topics, config, incidents, () => d.clock.t, 0);
+    const site = uniqueName('site');
+    const devices = Array.from({ length: 6 }, (_, i) => `${site}-d${i}`);
+    await d.send(
+      devices.map((deviceId) => ({ deviceId, site })),
+      T0,
+    );
+    const evaluate = () =>
+      evaluateOutages({
+        config,
+        deviceTypes: Object.keys(TYPES),
+        store: incidents,
+        offline: d.store,
+        publisher: topics,
+        now: () => d.clock.t,
+      });
+    for (let t = T0 + 30_000; t <= T0 + 6 * 60_000; t += 30_000) {
+      await d.sweepAt(t, publisher);
+      if (t % 60_000 === T0 % 60_000) await evaluate();
+    }
+    const delivered = (await drainQueue(clients.sqs, pager.url)).map((m) => ({
+      body: JSON.parse(m.Body!) as { type: string; group?: string; count?: number; deviceId?: string },
+      type: m.MessageAttributes?.type?.StringValue,
+    }));
+    const ours = delivered.filter((m) => m.body.group === site || devices.includes(m.body.deviceId ?? ''));
+    expect(ours.map((m) => [m.type, m.body.group, m.body.count])).toEqual([['fleet.outage', site, 6]]);
+    const all = (await drainQueue(clients.sqs, stack.offlineEvents.url))
+      .map((m) => ({ body: JSON.parse(m.Body!) as DeviceEvent, cause: m.MessageAttributes?.cause?.StringValue }))
+      .filter((m) => devices.includes(m.body.deviceId));
+    expect(all.map((m) => m.cause)).toEqual(devices.map(() => 'outage'));
   });
 });
