@@ -134,19 +134,16 @@ export function groupOf(
 export async function evaluateOutages(deps: OutageDeps): Promise<OutageEvaluation> {
   const { config } = deps;
   const now = deps.now();
-  const { incidents, version } = await deps.store.read();
+  const read = await deps.store.read();
+  const result: OutageEvaluation = { recent: {}, opened: 0, recovered: 0, announced: 0, failed: 0, read: 0 };
+  // What an earlier evaluation wrote but could not announce goes out first, whatever happens to this one's writes.
+  const incidents = await announce(read.incidents, deps, now, result);
+  const { version } = read;
   const open = incidents.filter((i) => i.recoveredAt === undefined);
   const windowStart = now - config.windowMs;
   const from = Math.min(windowStart, ...open.map((i) => i.firstSince));
   const entries = await offlineSince(deps, from);
-  const result: OutageEvaluation = {
-    recent: {},
-    opened: 0,
-    recovered: 0,
-    announced: 0,
-    failed: 0,
-    read: entries.length,
-  };
+  result.read = entries.length;
 
   const byGroup = new Map<string, OfflineEntry[]>();
   for (const entry of entries) {
@@ -189,30 +186,38 @@ export async function evaluateOutages(deps: OutageDeps): Promise<OutageEvaluatio
   }
   // Another evaluation wrote meanwhile (a retried tick): it counted the same index, so this one stops here.
   if (!(await deps.store.write(next, version))) return result;
+  const announced = await announce(next, deps, now, result);
+  // A lost race or a crash here only means the next evaluation announces again: a duplicate with the same event id.
+  if (announced !== next) await deps.store.write(announced, version + 1);
+  return result;
+}
 
-  const due = next.flatMap((incident) => [
-    ...(incident.announced ? [] : [fleetEvent('fleet.outage', incident, config, now)]),
+/** Publishes the fleet events the incidents still owe (an opening, a recovery) and returns them marked announced
+ * where that succeeded (the same array when there was nothing to publish). */
+async function announce(
+  incidents: Incident[],
+  deps: OutageDeps,
+  now: number,
+  result: OutageEvaluation,
+): Promise<Incident[]> {
+  const due = incidents.flatMap((incident) => [
+    ...(incident.announced ? [] : [fleetEvent('fleet.outage', incident, deps.config, now)]),
     ...(incident.recoveredAt !== undefined && !incident.recoveryAnnounced
-      ? [fleetEvent('fleet.recovered', incident, config, now)]
+      ? [fleetEvent('fleet.recovered', incident, deps.config, now)]
       : []),
   ]);
-  if (due.length === 0) return result;
+  if (due.length === 0) return incidents;
   const { failed } = await deps.publisher.publishFleet(due);
-  result.failed = failed.length;
+  result.failed += failed.length;
+  result.announced += due.length - failed.length;
   const failedIds = new Set(failed.map((e) => e.eventId));
-  const published = due.filter((e) => !failedIds.has(e.eventId));
-  result.announced = published.length;
-  if (published.length === 0) return result;
-  const announced = next.map((incident) => ({
+  return incidents.map((incident) => ({
     ...incident,
     announced: incident.announced || !failedIds.has(`fleet.outage#${incident.id}`),
     ...(incident.recoveredAt !== undefined
       ? { recoveryAnnounced: incident.recoveryAnnounced || !failedIds.has(`fleet.recovered#${incident.id}`) }
       : {}),
   }));
-  // A lost race here only means the next evaluation announces again: a duplicate with the same event id.
-  await deps.store.write(announced, version + 1);
-  return result;
 }
 
 function fleetEvent(type: FleetEventType, incident: Incident, config: OutageConfig, now: number): FleetEvent {
