@@ -84,6 +84,17 @@ describe('one incident for a mass outage', () => {
     expect(d.fleet.events[1]).toMatchObject({ count: 0 });
   });
 
+  it('an outage of our own pipeline opens none: the stalled watermark holds the sweep, nothing is committed offline', async () => {
+    const d = detector();
+    const trackers = ids('t', 30);
+    await d.h.send(trackers, T0, 'tracker');
+    // Ingestion stalls for 10 minutes: no message reaches the table, and the watermark stays where it was.
+    d.h.watermarks.set(T0 + 10_000);
+    await d.run(T0 + 10_000, T0 + 10 * MIN, () => [[], []]);
+    expect(d.h.events.events.filter((e) => e.type === 'device.offline')).toEqual([]);
+    expect(d.fleet.events).toEqual([]);
+  });
+
   it('fewer than minDevices silent: no incident, the events go out unmarked once the hold is over', async () => {
     const d = detector();
     const trackers = ids('t', 30);
