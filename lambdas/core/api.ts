@@ -15,7 +15,14 @@ import {
 } from './admin.js';
 import { ENV, type Env, intSetting, loadDeviceTypes, requireString, silentWaitMs } from './config.js';
 import { ApiError, ConfigError } from './errors.js';
-import { addWindow, endWindow, listWindows, type MaintenanceDeps, parseWindowRequest } from './maintenance.js';
+import {
+  addWindow,
+  endWindow,
+  instantOf,
+  listWindows,
+  type MaintenanceDeps,
+  parseWindowRequest,
+} from './maintenance.js';
 import { DEVICE_ID_PATTERN } from './message.js';
 import type { Policy } from './policy.js';
 import { DEFAULT_SHARD_COUNT } from './table-schema.js';
@@ -330,12 +337,7 @@ export function parseDuration(value: unknown, field: string): number {
 
 /** A mute end: epoch ms or an ISO-8601 time, in the future and within a year. */
 function parseUntil(value: unknown, now: number): number {
-  const t =
-    typeof value === 'number' && Number.isSafeInteger(value)
-      ? value
-      : typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(value)
-        ? Date.parse(value)
-        : Number.NaN;
+  const t = instantOf(value);
   if (!Number.isFinite(t) || t <= now || t > now + MAX_MUTE_MS) {
     throw new ApiError('bad-time', 'until must be a future ISO-8601 time or epoch ms, within a year');
   }

@@ -145,14 +145,14 @@ function stringList(value: unknown, min: number, max: number): string[] | undefi
   return value.every((v) => typeof v === 'string') ? [...new Set(value as string[])] : undefined;
 }
 
-/** Epoch ms or an ISO-8601 time. */
+/** A time an operator gives: whole epoch ms or an ISO-8601 time; NaN for anything else. */
+export function instantOf(value: unknown): number {
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : Number.NaN;
+  return typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(value) ? Date.parse(value) : Number.NaN;
+}
+
 function parseTime(value: unknown, field: string): number {
-  const t =
-    typeof value === 'number' && Number.isSafeInteger(value)
-      ? value
-      : typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(value)
-        ? Date.parse(value)
-        : Number.NaN;
+  const t = instantOf(value);
   if (!Number.isFinite(t) || t < 0) throw new ApiError('bad-time', `${field} must be an ISO-8601 time or epoch ms`);
   return t;
 }

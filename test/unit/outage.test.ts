@@ -12,6 +12,7 @@ import {
   parseOutageConfig,
 } from '../../lambdas/core/outage.js';
 import type { EventPublisher } from '../../lambdas/core/ports.js';
+import { random } from '../../sim/random.js';
 import { FleetLog, MemoryOutageStore } from '../support/memory-outages.js';
 import { harness, T0, TYPES } from '../support/sweep-harness.js';
 
@@ -155,7 +156,7 @@ describe('property: outage counts and incidents under duplicates and crashes', (
           seed: fc.integer(),
         }),
         async (c) => {
-          const rng = mulberry(c.seed);
+          const rng = random(c.seed); // seeded, so that a failing case replays
           // A publisher that fails some events: they stay in the outbox and are re-published.
           const flaky = (inner: EventPublisher): EventPublisher => ({
             publish: async (events: DeviceEvent[]) => {
@@ -241,15 +242,3 @@ describe('property: outage counts and incidents under duplicates and crashes', (
     );
   });
 });
-
-/** A seeded generator, so that a failing case replays. */
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
