@@ -23,13 +23,14 @@ import type {
   StoredShard,
 } from '../core/ports.js';
 import { SHARD_TABLE as S } from '../core/table-schema.js';
+import type { Tags } from '../core/tags.js';
 
 /** Below DynamoDB's 400 KB item limit, with room for the keys. */
 const MAX_PAYLOAD_BYTES = 350_000;
 const STAMP_DIGITS = 15;
 const HEAD = 'head';
 
-type Encoded = [deviceId: string, offset: number, deviceType?: string];
+type Encoded = [deviceId: string, offset: number, deviceType?: string | null, tags?: Tags];
 interface LogPayload {
   /** The sightings' times are offsets from `base`: a few digits each instead of thirteen. */
   base: number;
@@ -37,6 +38,11 @@ interface LogPayload {
   n?: string[];
 }
 
+const encode = (s: Sighting, base: number): Encoded => {
+  const offset = s.lastSeen - base;
+  if (s.tags) return [s.deviceId, offset, s.deviceType ?? null, s.tags];
+  return s.deviceType ? [s.deviceId, offset, s.deviceType] : [s.deviceId, offset];
+};
 const pack = (value: unknown) => gzipSync(JSON.stringify(value));
 const unpack = <T>(data: Uint8Array): T => JSON.parse(gunzipSync(data).toString('utf8')) as T;
 const stampKey = (stamp: number) => String(Math.max(0, Math.floor(stamp))).padStart(STAMP_DIGITS, '0');
@@ -110,7 +116,7 @@ export function encodeSightings(sightings: Sighting[], notes?: string[]): Uint8A
     sightings,
     (part): LogPayload => ({
       base: Number.isFinite(base) ? base : 0,
-      s: part.map((s) => [s.deviceId, s.lastSeen - base, ...(s.deviceType ? [s.deviceType] : [])] as Encoded),
+      s: part.map((s) => encode(s, base)),
       ...(notes?.length ? { n: notes } : {}),
     }),
   );
@@ -119,10 +125,11 @@ export function encodeSightings(sightings: Sighting[], notes?: string[]): Uint8A
 export function decodeSightings(data: Uint8Array): LogRead {
   const payload = unpack<LogPayload>(data);
   return {
-    sightings: payload.s.map(([deviceId, offset, deviceType]) => ({
+    sightings: payload.s.map(([deviceId, offset, deviceType, tags]) => ({
       deviceId,
       lastSeen: payload.base + offset,
       ...(deviceType ? { deviceType } : {}),
+      ...(tags ? { tags } : {}),
     })),
     notes: payload.n ?? [],
   };
@@ -144,7 +151,7 @@ export class DynamoSightingLog extends ShardTable implements SightingLog {
       sightings,
       (part): LogPayload => ({
         base: Number.isFinite(base) ? base : 0,
-        s: part.map((s) => [s.deviceId, s.lastSeen - base, ...(s.deviceType ? [s.deviceType] : [])] as Encoded),
+        s: part.map((s) => encode(s, base)),
         ...(record.notes?.length ? { n: record.notes } : {}),
       }),
     );
