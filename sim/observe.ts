@@ -16,6 +16,8 @@ export interface Publish {
   source: PublishSource;
   /** When the publish call returned (the clock of the run). */
   at: number;
+  /** A sweep's publish: when its job started (what the job read of other items, it read after that). */
+  jobStartedAt?: number;
 }
 
 /** A sweep job that judged the rest of its shard by `cutoff` and completed: every device of the shard whose
@@ -28,6 +30,7 @@ export interface CompletedSweep {
 
 /** What one sweep invocation did, gathered from its calls on the ports. */
 interface SweepInvocation {
+  startedAt: number;
   shard?: string;
   cutoff?: number;
   continued: boolean;
@@ -114,7 +117,7 @@ export class RuntimeObserver {
     handler: (event: E, context: C) => Promise<R>,
   ): (event: E, context: C) => Promise<R> {
     return (event, context) => {
-      const call: SweepInvocation = { continued: false, republish: false };
+      const call: SweepInvocation = { startedAt: this.now(), continued: false, republish: false };
       return this.invocation.run(call, async () => {
         const response = await handler(event, context);
         const failures = (response as { batchItemFailures?: unknown[] } | undefined)?.batchItemFailures ?? [];
@@ -138,18 +141,25 @@ export class RuntimeObserver {
     return {
       publish: async (events) => {
         const from = source();
+        const jobStartedAt = this.invocation.getStore()?.startedAt;
         const result = await inner.publish(events);
         const failed = new Set(result.failed.map((e) => e.eventId));
         const at = this.now();
         for (const event of events) {
           if (failed.has(event.eventId)) continue;
+          const publish = { source: from, at, ...(jobStartedAt === undefined ? {} : { jobStartedAt }) };
           const list = this.publishes.get(event.eventId);
-          if (list) list.push({ source: from, at });
-          else this.publishes.set(event.eventId, [{ source: from, at }]);
+          if (list) list.push(publish);
+          else this.publishes.set(event.eventId, [publish]);
         }
         return result;
       },
     };
+  }
+
+  /** When the sweep job that first published an event started, if a sweep did. */
+  jobStartedAt(eventId: string): number | undefined {
+    return this.publishes.get(eventId)?.[0]?.jobStartedAt;
   }
 
   /** Events published more than once, by the publishers that did (e.g. `{"sweep+ingest": 2}`). */

@@ -18,12 +18,29 @@
 // - duplicates: events seen again with an eventId already seen (I3 allows them; consumers drop them by eventId).
 // - lateness: `detectedAt − (last entry + timeout)` of each correct offline event, so it includes the type's
 //   precision; events whose detection a stall deferred are counted apart (`stallDeferred`).
+// - maintenance windows (docs/design.md §8.9): a device of a window's group whose offline `since` lies in
+//   [from, until) is reported once, at the window's end: an offline event for it detected before `until` is a false
+//   offline; its silence is due only by a sweep whose cutoff passed max(deadline, until); counted apart
+//   (`heldByMaintenance`, with how long after max(end, deadline) they came).
+// - gateways (§8.10): a device behind a gateway may wait up to the parent grace before it is judged, so its silence
+//   is due by deadline + grace. An event with `cause: parent-offline` is right only when its `parentId` is the
+//   device's gateway and that gateway really was offline then (silent for its timeout, gone silent within the grace
+//   of the device's `since`, not yet back when the device was judged); an event without the cause is wrong when the
+//   gateway's offline transition had been committed before the device was judged (a completed sweep of the
+//   gateway's shard was due to report it) and the grace rule names it the cause (`wrongCause`). A device reported
+//   behind its gateway and still silent a timeout after the gateway is back must be reported again, without the
+//   cause, at the latest by the next recheck (`reportedAgain`; a miss otherwise).
 import type { DeviceEvent } from '../lambdas/core/device.js';
 import { shardOf } from '../lambdas/core/shard.js';
 import type { CompletedSweep } from './observe.js';
 
 export interface TruthSettings {
   policies: Record<string, { timeoutMs: number; precisionMs: number }>;
+  /** Device id → the gateway it is behind (PARENT_TAG). @default none */
+  parents?: ReadonlyMap<string, string>;
+  /** PARENT_GRACE_SECONDS and MAINTENANCE_RECHECK_SECONDS of the run, in ms (scenario.ts `groupTimings`). */
+  parentGraceMs?: number;
+  recheckMs?: number;
   tickMs: number;
   toleranceMs: number;
   /** Allowance for delivery and polling delays on top of the design's bound. */
@@ -41,8 +58,15 @@ export interface Stall {
   caughtUpAt?: number;
 }
 
+/** A maintenance window the run opened: from, until (epoch ms) and the ids of the devices it covers. */
+export interface JudgedWindow {
+  from: number;
+  until: number;
+  devices: ReadonlySet<string>;
+}
+
 export interface Finding {
-  kind: 'falseOffline' | 'missedOffline';
+  kind: 'falseOffline' | 'missedOffline' | 'wrongCause';
   deviceId: string;
   detail: string;
 }
@@ -54,7 +78,18 @@ export interface Summary {
   onlineEvents: number;
   falseOffline: number;
   missedOffline: number;
+  /** Offline events whose `cause` (parent-offline) is wrong: present while the gateway was not offline, or absent
+   * while the detector knew it was. */
+  wrongCause: number;
   duplicateEvents: number;
+  /** Offline events a maintenance window held, reported at its end; `heldLatenessMaxMs`: the latest of them after
+   * max(window end, the device's last entry + timeout). */
+  heldByMaintenance: number;
+  heldLatenessMaxMs: number;
+  /** Offline events with `cause: parent-offline` (behind an offline gateway), and the reports again without the
+   * cause of devices still silent a timeout after their gateway was back. */
+  behindGateway: number;
+  reportedAgain: number;
   /** Silences a completed sweep had to report (its cutoff passed the device's deadline before it came back). */
   requiredDetections: number;
   /** Silences past the design's bound at the end with no offline event and no completed sweep due to report them
@@ -79,13 +114,25 @@ interface DeviceTruth {
   spreads: number[];
   last: number;
   lastSpread: number;
-  /** Silences long enough to need an offline event: [from, to), and the spread of the entry at `from`. */
-  gaps: Array<[number, number, number]>;
+  /** Silences long enough to need an offline event: [from, to), and the spreads of the entries at `from` and `to`. */
+  gaps: Silence[];
   offlineSince: number[];
+  /** The `since` of its offline events with `cause: parent-offline`, and of its reports again without it. */
+  causeSince: number[];
+  againSince: number[];
   /** The detector's view from the events received (online after online, offline after offline events). */
   status?: 'online' | 'offline';
   statusSeq: number;
 }
+
+/** [from, to) with the spreads of the entries at `from` and `to` (`to` is Infinity while the device is silent). */
+type Silence = readonly [from: number, to: number, fromSpread: number, toSpread: number];
+
+/** What the judge found notable about an offline event it accepted, for the run's console. */
+export type EventNote =
+  | { kind: 'held'; until: number }
+  | { kind: 'behind-gateway'; parentId: string }
+  | { kind: 'reported-again' };
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
@@ -110,6 +157,13 @@ export class Truth {
   /** Offline events whose `since` came after the device's return (within the type's precision): correct, late. */
   returnedBeforeSince = 0;
   readonly duplicateSamples: Array<Pick<DeviceEvent, 'eventId' | 'type'>> = [];
+  readonly windows: JudgedWindow[] = [];
+  heldByMaintenance = 0;
+  heldLatenessMaxMs = 0;
+  behindGateway = 0;
+  reportedAgain = 0;
+  /** Offline events without a cause of devices behind a gateway: judged at the end, against the completed sweeps. */
+  private readonly uncaused: DeviceEvent[] = [];
   online = 0;
   offline = 0;
   private readonly keepMs: number;
@@ -126,19 +180,57 @@ export class Truth {
     this.settings.startedAt = at;
   }
 
-  /** When the design's bound says a silence from `from` should have been reported: timeout + precision, one tick,
-   * the watermark tolerance and the slack; past a stall of our own ingest that overlaps it, once ingestion caught
-   * up plus one tick and the slack. Only for reporting lateness: a miss is judged by the sweeps. */
-  private designDue(type: string, from: number): number {
-    const p = this.settings.policies[type]!;
+  /** When the design's bound says a silence from `from`, due by `deadline`, should have been reported: the deadline,
+   * one tick, the watermark tolerance and the slack; past a stall of our own ingest that overlaps it, once ingestion
+   * caught up plus one tick and the slack. Only for reporting lateness: a miss is judged by the sweeps. */
+  private designDue(from: number, deadline: number): number {
     const { tickMs, toleranceMs, slackMs } = this.settings;
-    let due = from + p.timeoutMs + p.precisionMs + tickMs + toleranceMs + slackMs;
+    let due = deadline + tickMs + toleranceMs + slackMs;
     for (const stall of this.stalls) {
       if (due >= stall.from && from < stall.to) {
         due = Math.max(due, (stall.caughtUpAt ?? Number.POSITIVE_INFINITY) + tickMs + slackMs);
       }
     }
     return due;
+  }
+
+  /** The latest a sweep's cutoff must have passed for a silence of `deviceId` from `from` to be reported: its
+   * deadline (the entry as late as its spread allows, + timeout + precision), + the parent grace behind a gateway,
+   * and at least the end of a maintenance window that may hold it. */
+  private dueBy(deviceId: string, type: string, from: number, spread: number): number {
+    const policy = this.settings.policies[type]!;
+    let deadline = from + spread + policy.timeoutMs + policy.precisionMs;
+    const held = this.holding(deviceId, from + policy.timeoutMs, deadline);
+    if (this.settings.parents?.has(deviceId)) deadline += this.settings.parentGraceMs ?? 0;
+    return held ? Math.max(deadline, held.until) : deadline;
+  }
+
+  /** The window of its group that holds an offline `since` of `deviceId` in [earliest, latest], if any. */
+  private holding(deviceId: string, earliest: number, latest = earliest): JudgedWindow | undefined {
+    return this.windows.find((w) => w.devices.has(deviceId) && earliest < w.until && latest >= w.from);
+  }
+
+  /** A silence of gateway `parentId` that can make it the cause of a device's offline `since` (the device last seen
+   * at `lastSeen`): silent for its timeout, gone offline within the grace after `since` and not before `lastSeen`
+   * − grace (at the earliest and latest its entries allow), and not back before the ingest had taken in what entered
+   * up to `since` − tolerance (the device was judged by a cutoff at or past `since`). */
+  private parentSilence(parentId: string, since: number, lastSeen: number): Silence | undefined {
+    const parent = this.devices.get(parentId);
+    if (!parent) return undefined;
+    const { timeoutMs, precisionMs } = this.settings.policies[parent.type]!;
+    const grace = this.settings.parentGraceMs ?? 0;
+    return silencesOf(parent).find(
+      ([from, to, fromSpread, toSpread]) =>
+        to + toSpread - from >= timeoutMs &&
+        from + timeoutMs <= since + grace &&
+        lastSeen <= from + fromSpread + timeoutMs + precisionMs + grace &&
+        to + toSpread > since - this.settings.toleranceMs,
+    );
+  }
+
+  /** A maintenance window the run opened. */
+  maintenance(window: JudgedWindow): void {
+    this.windows.push(window);
   }
 
   /** A message of the fleet entered the ingest source at `enteredAt` (epoch ms). */
@@ -154,11 +246,13 @@ export class Truth {
         lastSpread: spreadMs,
         gaps: [],
         offlineSince: [],
+        causeSince: [],
+        againSince: [],
         statusSeq: -1,
       };
       this.devices.set(deviceId, device);
     } else if (enteredAt - device.last >= this.minGapMs) {
-      device.gaps.push([device.last, enteredAt, device.lastSpread]);
+      device.gaps.push([device.last, enteredAt, device.lastSpread, spreadMs]);
     }
     // Sends run concurrently, so an entry can come in slightly out of order: keep the list sorted.
     let at = device.entries.length;
@@ -194,11 +288,12 @@ export class Truth {
     }
   }
 
-  event(event: DeviceEvent): void {
+  /** Judges an event received; what was notable about an accepted offline event, for the console. */
+  event(event: DeviceEvent): EventNote | undefined {
     if (this.eventIds.has(event.eventId)) {
       this.duplicates++;
       if (this.duplicateSamples.length < 10) this.duplicateSamples.push({ eventId: event.eventId, type: event.type });
-      return;
+      return undefined;
     }
     this.eventIds.add(event.eventId);
     const minute = Math.max(0, Math.floor((event.detectedAt - this.settings.startedAt) / 60_000));
@@ -216,7 +311,7 @@ export class Truth {
     }
     if (!device) {
       this.findings.push({ kind: 'falseOffline', deviceId: event.deviceId, detail: 'event for an unknown device' });
-      return;
+      return undefined;
     }
     // Per-device order by seq: an older event arriving late does not change the detector's view.
     if (event.seq > device.statusSeq) {
@@ -229,7 +324,7 @@ export class Truth {
       if (device.status === 'online') this.online++;
       else this.offline++;
     }
-    if (event.type !== 'device.offline') return;
+    if (event.type !== 'device.offline') return undefined;
     device.offlineSince.push(event.since);
     const policy = this.settings.policies[device.type]!;
     const silence = longestSilence(device.entries, device.spreads, event.lastSeen, event.since);
@@ -239,12 +334,37 @@ export class Truth {
         deviceId: event.deviceId,
         detail: `offline since ${iso(event.since)} (last seen ${iso(event.lastSeen)}), but the device was never silent for ${policy.timeoutMs} ms in between (longest silence ${silence} ms)`,
       });
-      return;
+      return undefined;
+    }
+    const held = this.holding(event.deviceId, event.since);
+    if (held && event.detectedAt < held.until) {
+      this.findings.push({
+        kind: 'falseOffline',
+        deviceId: event.deviceId,
+        detail: `offline since ${iso(event.since)}, within the maintenance window of its group until ${iso(held.until)}, but reported at ${iso(event.detectedAt)}, before the window's end`,
+      });
+      return undefined;
+    }
+    const again = event.cause === undefined && device.causeSince.includes(event.since);
+    this.judgeCause(event, again);
+    if (event.cause !== undefined) {
+      device.causeSince.push(event.since);
+      this.behindGateway++;
+    }
+    if (again) {
+      device.againSince.push(event.since);
+      this.reportedAgain++;
     }
     const lastEntry = latestAtOrBefore(device.entries, event.since) ?? event.lastSeen;
+    const dueAt = lastEntry + policy.timeoutMs;
+    if (held) {
+      this.heldByMaintenance++;
+      this.heldLatenessMaxMs = Math.max(this.heldLatenessMaxMs, event.detectedAt - Math.max(held.until, dueAt));
+      return { kind: 'held', until: held.until };
+    }
+    if (again) return { kind: 'reported-again' };
     // With precision, `since` may fall after the device's return: it came back within the accepted lateness.
     if (lastEntry > event.lastSeen + policy.precisionMs) this.returnedBeforeSince++;
-    const dueAt = lastEntry + policy.timeoutMs;
     if (this.stalls.some((s) => s.from <= event.detectedAt && (s.caughtUpAt ?? Number.POSITIVE_INFINITY) >= dueAt)) {
       this.stallDeferred++;
     } else {
@@ -253,12 +373,43 @@ export class Truth {
       byType.push(event.detectedAt - dueAt);
       this.latenessByType.set(device.type, byType);
     }
+    return event.cause === undefined ? undefined : { kind: 'behind-gateway', parentId: event.parentId ?? '' };
+  }
+
+  /** A cause must name the device's gateway, offline then; an event without one, of a device behind a gateway, is
+   * judged at the end (`finish`), when the sweeps that committed the gateway's transition are known. */
+  private judgeCause(event: DeviceEvent, again: boolean): void {
+    const parentId = this.settings.parents?.get(event.deviceId);
+    if (event.cause === undefined) {
+      if (parentId !== undefined && !again) this.uncaused.push(event);
+      return;
+    }
+    const why =
+      parentId === undefined
+        ? 'it is behind no gateway'
+        : event.parentId !== parentId
+          ? `it is behind ${parentId}`
+          : !this.parentSilence(parentId, event.since, event.lastSeen)
+            ? `its gateway was not offline within ${this.settings.parentGraceMs ?? 0} ms after ${iso(event.since)}`
+            : undefined;
+    if (why) {
+      this.findings.push({
+        kind: 'wrongCause',
+        deviceId: event.deviceId,
+        detail: `offline since ${iso(event.since)} with cause ${event.cause} (parent ${event.parentId}), but ${why}`,
+      });
+    }
   }
 
   /** Judges every silence against the sweeps that completed (see the top of the file); `horizon` (epoch ms) is
    * the end of the run, for the silences past the design's bound still undetected. The events of those sweeps must
    * all have been received by now. */
-  finish(horizon: number, sweeps: readonly CompletedSweep[]): Summary {
+  finish(
+    horizon: number,
+    sweeps: readonly CompletedSweep[],
+    /** When the sweep job that published an event started (observe.ts); default its `detectedAt`. */
+    jobStartOf: (event: DeviceEvent) => number | undefined = () => undefined,
+  ): Summary {
     const byShard = new Map<string, ShardSweeps>();
     for (const sweep of [...sweeps].sort((a, b) => a.completedAt - b.completedAt)) {
       const shard = byShard.get(sweep.shard) ?? { sweeps: [], maxCutoff: [] };
@@ -270,12 +421,10 @@ export class Truth {
     let overdue = 0;
     let overdueMaxMs = 0;
     for (const [deviceId, device] of this.devices) {
-      const policy = this.settings.policies[device.type]!;
       const shard = byShard.get(shardOf(deviceId, this.settings.shardCount));
-      const gaps = [...device.gaps, [device.last, Number.POSITIVE_INFINITY, device.lastSpread] as const];
-      for (const [from, to, spread] of gaps) {
+      for (const [from, to, spread] of silencesOf(device)) {
         const reported = device.offlineSince.some((since) => since > from && since <= to);
-        const deadline = from + spread + policy.timeoutMs + policy.precisionMs;
+        const deadline = this.dueBy(deviceId, device.type, from, spread);
         const judge = shard && judgedBy(shard, deadline, to);
         if (judge) {
           required++;
@@ -283,19 +432,20 @@ export class Truth {
             this.findings.push({
               kind: 'missedOffline',
               deviceId,
-              detail: `silent from ${iso(from)} to ${Number.isFinite(to) ? iso(to) : 'the end'} (deadline ${iso(deadline)} at the latest): the sweep of shard ${judge.shard} by cutoff ${iso(judge.cutoff)} completed at ${iso(judge.completedAt)} without reporting it`,
+              detail: `silent from ${iso(from)} to ${Number.isFinite(to) ? iso(to) : 'the end'} (due by ${iso(deadline)} at the latest): the sweep of shard ${judge.shard} by cutoff ${iso(judge.cutoff)} completed at ${iso(judge.completedAt)} without reporting it`,
             });
           }
-          continue;
+        } else if (!reported) {
+          const due = this.designDue(from, deadline - spread);
+          if (due <= horizon && to > due) {
+            overdue++;
+            overdueMaxMs = Math.max(overdueMaxMs, Math.min(to, horizon) - due);
+          }
         }
-        if (reported) continue;
-        const due = this.designDue(device.type, from);
-        if (due <= horizon && to > due) {
-          overdue++;
-          overdueMaxMs = Math.max(overdueMaxMs, Math.min(to, horizon) - due);
-        }
+        if (this.reportAgainDue(deviceId, device, shard, from, to)) required++;
       }
     }
+    for (const event of this.uncaused) this.judgeUncaused(event, byShard, jobStartOf(event) ?? event.detectedAt);
     const sorted = [...this.lateness].sort((a, b) => a - b);
     return {
       devices: this.devices.size,
@@ -304,7 +454,12 @@ export class Truth {
       onlineEvents: this.onlineEvents,
       falseOffline: this.findings.filter((f) => f.kind === 'falseOffline').length,
       missedOffline: this.findings.filter((f) => f.kind === 'missedOffline').length,
+      wrongCause: this.findings.filter((f) => f.kind === 'wrongCause').length,
       duplicateEvents: this.duplicates,
+      heldByMaintenance: this.heldByMaintenance,
+      heldLatenessMaxMs: this.heldLatenessMaxMs,
+      behindGateway: this.behindGateway,
+      reportedAgain: this.reportedAgain,
       requiredDetections: required,
       overdueDetections: overdue,
       overdueMaxMs,
@@ -328,6 +483,68 @@ export class Truth {
       findings: this.findings.slice(0, 50),
     };
   }
+
+  /** A device reported behind its gateway, still silent a timeout after the gateway was back: due to be reported
+   * again once a sweep of its shard passed max(back + timeout, back + tolerance + recheck) before it came back (the
+   * device is looked at every recheck, and sees the gateway back once the ingest has taken in its return). Records a
+   * miss when it was not; true when the report was due. */
+  private reportAgainDue(
+    deviceId: string,
+    device: DeviceTruth,
+    shard: ShardSweeps | undefined,
+    from: number,
+    to: number,
+  ): boolean {
+    const since = device.causeSince.find((s) => s > from && s <= to);
+    const parentId = this.settings.parents?.get(deviceId);
+    if (since === undefined || parentId === undefined || !shard) return false;
+    const gatewayDown = this.parentSilence(parentId, since, from);
+    if (!gatewayDown || !Number.isFinite(gatewayDown[1])) return false;
+    const back = gatewayDown[1] + gatewayDown[3];
+    const { toleranceMs, recheckMs = 0 } = this.settings;
+    const held = this.holding(deviceId, since);
+    const dueBy = Math.max(
+      back + this.settings.policies[device.type]!.timeoutMs,
+      back + toleranceMs + recheckMs,
+      since,
+      held?.until ?? 0,
+    );
+    const judge = judgedBy(shard, dueBy, to);
+    if (!judge) return false;
+    if (!device.againSince.some((s) => s > from && s <= to)) {
+      this.findings.push({
+        kind: 'missedOffline',
+        deviceId,
+        detail: `reported behind ${parentId} (offline since ${iso(since)}), silent until ${Number.isFinite(to) ? iso(to) : 'the end'} though ${parentId} was back at ${iso(back)}: the sweep of shard ${judge.shard} by cutoff ${iso(judge.cutoff)} completed at ${iso(judge.completedAt)} without reporting it again`,
+      });
+    }
+    return true;
+  }
+
+  /** An offline event without a cause of a device behind a gateway is wrong when the gateway's offline transition
+   * had been committed before the device was judged (a sweep of the gateway's shard due to report it completed
+   * before the job that reported the device started, `judgedFrom`: a job reads a gateway once), the gateway not
+   * back, and the grace rule names it the cause at every time its entries allow. */
+  private judgeUncaused(event: DeviceEvent, byShard: ReadonlyMap<string, ShardSweeps>, judgedFrom: number): void {
+    const parentId = this.settings.parents!.get(event.deviceId)!;
+    const parent = this.devices.get(parentId);
+    const shard = byShard.get(shardOf(parentId, this.settings.shardCount));
+    if (!parent || !shard) return;
+    const { timeoutMs, precisionMs } = this.settings.policies[parent.type]!;
+    const grace = this.settings.parentGraceMs ?? 0;
+    for (const [from, to, spread] of silencesOf(parent)) {
+      if (to <= event.detectedAt || from + spread + timeoutMs + precisionMs > event.since + grace) continue;
+      if (event.lastSeen > from + timeoutMs + grace) continue;
+      const judge = judgedBy(shard, this.dueBy(parentId, parent.type, from, spread), judgedFrom);
+      if (!judge) continue;
+      this.findings.push({
+        kind: 'wrongCause',
+        deviceId: event.deviceId,
+        detail: `offline since ${iso(event.since)}, reported at ${iso(event.detectedAt)} without cause, while its gateway ${parentId} was offline (silent from ${iso(from)}; the sweep of shard ${judge.shard} by cutoff ${iso(judge.cutoff)} had reported it at ${iso(judge.completedAt)})`,
+      });
+      return;
+    }
+  }
 }
 
 interface ShardSweeps {
@@ -335,6 +552,11 @@ interface ShardSweeps {
   sweeps: CompletedSweep[];
   /** The largest cutoff among the sweeps up to each index. */
   maxCutoff: number[];
+}
+
+/** Every silence of a device that may need an offline event, the one it is in at the end included. */
+function silencesOf(device: DeviceTruth): Silence[] {
+  return [...device.gaps, [device.last, Number.POSITIVE_INFINITY, device.lastSpread, 0]];
 }
 
 /** The first completed sweep whose cutoff passed `deadline`, if it completed before `before`. */

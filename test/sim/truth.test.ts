@@ -102,3 +102,171 @@ describe('the judge of local runs', () => {
     expect(t.duplicateSamples).toEqual([{ eventId: `${ID}#2`, type: 'device.offline' }]);
   });
 });
+
+describe('maintenance windows', () => {
+  /** A window over the device from before it went offline until 30 s after its deadline. */
+  const UNTIL = DEADLINE + 30_000;
+  const held = () => {
+    const t = truth();
+    t.maintenance({ from: T0 + 5_000, until: UNTIL, devices: new Set([ID]) });
+    return t;
+  };
+
+  it('a device that went offline within the window, reported once at its end, is right', () => {
+    const t = held();
+    t.event({ ...offline(UNTIL + 800), seq: 2 });
+    const summary = t.finish(UNTIL + 60_000, [sweep(DEADLINE, DEADLINE + 500), sweep(UNTIL, UNTIL + 800)]);
+    expect(summary).toMatchObject({ falseOffline: 0, missedOffline: 0, heldByMaintenance: 1, requiredDetections: 1 });
+    expect(summary.heldLatenessMaxMs).toBe(800);
+    // Held for the window, not late: not in the lateness figures.
+    expect(summary.latenessMs.max).toBe(0);
+  });
+
+  it('an offline event of a held device before the window’s end is a false offline', () => {
+    const t = held();
+    t.event(offline(DEADLINE + 500));
+    const summary = t.finish(UNTIL + 60_000, [sweep(DEADLINE, DEADLINE + 500)]);
+    expect(summary).toMatchObject({ falseOffline: 1, heldByMaintenance: 0 });
+    expect(summary.findings[0]!.detail).toMatch(
+      /within the maintenance window of its group .* before the window's end/,
+    );
+  });
+
+  it('a held silence is due only once a sweep passed the window’s end', () => {
+    const early = held().finish(UNTIL + 60_000, [sweep(UNTIL - 1, UNTIL)]);
+    expect(early).toMatchObject({ missedOffline: 0, requiredDetections: 0 });
+    const due = held().finish(UNTIL + 60_000, [sweep(UNTIL, UNTIL + 1_000)]);
+    expect(due).toMatchObject({ missedOffline: 1, requiredDetections: 1 });
+  });
+
+  it('a device of another group, or one offline before the window, is judged as usual', () => {
+    const t = truth();
+    t.maintenance({ from: T0 + 5_000, until: UNTIL, devices: new Set(['meter-008']) });
+    t.maintenance({ from: DEADLINE + 1, until: UNTIL, devices: new Set([ID]) });
+    t.event(offline(DEADLINE + 500));
+    expect(t.finish(UNTIL + 60_000, [sweep(DEADLINE, DEADLINE + 500)])).toMatchObject({
+      falseOffline: 0,
+      missedOffline: 0,
+      heldByMaintenance: 0,
+    });
+  });
+});
+
+describe('gateways', () => {
+  const GW = 'gw-1';
+  const CHILD = 'meter-042';
+  const GW_TIMEOUT = 4_000;
+  const GRACE = 3_000;
+  const RECHECK = 10_000;
+  /** The gateway and its device fall silent after T0 + 10 s; the gateway is back for good at `back` (or not), or
+   * never falls silent (`online`). */
+  const fleet = (back?: number | 'online') => {
+    const t = new Truth({
+      policies: { meter: { timeoutMs: TIMEOUT, precisionMs: 0 }, gateway: { timeoutMs: GW_TIMEOUT, precisionMs: 0 } },
+      parents: new Map([[CHILD, GW]]),
+      parentGraceMs: GRACE,
+      recheckMs: RECHECK,
+      tickMs: 1_000,
+      toleranceMs: 3_000,
+      slackMs: 2_000,
+      startedAt: T0,
+      shardCount: SHARDS,
+    });
+    for (let at = T0; at <= LAST; at += 1_000) {
+      t.sent(GW, 'gateway', at);
+      t.sent(CHILD, 'meter', at);
+    }
+    if (back === 'online') {
+      for (let at = LAST + 1_000; at <= T0 + 60_000; at += 1_000) t.sent(GW, 'gateway', at);
+      return t;
+    }
+    for (let at = back ?? Number.POSITIVE_INFINITY; at <= T0 + 90_000; at += 1_000) t.sent(GW, 'gateway', at);
+    // The gateway's own offline event, reported by its shard's sweep.
+    t.event({
+      eventId: `${GW}#2`,
+      type: 'device.offline',
+      deviceId: GW,
+      deviceType: 'gateway',
+      seq: 2,
+      since: GW_DEADLINE,
+      lastSeen: LAST,
+      timeoutMs: GW_TIMEOUT,
+      detectedAt: GW_DEADLINE + 400,
+    });
+    return t;
+  };
+  const GW_SHARD = shardOf(GW, SHARDS);
+  const CHILD_SHARD = shardOf(CHILD, SHARDS);
+  const GW_DEADLINE = LAST + GW_TIMEOUT;
+  const CHILD_DEADLINE = LAST + TIMEOUT;
+  const childOffline = (detectedAt: number, extra: Partial<DeviceEvent> = {}, seq = 2): DeviceEvent => ({
+    eventId: `${CHILD}#${seq}`,
+    type: 'device.offline',
+    deviceId: CHILD,
+    deviceType: 'meter',
+    seq,
+    since: CHILD_DEADLINE,
+    lastSeen: LAST,
+    timeoutMs: TIMEOUT,
+    detectedAt,
+    ...extra,
+  });
+  const behind = { cause: 'parent-offline', parentId: GW } as const;
+  /** The gateway's offline transition was committed before the device's job started. */
+  const gatewaySwept = sweep(GW_DEADLINE, GW_DEADLINE + 500, GW_SHARD);
+
+  it('a device reported with cause parent-offline while its gateway is offline is right', () => {
+    const t = fleet();
+    t.event(childOffline(CHILD_DEADLINE + 500, behind));
+    const summary = t.finish(T0 + 60_000, [gatewaySwept, sweep(CHILD_DEADLINE, CHILD_DEADLINE + 600, CHILD_SHARD)]);
+    expect(summary).toMatchObject({ wrongCause: 0, falseOffline: 0, missedOffline: 0, behindGateway: 1 });
+  });
+
+  it('a device reported without the cause while its gateway was known offline is wrong', () => {
+    const t = fleet();
+    t.event(childOffline(CHILD_DEADLINE + 500));
+    const summary = t.finish(T0 + 60_000, [gatewaySwept, sweep(CHILD_DEADLINE, CHILD_DEADLINE + 600, CHILD_SHARD)]);
+    expect(summary).toMatchObject({ wrongCause: 1, falseOffline: 0, missedOffline: 0 });
+    expect(summary.findings[0]!.detail).toMatch(/without cause, while its gateway gw-1 was offline/);
+  });
+
+  it('without the cause is right when the gateway’s transition was not yet committed when the device was judged', () => {
+    const t = fleet();
+    t.event(childOffline(CHILD_DEADLINE + 500));
+    const lateGatewaySweep = sweep(GW_DEADLINE, CHILD_DEADLINE + 700, GW_SHARD);
+    expect(t.finish(T0 + 60_000, [lateGatewaySweep])).toMatchObject({ wrongCause: 0 });
+  });
+
+  it('a cause naming a gateway that was online is wrong', () => {
+    const t = fleet('online');
+    t.event(childOffline(CHILD_DEADLINE + 500, behind));
+    expect(t.finish(T0 + 60_000, [])).toMatchObject({ wrongCause: 1, behindGateway: 1 });
+  });
+
+  it('a device still silent a timeout after its gateway came back is reported again, without the cause', () => {
+    const back = LAST + 20_000;
+    // Due by max(back + timeout, back + tolerance + recheck): the device is looked at every recheck.
+    const againDue = back + 3_000 + RECHECK;
+    const run = (again: boolean) => {
+      const t = fleet(back);
+      t.event(childOffline(CHILD_DEADLINE + 500, behind));
+      if (again) t.event(childOffline(againDue + 100, {}, 3));
+      return t.finish(T0 + 90_000, [
+        gatewaySwept,
+        sweep(CHILD_DEADLINE, CHILD_DEADLINE + 600, CHILD_SHARD),
+        sweep(againDue, againDue + 100, CHILD_SHARD),
+      ]);
+    };
+    expect(run(true)).toMatchObject({ missedOffline: 0, wrongCause: 0, behindGateway: 1, reportedAgain: 1 });
+    const missed = run(false);
+    expect(missed).toMatchObject({ missedOffline: 1, reportedAgain: 0 });
+    expect(missed.findings[0]!.detail).toMatch(/reported behind gw-1 .* without reporting it again/);
+  });
+
+  it('a device behind a gateway may wait up to the grace before it is due', () => {
+    const waiting = fleet('online').finish(T0 + 60_000, [sweep(CHILD_DEADLINE + GRACE - 1, T0 + 30_000, CHILD_SHARD)]);
+    expect(waiting).toMatchObject({ missedOffline: 0, requiredDetections: 0 });
+    const due = fleet('online').finish(T0 + 60_000, [sweep(CHILD_DEADLINE + GRACE, T0 + 30_000, CHILD_SHARD)]);
+    expect(due).toMatchObject({ missedOffline: 1, requiredDetections: 1 });
+  });
+});
