@@ -18,7 +18,8 @@ const USAGE = `Usage:
                       [--engine per-device|batched]
 
 Durations: seconds (90), or 90s, 5m, 2h. Scenarios: sim/scenarios/*.json (see sim/scenarios/README.md).
-Exit code: 0 when every offline event was right and none was missed, 1 otherwise, 130 when interrupted.`;
+Exit code: 0 when every offline event was right (its cause too) and none was missed, 1 otherwise, 130 when
+interrupted.`;
 
 class UsageError extends Error {}
 
@@ -136,7 +137,7 @@ export async function main(argv: string[]): Promise<number> {
     printSummary(report, reportPath, json ? process.stderr : process.stdout);
     if (json) process.stdout.write(`${JSON.stringify(line)}\n`);
     if (report.interrupted) return 130;
-    return s.falseOffline === 0 && s.missedOffline === 0 ? 0 : 1;
+    return s.falseOffline === 0 && s.missedOffline === 0 && s.wrongCause === 0 ? 0 : 1;
   } catch (error) {
     out.clearStatus();
     if (error instanceof UsageError || error instanceof ScenarioError) {
@@ -171,8 +172,11 @@ function printEndpoints(stack: LocalStack, out: RunConsole) {
       : `  aws kinesis put-record --stream-name ${stack.stream?.name} --partition-key my-device --cli-binary-format raw-in-base64-out --data '{"deviceId":"my-device"}'`,
     `  aws sqs receive-message --queue-url ${stack.offlineEvents.url} --wait-time-seconds 20`,
     '',
+    'A maintenance window (its schedules wait in the table; this runtime fires them):',
+    `  npx offline-detector maintenance add --all --for 5m --endpoint ${e.dynamodb} --table ${stack.tableName}`,
+    '',
     `Device types: ${stack.env.DEVICE_TYPES}`,
-    'Running: ingest and sweep pollers, the dispatcher every minute. Ctrl-C stops everything.',
+    'Running: ingest and sweep pollers, the dispatcher every minute and at maintenance windows’ schedules. Ctrl-C stops everything.',
   ];
   for (const line of lines) out.line(line);
 }
@@ -187,7 +191,7 @@ function duplicatesBy(report: RunReport): string {
 function printSummary(report: RunReport, reportPath: string, stream: NodeJS.WriteStream) {
   const s = report.summary;
   const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-  const ok = s.falseOffline === 0 && s.missedOffline === 0;
+  const ok = s.falseOffline === 0 && s.missedOffline === 0 && s.wrongCause === 0;
   const lines = [
     '',
     `Summary (${report.mode === 'live' ? 'live' : 'virtual time'}, scenario ${report.scenario.name}, seed ${report.seed})${report.interrupted ? ' — interrupted' : ''}`,
@@ -197,6 +201,20 @@ function printSummary(report: RunReport, reportPath: string, stream: NodeJS.Writ
     `  false offline      ${s.falseOffline}`,
     `  missed offline     ${s.missedOffline} (of ${s.requiredDetections.toLocaleString('en-US')} detections a completed sweep had to make)`,
     `  duplicate events   ${s.duplicateEvents}${duplicatesBy(report)}`,
+    ...report.windows.map(
+      (w) =>
+        `  maintenance        window over ${w.group} (${w.devices.toLocaleString('en-US')} devices) from ${w.from.toFixed(0)} s to ${w.to.toFixed(0)} s`,
+    ),
+    ...(report.windows.length > 0
+      ? [
+          `  held offline       ${s.heldByMaintenance} events, reported at their window's end (the latest ${secs(s.heldLatenessMaxMs)} after max(end, last message + timeout))`,
+        ]
+      : []),
+    ...(report.gatewayOutages.length > 0 || s.behindGateway > 0 || s.wrongCause > 0
+      ? [
+          `  behind a gateway   ${s.behindGateway} offline events with cause parent-offline, ${s.reportedAgain} reported again without it (still silent after the gateway was back); wrong cause ${s.wrongCause}`,
+        ]
+      : []),
     `  lateness           p50 ${secs(s.latenessMs.p50)}, p99 ${secs(s.latenessMs.p99)}, max ${secs(s.latenessMs.max)} (after last message + timeout; ${s.stallDeferred} deferred by our own stall)`,
     ...(s.overdueDetections > 0
       ? [

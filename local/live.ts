@@ -1,6 +1,6 @@
 // `npm start`: the real handlers in-process on the embedded engines, behind Lambda-like pollers, a scheduler that
-// invokes the dispatcher every minute, a simulated fleet sending real messages, and a consumer subscribed to the
-// topics through SQS whose every event is judged against the fleet's truth.
+// invokes the dispatcher every minute and at the maintenance windows' edges, a simulated fleet sending real messages,
+// and a consumer subscribed to the topics through SQS whose every event is judged against the fleet's truth.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
@@ -8,17 +8,19 @@ import { DynamoWatermarkStore } from '../lambdas/adapters/watermark-store.js';
 import { mapLimit } from '../lambdas/core/concurrency.js';
 import type { EngineName } from '../lambdas/core/config.js';
 import type { DeviceEvent } from '../lambdas/core/device.js';
+import type { WindowEdge } from '../lambdas/core/maintenance.js';
 import { sweepCutoff } from '../lambdas/core/watermark.js';
 import { dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
 import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
-import type { RunConsole } from '../sim/console.js';
+import { type RunConsole, clock as runTime } from '../sim/console.js';
 import { dynaliteNotice, dynamoEngineFor } from '../sim/engines/engines.js';
 import { type DueMessage, Fleet } from '../sim/fleet.js';
 import { lambdaContext } from '../sim/lambda-events.js';
+import { LocalMaintenance } from '../sim/maintenance.js';
 import { RuntimeObserver } from '../sim/observe.js';
 import type { RunReport, SeriesPoint } from '../sim/report.js';
-import { type Scenario, toleranceOf } from '../sim/scenario.js';
+import { groupTimings, type Scenario, scenarioEnv, toleranceOf } from '../sim/scenario.js';
 import { Truth } from '../sim/truth.js';
 import { KinesisPoller, SqsPoller } from './pollers.js';
 import { type LocalStack, type Source, startLocalStack } from './stack.js';
@@ -50,7 +52,8 @@ class Running {
   }
 }
 
-/** The local runtime around a stack: pollers, scheduler. Shared by `npm start` and `npm run local`. */
+/** The local runtime around a stack: pollers, scheduler. Shared by `npm start` and `npm run local`. `onWindowEdge`
+ * hears of each maintenance window schedule fired. */
 export async function startRuntime(stack: LocalStack, scenario: Scenario, source: Source, outer: AbortSignal) {
   const running = new Running();
   const stopping = new AbortController();
@@ -122,14 +125,40 @@ export async function startRuntime(stack: LocalStack, scenario: Scenario, source
       if (source === 'kinesis') await invocation;
     }
   })();
+
+  // EventBridge Scheduler's one-time schedules of maintenance windows, kept in the table here by whoever opened the
+  // window (the scenario, or the CLI with --endpoint): the due ones go to the dispatcher, looked for every second.
+  const maintenance = new LocalMaintenance(env, clients.dynamodb, Date.now);
+  const edges: { fired: number; failed: number; onWindowEdge: (edge: WindowEdge) => void } = {
+    fired: 0,
+    failed: 0,
+    onWindowEdge: () => undefined,
+  };
+  const windowScheduler = (async () => {
+    while (!signal.aborted) {
+      await abortableSleep(1_000);
+      const fired = await maintenance
+        .fireDue(Date.now(), (event) => dispatch(event, lambdaContext('dispatch', 30_000)))
+        .catch(() => {
+          edges.failed++;
+          return [];
+        });
+      for (const edge of fired) {
+        edges.fired++;
+        edges.onWindowEdge(edge);
+      }
+    }
+  })();
   running.add(() => {
     stopping.abort();
-    return scheduler;
+    return Promise.all([scheduler, windowScheduler]);
   });
   return {
     ingestPoller,
     sweepPoller,
     observer,
+    maintenance,
+    edges,
     stop: () => running.stop(),
     get dispatches() {
       return dispatches;
@@ -166,6 +195,7 @@ export async function runLive(options: LiveOptions): Promise<RunReport | undefin
     // A healthy pipeline shows about one poll interval of messages; a stall shows far more.
     probeMaxBacklog: Math.max(10, Math.ceil(rate)),
     engine: options.engine,
+    handlerEnv: scenarioEnv(scenario),
   });
   const running = new Running();
   running.add(() => stack.stop());
@@ -176,6 +206,8 @@ export async function runLive(options: LiveOptions): Promise<RunReport | undefin
     const runtime = await startRuntime(stack, scenario, source, signal);
     running.add(() => runtime.stop());
     options.onReady?.(stack);
+    runtime.edges.onWindowEdge = (edge) =>
+      out.line(`  maintenance window ${edge.windowId}: ${edge.edge} (its schedule fired)`);
     if (!options.fleet) {
       await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
       return undefined;
@@ -198,6 +230,8 @@ async function driveFleet(
   let startedAt = Date.now();
   const truth = new Truth({
     policies: scenario.deviceTypes,
+    parents: fleet.parents(),
+    ...groupTimings(scenario),
     tickMs,
     toleranceMs,
     slackMs,
@@ -220,7 +254,7 @@ async function driveFleet(
             QueueUrl: stack.ingestQueue!.url,
             Entries: batch.map((m, i) => ({
               Id: String(i),
-              MessageBody: JSON.stringify({ deviceId: m.device.id, deviceType: m.device.type }),
+              MessageBody: m.device.body,
             })),
           }),
         );
@@ -237,7 +271,7 @@ async function driveFleet(
             StreamName: stack.stream!.name,
             Records: batch.map((m) => ({
               PartitionKey: m.device.id,
-              Data: Buffer.from(JSON.stringify({ deviceId: m.device.id, deviceType: m.device.type })),
+              Data: Buffer.from(m.device.body),
             })),
           }),
         );
@@ -272,8 +306,7 @@ async function driveFleet(
       for (const message of messages) {
         const event = JSON.parse(message.Body!) as DeviceEvent;
         eventsWindow++;
-        truth.event(event);
-        out.transition(event, Date.now() - startedAt, startedAt);
+        out.transition(event, Date.now() - startedAt, startedAt, truth.event(event));
       }
       if (messages.length > 0) {
         await clients.sqs
@@ -348,22 +381,64 @@ async function driveFleet(
       if (stopped.aborted) return;
       runtime.ingestPoller.pause();
       truth.stallStarted(Date.now());
-      out.line(
-        `  ${fmt(Date.now() - startedAt)} ── ingest pollers paused (our own outage, ${fmt(stall.to - stall.from)}) ──`,
+      out.milestone(
+        Date.now() - startedAt,
+        `ingest pollers paused (our own outage, ${runTime(stall.to - stall.from)})`,
       );
       await pause(startedAt + stall.to - Date.now());
       runtime.ingestPoller.resume();
       truth.stallEnded(Date.now());
-      out.line(`  ${fmt(Date.now() - startedAt)} ── ingest pollers resumed ──`);
+      out.milestone(Date.now() - startedAt, 'ingest pollers resumed');
     }
   })();
-  for (const d of fleet.disconnects) {
-    const at = startedAt + d.from;
-    void pause(at - Date.now()).then(() => {
-      if (!stopped.aborted)
-        out.line(`  ${fmt(d.from)} ── mass disconnect: ${d.devices} devices silent for ${fmt(d.to - d.from)} ──`);
+  const announce = (at: number, text: string) =>
+    void pause(startedAt + at - Date.now()).then(() => {
+      if (!stopped.aborted) out.milestone(at, text);
     });
+  for (const d of fleet.disconnects) {
+    announce(
+      d.from,
+      `${d.site === undefined ? 'mass disconnect' : `disconnect at ${d.site}`}: ${d.devices} devices silent for ${runTime(d.to - d.from)}`,
+    );
   }
+  for (const g of fleet.gatewayOutages) {
+    announce(
+      g.from,
+      `gateway ${g.gateway} down with the ${g.devices} devices behind it for ${runTime(g.to - g.from)}${g.stragglers > 0 ? ` (${g.stragglers} of them stay silent longer)` : ''}`,
+    );
+  }
+
+  // The operator: the scenario's maintenance windows, opened through the API core at their times.
+  const windowsOpened: RunReport['windows'] = [];
+  runtime.edges.onWindowEdge = (edge) =>
+    out.milestone(
+      Date.now() - startedAt,
+      `maintenance window ${edge.edge === 'end' ? 'ended' : 'started'}: its schedule fired, the dispatcher ${edge.edge === 'end' ? 'removed' : 'activated'} it`,
+    );
+  const windows = (async () => {
+    for (const planned of [...fleet.windows].sort((a, b) => a.from - b.from)) {
+      await pause(startedAt + planned.from - Date.now());
+      if (stopped.aborted) return;
+      const window = await runtime.maintenance.open(
+        planned.selector,
+        Date.now() + planned.to - planned.from,
+        planned.group,
+      );
+      const devices = fleet.group(planned.selector);
+      truth.maintenance({ from: window.from, until: window.until!, devices });
+      const from = window.from - startedAt;
+      windowsOpened.push({
+        from: from / 1000,
+        to: (window.until! - startedAt) / 1000,
+        group: planned.group,
+        devices: devices.size,
+      });
+      out.milestone(
+        from,
+        `maintenance window over ${planned.group} (${devices.size} devices) until ${runTime(window.until! - startedAt)}: their offline events are held until then`,
+      );
+    }
+  })().catch((error: unknown) => out.line(`  maintenance window not opened: ${(error as Error).message}`));
 
   // Once a second: watermark and sweep lag as the sweep would compute them, and the status line.
   const series: SeriesPoint[] = [];
@@ -414,13 +489,13 @@ async function driveFleet(
 
   await sender;
   stop.abort();
-  await Promise.allSettled([stalls, sampler]);
+  await Promise.allSettled([stalls, sampler, windows]);
   // Judged against the sweeps completed by now, once their events are all received.
   const sweeps = runtime.observer.completedSweeps();
   const judgedAt = Date.now();
   drainFrom = judgedAt;
   await Promise.allSettled(consumers);
-  const summary = truth.finish(judgedAt, sweeps);
+  const summary = truth.finish(judgedAt, sweeps, (e) => runtime.observer.jobStartedAt(e.eventId));
   const duplicatesBy = runtime.observer.republishedBy();
   for (const sample of truth.duplicateSamples) {
     out.line(
@@ -445,6 +520,8 @@ async function driveFleet(
       readsPerMessage: round(stack.writeUnits.reads / Math.max(1, summary.messages)),
       sendErrors,
       dispatches: runtime.dispatches,
+      maintenanceEdgesFired: runtime.edges.fired,
+      maintenanceEdgesFailed: runtime.edges.failed,
       ingest: { ...runtime.ingestPoller.stats },
       sweep: { ...runtime.sweepPoller.stats },
     },
@@ -457,11 +534,12 @@ async function driveFleet(
       to: (Math.min(s.to, Date.now()) - startedAt) / 1000,
       caughtUpAt: s.caughtUpAt === undefined ? undefined : (s.caughtUpAt - startedAt) / 1000,
     })),
-    disconnects: fleet.disconnects.map((d) => ({ from: d.from / 1000, to: d.to / 1000, devices: d.devices })),
+    disconnects: fleet.disconnects.map((d) => ({ ...d, from: d.from / 1000, to: d.to / 1000 })),
+    windows: windowsOpened,
+    gatewayOutages: fleet.gatewayOutages.map((g) => ({ ...g, from: g.from / 1000, to: g.to / 1000 })),
   };
 }
 
 const round = (x: number) => Number(x.toFixed(3));
 /** Longest warm-up before the run starts anyway. */
 const WARM_UP_MAX_MS = 120_000;
-const fmt = (ms: number) => `${Math.floor(ms / 60_000)}:${String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0')}`;

@@ -50,6 +50,8 @@ export interface StackOptions {
   engine?: EngineName;
   /** The DynamoDB engine (engines.ts); default DynamoDB Local. */
   dynamodb?: DynamoEngineChoice;
+  /** More of the Lambdas' environment: the scenario's tags and gateways (scenario.ts `scenarioEnv`). */
+  handlerEnv?: Record<string, string>;
 }
 
 export interface Clients {
@@ -161,6 +163,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
       [ENV.ingestQueueUrls]: ingestQueue?.url ?? '',
       [ENV.ingestStreamArns]: stream?.arn ?? '',
       ...(options.engine === 'batched' ? { [ENV.engine]: 'batched', [ENV.shardTableName]: LOCAL_SHARD_TABLE } : {}),
+      ...options.handlerEnv,
     };
     const stop = async () => {
       for (const client of Object.values(clients)) client?.destroy();

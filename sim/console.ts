@@ -2,6 +2,7 @@
 // transition lines, sampled when there are many. Everything goes to stderr, so `--json` keeps stdout to one line.
 import type { DeviceEvent } from '../lambdas/core/device.js';
 import type { SeriesPoint } from './report.js';
+import type { EventNote } from './truth.js';
 
 /** What the status line shows: the report's sample of the moment, plus the run's progress. */
 export interface Status extends Omit<SeriesPoint, 't'> {
@@ -10,7 +11,8 @@ export interface Status extends Omit<SeriesPoint, 't'> {
   note?: string;
 }
 
-const clock = (ms: number) => {
+/** A time of the run, `m:ss` from its start. */
+export const clock = (ms: number) => {
   const s = Math.max(0, Math.floor(ms / 1000));
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 };
@@ -39,7 +41,12 @@ export class RunConsole {
     this.out.write(`${text}\n`);
   }
 
-  transition(event: DeviceEvent, elapsedMs: number, startedAt: number): void {
+  /** Something the scenario or the runtime did: `  1:05 ── text ──`. */
+  milestone(elapsedMs: number, text: string): void {
+    this.line(`  ${clock(elapsedMs).padStart(5)} ── ${text} ──`);
+  }
+
+  transition(event: DeviceEvent, elapsedMs: number, startedAt: number, note?: EventNote): void {
     if (this.quiet) return;
     const second = Math.floor(elapsedMs / 1000);
     if (second !== this.second) {
@@ -58,7 +65,17 @@ export class RunConsole {
         ? `silent since ${clock(event.lastSeen - startedAt)}, offline at ${clock(event.since - startedAt)}, detected +${seconds(event.detectedAt - event.since)}`
         : `back at ${clock(event.since - startedAt)}`;
     const label = event.type === 'device.offline' ? 'OFFLINE' : event.type === 'device.online' ? 'ONLINE ' : 'FLAPPING';
-    this.line(`  ${clock(elapsedMs).padStart(5)} ${label} ${event.deviceId.padEnd(14)} ${detail}`);
+    const why =
+      note?.kind === 'held'
+        ? `held by maintenance, reported at its end (${clock(note.until - startedAt)})`
+        : note?.kind === 'behind-gateway'
+          ? `cause: its gateway ${note.parentId} is offline`
+          : note?.kind === 'reported-again'
+            ? 'still silent after its gateway came back: reported again, no cause'
+            : undefined;
+    this.line(
+      `  ${clock(elapsedMs).padStart(5)} ${label} ${event.deviceId.padEnd(14)} ${detail}${why ? ` │ ${why}` : ''}`,
+    );
   }
 
   status(status: Status): void {

@@ -1,15 +1,28 @@
-// The simulated fleet both local modes drive: device types, heartbeats with jitter, devices that go silent and come
-// back (churn), mass disconnects, and our own ingest stalls, all from one seeded generator so a run can be repeated.
-// It only says who sends when; the live runtime sends through real queues, the virtual simulator builds Lambda
-// events itself.
+// The simulated fleet both local modes drive: device types, heartbeats with jitter, tags (sites, gateways), devices
+// that go silent and come back (churn), mass disconnects, gateway outages, our own ingest stalls and the operator's
+// maintenance windows, all from one seeded generator so a run can be repeated. It only says who sends what when; the
+// live runtime sends through real queues, the virtual simulator builds Lambda events itself.
+import { type Selector, selects } from '../lambdas/core/maintenance.js';
 import { random } from './random.js';
-import { parseDuration, type Scenario, type SimDeviceType } from './scenario.js';
+import {
+  gatewayName,
+  gatewayTypeOf,
+  MESSAGE_TAG_FIELDS,
+  PARENT_TAG,
+  parseDuration,
+  type Scenario,
+  type SimDeviceType,
+  siteName,
+} from './scenario.js';
 
 export interface SimDevice {
   index: number;
   id: string;
   type: string;
   policy: SimDeviceType;
+  tags?: Record<string, string>;
+  /** The message it sends: its id, type and tags (at MESSAGE_TAG_FIELDS). */
+  body: string;
   /** Next time (ms from the run's start) it sends. */
   next: number;
   /** Silences [from, to) in ms from the start, sorted; the device sends again at `to`. */
@@ -27,12 +40,33 @@ export interface StallWindow {
   to: number;
 }
 
+/** A maintenance window of the scenario, opened at `from` (ms from the start) through the API until `to`. */
+export interface PlannedWindow {
+  from: number;
+  to: number;
+  selector: Selector;
+  /** What it covers, in words: "site-1", "type meter", "the whole fleet". */
+  group: string;
+}
+
+export interface GatewayOutage {
+  gateway: string;
+  from: number;
+  to: number;
+  /** Devices behind it, silent with it. */
+  devices: number;
+  /** Of those, the ones that stay silent longer. */
+  stragglers: number;
+}
+
 /** A seeded fleet of devices and the run's stalls, for a run of `durationMs` (plus `tailMs` in which it keeps
  * sending so that detections due before the end can still land). */
 export class Fleet {
   readonly devices: SimDevice[];
   readonly stalls: StallWindow[];
-  readonly disconnects: Array<{ from: number; to: number; devices: number }> = [];
+  readonly disconnects: Array<{ from: number; to: number; devices: number; site?: string }> = [];
+  readonly windows: PlannedWindow[] = [];
+  readonly gatewayOutages: GatewayOutage[] = [];
   private readonly heap: SimDevice[] = [];
   private readonly rand: () => number;
 
@@ -44,11 +78,13 @@ export class Fleet {
   ) {
     this.rand = random(seed);
     const rand = this.rand;
-    const types = Object.entries(scenario.deviceTypes);
+    // A type of share 0 takes no part in the mix (a gateways-only type).
+    const types = Object.entries(scenario.deviceTypes).filter(([, t]) => t.share > 0);
     const totalShare = types.reduce((n, [, t]) => n + t.share, 0);
     const endMs = durationMs + tailMs;
     const width = String(scenario.devices - 1).length;
-    this.devices = Array.from({ length: scenario.devices }, (_, index) => {
+    const { sites = 0, gateways = 0 } = scenario;
+    const members = Array.from({ length: scenario.devices }, (_, index) => {
       // Types interleave by share, so any prefix of the fleet has the same mix.
       let pick = ((index * 0.618033988749895) % 1) * totalShare;
       let chosen = types[0]!;
@@ -58,18 +94,25 @@ export class Fleet {
         if (pick < 0) break;
       }
       const [type, policy] = chosen;
-      return {
-        index,
-        id: `${type}-${String(index).padStart(width, '0')}`,
-        type,
-        policy,
-        next: rand() * policy.heartbeatMs,
-        silences: [],
-      };
+      return this.device(index, `${type}-${String(index).padStart(width, '0')}`, type, policy, {
+        ...(sites > 0 ? { site: siteName(index % sites) } : {}),
+        ...(gateways > 0 ? { [PARENT_TAG]: gatewayName(index % gateways) } : {}),
+      });
     });
+    const gatewayType = gatewayTypeOf(scenario);
+    const gatewayDevices = Array.from({ length: gateways }, (_, k) =>
+      this.device(
+        scenario.devices + k,
+        gatewayName(k),
+        gatewayType,
+        scenario.deviceTypes[gatewayType]!,
+        sites > 0 ? { site: siteName(k % sites) } : {},
+      ),
+    );
+    this.devices = [...members, ...gatewayDevices];
     if (scenario.churn && scenario.churn.perMinute > 0) {
       const [min, max] = scenario.churn.silence.map((t) => parseDuration(t, durationMs)) as [number, number];
-      for (const device of this.devices) {
+      for (const device of members) {
         for (let minute = 0; minute < endMs; minute += 60_000) {
           if (rand() >= scenario.churn.perMinute) continue;
           const from = minute + rand() * 60_000;
@@ -78,27 +121,96 @@ export class Fleet {
       }
     }
     this.stalls = [];
+    // A mass reconnect is a burst, not a single instant: spread over two seconds.
+    const reconnect = () => rand() * 2_000;
     for (const event of scenario.events) {
       const from = parseDuration(event.at, durationMs);
       const to = from + parseDuration(event.for, durationMs);
       if (event.type === 'stall') {
         this.stalls.push({ from, to });
-        continue;
+      } else if (event.type === 'maintenance') {
+        const { site, deviceType } = event;
+        this.windows.push({
+          from,
+          to,
+          ...(site !== undefined
+            ? { selector: { tags: { site } }, group: site }
+            : deviceType !== undefined
+              ? { selector: { deviceTypes: [deviceType] }, group: `type ${deviceType}` }
+              : { selector: { all: true }, group: 'the whole fleet' }),
+        });
+      } else if (event.type === 'gateway-down') {
+        const gateway = gatewayDevices[event.gateway ?? 0]!;
+        gateway.silences.push([from, to]);
+        const straggleMs = event.stragglers ? parseDuration(event.stragglers.for, durationMs) : 0;
+        const behind = members.filter((d) => d.tags?.[PARENT_TAG] === gateway.id);
+        let stragglers = 0;
+        for (const device of behind) {
+          const straggles = event.stragglers !== undefined && rand() < event.stragglers.fraction;
+          if (straggles) stragglers++;
+          device.silences.push([from, to + (straggles ? straggleMs : 0) + reconnect()]);
+        }
+        this.gatewayOutages.push({ gateway: gateway.id, from, to, devices: behind.length, stragglers });
+      } else {
+        const eligible = members.filter(
+          (d) =>
+            (!event.deviceType || d.type === event.deviceType) &&
+            (event.site === undefined || d.tags?.site === event.site),
+        );
+        let count = 0;
+        for (const device of eligible) {
+          if (rand() >= event.fraction) continue;
+          device.silences.push([from, to + reconnect()]);
+          count++;
+        }
+        this.disconnects.push({ from, to, devices: count, ...(event.site !== undefined ? { site: event.site } : {}) });
       }
-      const eligible = this.devices.filter((d) => !event.deviceType || d.type === event.deviceType);
-      let count = 0;
-      for (const device of eligible) {
-        if (rand() >= event.fraction) continue;
-        // A mass reconnect is a burst, not a single instant: spread over two seconds.
-        device.silences.push([from, to + rand() * 2_000]);
-        count++;
-      }
-      this.disconnects.push({ from, to, devices: count });
     }
     for (const device of this.devices) {
       device.silences.sort((a, b) => a[0] - b[0]);
       this.push(device);
     }
+  }
+
+  /** The ids of the devices a window's selector covers (maintenance.ts `selects`). */
+  group(selector: Selector): Set<string> {
+    return new Set(
+      this.devices
+        .filter((d) => selects(selector, { deviceId: d.id, deviceType: d.type, tags: d.tags }))
+        .map((d) => d.id),
+    );
+  }
+
+  /** Device id → the gateway it is behind. */
+  parents(): Map<string, string> {
+    const parents = new Map<string, string>();
+    for (const device of this.devices) {
+      const parent = device.tags?.[PARENT_TAG];
+      if (parent !== undefined) parents.set(device.id, parent);
+    }
+    return parents;
+  }
+
+  private device(
+    index: number,
+    id: string,
+    type: string,
+    policy: SimDeviceType,
+    tags: Record<string, string>,
+  ): SimDevice {
+    const fields = Object.fromEntries(
+      Object.entries(tags).map(([name, value]) => [MESSAGE_TAG_FIELDS[name as keyof typeof MESSAGE_TAG_FIELDS], value]),
+    );
+    return {
+      index,
+      id,
+      type,
+      policy,
+      ...(Object.keys(tags).length > 0 ? { tags } : {}),
+      body: JSON.stringify({ deviceId: id, deviceType: type, ...fields }),
+      next: this.rand() * policy.heartbeatMs,
+      silences: [],
+    };
   }
 
   /** Every message due before `untilMs` (ms from the start), in time order, advancing each device's schedule. */

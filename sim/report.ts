@@ -31,7 +31,10 @@ export interface RunReport {
   transitionsPerMinute: Array<{ minute: number; offline: number; online: number }>;
   lateness: number[];
   stalls: Array<{ from: number; to: number; caughtUpAt?: number }>;
-  disconnects: Array<{ from: number; to: number; devices: number }>;
+  disconnects: Array<{ from: number; to: number; devices: number; site?: string }>;
+  /** The maintenance windows the run opened, in seconds from the start: over what, how many devices. */
+  windows: Array<{ from: number; to: number; group: string; devices: number }>;
+  gatewayOutages: Array<{ gateway: string; from: number; to: number; devices: number; stragglers: number }>;
 }
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
@@ -148,8 +151,11 @@ export function renderReport(report: RunReport): string {
   const s = report.summary;
   const xMax = Math.max(1, report.series.at(-1)?.t ?? report.durationMs / 1000);
   const stallShade = shade(report.stalls, xMax, 'rgba(220,60,60,0.12)', 'ingest stalled (our own outage)');
-  const disconnectShade = shade(report.disconnects, xMax, 'rgba(60,60,220,0.08)', 'mass disconnect');
-  const ok = s.falseOffline === 0 && s.missedOffline === 0;
+  const disconnectShade =
+    shade(report.disconnects, xMax, 'rgba(60,60,220,0.08)', 'mass disconnect') +
+    shade(report.gatewayOutages, xMax, 'rgba(60,60,220,0.08)', 'gateway outage');
+  const windowShade = shade(report.windows, xMax, 'rgba(40,160,80,0.10)', 'maintenance window');
+  const ok = s.falseOffline === 0 && s.missedOffline === 0 && s.wrongCause === 0;
   const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   const duplicatesBy = (s.duplicatesBy ?? {}) as Record<string, number>;
   const rows: Array<[string, string]> = [
@@ -182,6 +188,22 @@ export function renderReport(report: RunReport): string {
       `${secs(s.latenessMs.p50)} / ${secs(s.latenessMs.p99)} / ${secs(s.latenessMs.max)}`,
     ],
     ['detections deferred by our own stall', String(s.stallDeferred)],
+    ...(report.windows.length > 0
+      ? [
+          [
+            'held by maintenance',
+            `${s.heldByMaintenance} offline events reported at their window's end (${report.windows.map((w) => `${w.group}, ${w.devices} devices, ${w.from}–${w.to} s`).join('; ')}), up to ${secs(s.heldLatenessMaxMs)} after it`,
+          ] as [string, string],
+        ]
+      : []),
+    ...(report.gatewayOutages.length > 0 || s.behindGateway > 0
+      ? [
+          [
+            'behind an offline gateway',
+            `${s.behindGateway} offline events with cause parent-offline, ${s.reportedAgain} reported again without it once the gateway was back; wrong cause: ${s.wrongCause}`,
+          ] as [string, string],
+        ]
+      : []),
     ['DynamoDB write units per message', String(s.wruPerMessage)],
   ];
   const findings = s.findings
@@ -196,7 +218,7 @@ h1{font-size:22px}h2{font-size:16px;margin-top:28px}table{border-collapse:collap
 td{padding:3px 10px;border-bottom:1px solid #eee;vertical-align:top}td:first-child{color:#555;white-space:nowrap}
 svg{font-size:11px;font-family:inherit;background:#fff}.ok{color:#17803d}.bad{color:#c0262d}.note{color:#666}
 </style></head><body>
-<h1>offline-detector run: <span class="${ok ? 'ok' : 'bad'}">${ok ? 'no false or missed offline' : `${s.falseOffline} false, ${s.missedOffline} missed offline`}</span></h1>
+<h1>offline-detector run: <span class="${ok ? 'ok' : 'bad'}">${ok ? 'no false or missed offline' : `${s.falseOffline} false, ${s.missedOffline} missed offline, ${s.wrongCause} wrong cause`}</span></h1>
 <p class="note">Started ${esc(new Date(report.startedAt).toISOString())}${report.interrupted ? ' — interrupted before the end' : ''}.
 Every event received through the SNS topics was judged against the simulated fleet's truth, by message entry time;
 a silence counts as missed only when a sweep whose cutoff passed the device's deadline completed without reporting it.</p>
@@ -210,9 +232,9 @@ ${lineChart(
   ],
   xMax,
   (y) => Math.round(y).toLocaleString('en-US'),
-  stallShade + disconnectShade,
+  stallShade + disconnectShade + windowShade,
 )}
-<p class="note">Red band: our own ingest stalled (no device may be declared offline for it). Blue band: mass disconnect.</p>
+<p class="note">Red band: our own ingest stalled (no device may be declared offline for it). Blue band: mass disconnect or gateway outage. Green band: maintenance window.</p>
 <h2>Messages and events per second</h2>
 ${lineChart(
   [

@@ -26,7 +26,7 @@ import { dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
 import { ingestDepsFromEnv, sqsIngestHandler } from '../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
 import { VirtualClock } from './clock.js';
-import type { RunConsole } from './console.js';
+import { type RunConsole, clock as runTime } from './console.js';
 import {
   type DynamoEngineChoice,
   dynaliteNotice,
@@ -39,9 +39,10 @@ import { createDeviceTable, createShardTable } from './engines/resources.js';
 import { WriteUnits } from './engines/write-units.js';
 import { type DueMessage, Fleet } from './fleet.js';
 import { lambdaContext, sqsRecord } from './lambda-events.js';
+import { LocalMaintenance } from './maintenance.js';
 import { RuntimeObserver } from './observe.js';
 import type { RunReport, SeriesPoint } from './report.js';
-import { type Scenario, toleranceOf } from './scenario.js';
+import { groupTimings, type Scenario, scenarioEnv, toleranceOf } from './scenario.js';
 import { Truth } from './truth.js';
 
 const INGEST_ARN = 'arn:aws:sqs:us-east-1:000000000000:offline-detector-ingest';
@@ -121,7 +122,7 @@ class VirtualIngestQueue {
       this.head++;
       out.push({
         id: `m-${this.seq++}`,
-        body: JSON.stringify({ deviceId: m.device.id, deviceType: m.device.type }),
+        body: m.device.body,
         enteredAt,
         visibleAt: enteredAt,
       });
@@ -218,6 +219,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
       PROBE_MAX_BACKLOG: String(Math.max(10, Math.ceil(rate))),
       SWEEP_QUEUE_URL: 'virtual://sweep',
       INGEST_QUEUE_URLS: 'virtual://ingest',
+      ...scenarioEnv(scenario),
       ...(options.naive ? { COALESCE_CACHE_SIZE: '0' } : {}),
       ...(sizing
         ? { ENGINE: 'batched', SHARD_TABLE_NAME: shardTableName, BATCHED_SHARD_COUNT: String(sizing.shardCount) }
@@ -295,9 +297,16 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
       sleep: async () => undefined,
     };
     const dispatch = dispatchHandler(() => dispatchDeps);
+    // Polled only when the scenario opens windows: its reads would count in a benchmark's read units.
+    const maintenance = fleet.windows.length > 0 ? new LocalMaintenance(env, dynamodb, clock.now) : undefined;
+    const windowsToOpen = [...fleet.windows].sort((a, b) => a.from - b.from);
+    const windowsOpened: RunReport['windows'] = [];
+    let edgesFired = 0;
     const watermarks = new DynamoWatermarkStore(dynamodb, tableName);
     const truth = new Truth({
       policies: scenario.deviceTypes,
+      parents: fleet.parents(),
+      ...groupTimings(scenario),
       tickMs,
       toleranceMs,
       slackMs,
@@ -393,6 +402,28 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
     let lastProgress = Date.now();
     for (let elapsed = 0; elapsed < endMs && !signal.aborted; elapsed += STEP_MS) {
       clock.t = T0 + elapsed;
+      while (maintenance && windowsToOpen[0] && windowsToOpen[0].from <= elapsed) {
+        const planned = windowsToOpen.shift()!;
+        const window = await maintenance.open(planned.selector, clock.t + planned.to - planned.from, planned.group);
+        const devices = fleet.group(planned.selector);
+        truth.maintenance({ from: window.from, until: window.until!, devices });
+        windowsOpened.push({
+          from: elapsed / 1000,
+          to: planned.to / 1000,
+          group: planned.group,
+          devices: devices.size,
+        });
+        out.milestone(
+          elapsed,
+          `maintenance window over ${planned.group} (${devices.size} devices) until ${runTime(planned.to)}`,
+        );
+      }
+      for (const edge of (await maintenance?.fireDue(clock.t, (event) =>
+        dispatch(event, lambdaContext('dispatch', 30_000, clock.now)),
+      )) ?? []) {
+        edgesFired++;
+        out.milestone(elapsed, `maintenance window ${edge.edge === 'end' ? 'ended' : 'started'}: its schedule fired`);
+      }
       for (const m of fleet.due(elapsed + STEP_MS)) {
         queue.send(m);
         truth.sent(m.device.id, m.device.type, T0 + Math.round(m.at));
@@ -455,7 +486,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
     }
     out.clearStatus();
     if (stalled) truth.stallEnded(clock.t);
-    const summary = truth.finish(clock.t, observer.completedSweeps());
+    const summary = truth.finish(clock.t, observer.completedSweeps(), (e) => observer.jobStartedAt(e.eventId));
     return {
       mode: 'virtual',
       scenario: { name: scenario.name, description: scenario.description },
@@ -488,6 +519,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         realSeconds: round((Date.now() - realStart) / 1000),
         ingest: ingestStats,
         sweepInvocations,
+        maintenanceEdgesFired: edgesFired,
       },
       settings: {
         tickMs,
@@ -506,7 +538,9 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         to: (s.to - T0) / 1000,
         caughtUpAt: s.caughtUpAt === undefined ? undefined : (s.caughtUpAt - T0) / 1000,
       })),
-      disconnects: fleet.disconnects.map((d) => ({ from: d.from / 1000, to: d.to / 1000, devices: d.devices })),
+      disconnects: fleet.disconnects.map((d) => ({ ...d, from: d.from / 1000, to: d.to / 1000 })),
+      windows: windowsOpened,
+      gatewayOutages: fleet.gatewayOutages.map((g) => ({ ...g, from: g.from / 1000, to: g.to / 1000 })),
     };
   } finally {
     dynamodb.destroy();
