@@ -5,11 +5,13 @@
 //   virtual time (sim/simulator.ts) on DynamoDB Local (units as it reports them with ReturnConsumedCapacity, which
 //   applies DynamoDB's billing rules: 1 per started KB of item, an index key change 2, a projected-attribute change
 //   1; failed conditional writes, which DynamoDB bills but does not report, are added at 1 per started KB),
-//   including the sweep's re-arms, next to the naive design (every message moves the deadline) on the same engine.
+//   including the sweep's re-arms, next to the naive design (every message moves the deadline) on the same engine;
+// - the same, with tags in use (every message carries tag `site`, FIELD_MAP tags) next to the same fleet without,
+//   on both engines: a message's tags ride on the write it makes anyway, so the heartbeat path's units must not move.
 // BENCH_DEVICES and BENCH_FLEET_MINUTES make the fleet smaller or shorter (2,000 devices, 30 minutes after a 6-minute
 // warm-up by default).
 import '../sim/handler-env.js';
-import { loadIngestConfig } from '../lambdas/core/config.js';
+import { type EngineName, loadIngestConfig } from '../lambdas/core/config.js';
 import type { DeviceState } from '../lambdas/core/device.js';
 import { DeviceCache } from '../lambdas/core/device-cache.js';
 import { type IngestRecord, ingestBatch } from '../lambdas/core/ingest.js';
@@ -23,6 +25,8 @@ import { runVirtual } from '../sim/simulator.js';
 const MIN = 60_000;
 const FLEET_DEVICES = Number(process.env.BENCH_DEVICES ?? 2_000);
 const FLEET_MINUTES = Number(process.env.BENCH_FLEET_MINUTES ?? 30);
+/** Sites of the tagged fleet: tag values vary across devices, as a real fleet's do. */
+const TAGGED_SITES = 10;
 
 async function cpuOfCore() {
   const config = loadIngestConfig({ TABLE_NAME: 'bench', DEVICE_TYPES: '{"meter":{"timeoutMs":300000}}' });
@@ -97,9 +101,14 @@ async function cpuOfCore() {
 async function fleetOnDynamoDbLocal() {
   const engine = await startDynamoDbLocal();
   const fleet = { devices: FLEET_DEVICES, warmUpMs: 6 * MIN, measuredMs: FLEET_MINUTES * MIN, shardCount: 4 };
-  const run = async (name: string, precisionMs: number, affinity: 'device' | 'sqs', naive = false) => {
+  const run = async (
+    name: string,
+    precisionMs: number,
+    affinity: 'device' | 'sqs',
+    variant: { naive?: boolean; sites?: number; engine?: EngineName } = {},
+  ) => {
     const report = await runVirtual({
-      scenario: steadyScenario(fleet.devices, precisionMs, fleet.shardCount),
+      scenario: steadyScenario(fleet.devices, precisionMs, fleet.shardCount, variant.sites),
       durationMs: fleet.warmUpMs + fleet.measuredMs,
       warmUpMs: fleet.warmUpMs,
       seed: 1,
@@ -109,7 +118,8 @@ async function fleetOnDynamoDbLocal() {
       tableName: `bench-${name}`,
       affinity,
       containers: affinity === 'device' ? 4 : 20,
-      naive,
+      naive: variant.naive,
+      engine: variant.engine,
     });
     const s = report.summary;
     // After the warm-up: every device registered, as a deployed fleet's steady state.
@@ -126,8 +136,17 @@ async function fleetOnDynamoDbLocal() {
     const precision0Sqs = await run('p0-sqs', 0, 'sqs');
     const precision60 = await run('p60-kinesis', MIN, 'device');
     const precision60Sqs = await run('p60-sqs', MIN, 'sqs');
-    const naive = await run('naive', 0, 'sqs', true);
+    const naive = await run('naive', 0, 'sqs', { naive: true });
+    const sites = TAGGED_SITES;
+    const precision0SqsTags = await run('p0-sqs-tags', 0, 'sqs', { sites });
+    const precision60Tags = await run('p60-kinesis-tags', MIN, 'device', { sites });
+    const batched = await run('batched', 0, 'sqs', { engine: 'batched' });
+    const batchedTags = await run('batched-tags', 0, 'sqs', { engine: 'batched', sites });
     const round = (n: number) => Number(n.toFixed(3));
+    const sideBySide = (without: { wruPerMessage: number }, withTags: { wruPerMessage: number }) => ({
+      withoutTags: round(without.wruPerMessage),
+      withTags: round(withTags.wruPerMessage),
+    });
     return {
       readsPerMessage: Math.max(precision0.readsPerMessage, precision0Sqs.readsPerMessage, precision60.readsPerMessage),
       wruPerMessage: {
@@ -137,6 +156,13 @@ async function fleetOnDynamoDbLocal() {
         precision60sNoAffinity: round(precision60Sqs.wruPerMessage),
       },
       naiveWruPerMessage: round(naive.wruPerMessage),
+      /** Write units per message after every device registered, every message carrying tag `site` or none. */
+      tagsFleet: `every message carries tag site (${sites} sites, FIELD_MAP {"tags": {"site": "site"}})`,
+      tagsWruPerMessage: {
+        perDevicePrecision0Sqs: sideBySide(precision0Sqs, precision0SqsTags),
+        perDevicePrecision60sKinesis: sideBySide(precision60, precision60Tags),
+        batched: sideBySide(batched, batchedTags),
+      },
       ratioToNaive: {
         precision0: round(precision0.wruPerMessage / naive.wruPerMessage),
         precision60s: round(precision60.wruPerMessage / naive.wruPerMessage),
@@ -149,7 +175,17 @@ async function fleetOnDynamoDbLocal() {
         engine: 'DynamoDB Local (units from ReturnConsumedCapacity; failed conditional writes 1 unit each)',
         affinity: 'Kinesis: a device always reaches the same container (4); NoAffinity: SQS, batches spread over 20',
       },
-      runs: { precision0, precision0Sqs, precision60, precision60Sqs, naive },
+      runs: {
+        precision0,
+        precision0Sqs,
+        precision60,
+        precision60Sqs,
+        naive,
+        precision0SqsTags,
+        precision60Tags,
+        batched,
+        batchedTags,
+      },
     };
   } finally {
     await engine.stop();

@@ -35,18 +35,30 @@ interface Results {
     scenario: ScenarioResult;
     scenarioBatched?: ScenarioResult;
   };
-  ingest: { messagesPerSecond?: number; cpuMicrosPerMessage?: number; readsPerMessage?: number };
+  ingest: {
+    messagesPerSecond?: number;
+    cpuMicrosPerMessage?: number;
+    readsPerMessage?: number;
+    tagsWruPerMessage?: Record<
+      'perDevicePrecision0Sqs' | 'perDevicePrecision60sKinesis' | 'batched',
+      { withoutTags: number; withTags: number }
+    >;
+  };
   sweep: Record<string, unknown>;
 }
 
 /** The batched engine's goal per message, all-in (issue 11). */
 const BATCHED_GOAL = 0.05;
+/** Tags ride on writes the heartbeat path makes anyway (issue 12): within 1 % of the same fleet without them. */
+const unchangedByTags = ({ withoutTags, withTags }: { withoutTags: number; withTags: number }) =>
+  withTags <= withoutTags * 1.01;
 
 export function perfTable(r: Results): string {
   const w = r.system.wruPerMessage;
   const s = r.system.scenario;
   const b = r.system.scenarioBatched;
   const steady = r.system.steadyUnitsPerMessage;
+  const tags = r.ingest.tagsWruPerMessage;
   const mark = (ok: boolean) => (ok ? '✅' : '❌');
   const seconds = (ms: number | undefined) => (ms === undefined ? '' : `${(ms / 1000).toFixed(1)} s`);
   const rows = [
@@ -80,6 +92,11 @@ export function perfTable(r: Results): string {
       : []),
     ...(r.ingest.readsPerMessage !== undefined
       ? [`| reads per message (ingest, bench:ingest) | ${r.ingest.readsPerMessage.toFixed(3)} | 0 | | |`]
+      : []),
+    ...(tags
+      ? [
+          `| write units per message with / without tags (every message carries \`site\`), after every device registered (bench:ingest) | ${tags.perDevicePrecision0Sqs.withTags} / ${tags.perDevicePrecision0Sqs.withoutTags} (precision 0, SQS), ${tags.perDevicePrecision60sKinesis.withTags} / ${tags.perDevicePrecision60sKinesis.withoutTags} (precision 60 s, Kinesis) | ${tags.batched.withTags} / ${tags.batched.withoutTags} | | unchanged by tags ${mark(Object.values(tags).every(unchangedByTags))} |`,
+        ]
       : []),
   ];
   return [

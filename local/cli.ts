@@ -11,11 +11,11 @@ import { runLive } from './live.js';
 import type { LocalStack, Source } from './stack.js';
 
 const USAGE = `Usage:
-  npm start -- [--devices N] [--duration 3m] [--scenario default|quick|steady|<file.json>] [--source sqs|kinesis]
+  npm start -- [--devices N] [--duration 3m] [--scenario default|quick|groups|steady|<file.json>] [--source sqs|kinesis]
                [--engine per-device|batched] [--seed N] [--json] [--report-dir reports]
   npm run local -- [--source sqs|kinesis]
-  npm run simulate -- [--devices N] [--hours H | --duration 2h] [--scenario simulate|<file.json>] [--seed N] [--json]
-                      [--engine per-device|batched]
+  npm run simulate -- [--devices N] [--hours H | --duration 2h] [--scenario simulate|groups|<file.json>]
+                      [--seed N] [--json] [--engine per-device|batched]
 
 Durations: seconds (90), or 90s, 5m, 2h. Scenarios: sim/scenarios/*.json (see sim/scenarios/README.md).
 Exit code: 0 when every offline event was right (its cause too) and none was missed, 1 otherwise, 130 when
