@@ -345,9 +345,11 @@ export class Truth {
       });
       return undefined;
     }
-    const again = event.cause === undefined && device.causeSince.includes(event.since);
-    this.judgeCause(event, again);
-    if (event.cause !== undefined) {
+    // Only the gateway's cause is judged here (an outage's, `cause: outage`, marks events that have no other).
+    const behind = event.cause === 'parent-offline';
+    const again = !behind && device.causeSince.includes(event.since);
+    this.judgeCause(event, behind, again);
+    if (behind) {
       device.causeSince.push(event.since);
       this.behindGateway++;
     }
@@ -373,14 +375,14 @@ export class Truth {
       byType.push(event.detectedAt - dueAt);
       this.latenessByType.set(device.type, byType);
     }
-    return event.cause === undefined ? undefined : { kind: 'behind-gateway', parentId: event.parentId ?? '' };
+    return behind ? { kind: 'behind-gateway', parentId: event.parentId ?? '' } : undefined;
   }
 
   /** A cause must name the device's gateway, offline then; an event without one, of a device behind a gateway, is
    * judged at the end (`finish`), when the sweeps that committed the gateway's transition are known. */
-  private judgeCause(event: DeviceEvent, again: boolean): void {
+  private judgeCause(event: DeviceEvent, behind: boolean, again: boolean): void {
     const parentId = this.settings.parents?.get(event.deviceId);
-    if (event.cause === undefined) {
+    if (!behind) {
       if (parentId !== undefined && !again) this.uncaused.push(event);
       return;
     }
