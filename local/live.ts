@@ -52,8 +52,8 @@ class Running {
   }
 }
 
-/** The local runtime around a stack: pollers, scheduler. Shared by `npm start` and `npm run local`. `onWindowEdge`
- * hears of each maintenance window schedule fired. */
+/** The local runtime around a stack: pollers, scheduler. Shared by `npm start` and `npm run local`.
+ * `edges.onWindowEdge` hears of each maintenance window schedule fired. */
 export async function startRuntime(stack: LocalStack, scenario: Scenario, source: Source, outer: AbortSignal) {
   const running = new Running();
   const stopping = new AbortController();
@@ -419,23 +419,12 @@ async function driveFleet(
     for (const planned of [...fleet.windows].sort((a, b) => a.from - b.from)) {
       await pause(startedAt + planned.from - Date.now());
       if (stopped.aborted) return;
-      const window = await runtime.maintenance.open(
-        planned.selector,
-        Date.now() + planned.to - planned.from,
-        planned.group,
-      );
-      const devices = fleet.group(planned.selector);
-      truth.maintenance({ from: window.from, until: window.until!, devices });
-      const from = window.from - startedAt;
-      windowsOpened.push({
-        from: from / 1000,
-        to: (window.until! - startedAt) / 1000,
-        group: planned.group,
-        devices: devices.size,
-      });
+      const window = await runtime.maintenance.openPlanned(planned, fleet, truth);
+      const [from, until] = [window.from - startedAt, window.until - startedAt];
+      windowsOpened.push({ from: from / 1000, to: until / 1000, group: planned.group, devices: window.devices });
       out.milestone(
         from,
-        `maintenance window over ${planned.group} (${devices.size} devices) until ${runTime(window.until! - startedAt)}: their offline events are held until then`,
+        `maintenance window over ${planned.group} (${window.devices} devices) until ${runTime(until)}: their offline events are held until then`,
       );
     }
   })().catch((error: unknown) => out.line(`  maintenance window not opened: ${(error as Error).message}`));

@@ -1,5 +1,6 @@
-// A scenario: the fleet (device types, heartbeats, churn, disconnects), our own stalls, and the detector settings of
-// the run (tick, tolerance, shards). Every run that simulates a fleet reads it from here: `npm start`,
+// A scenario: the fleet (device types, heartbeats, churn, disconnects, tags: sites and gateways), our own stalls,
+// the operator's maintenance windows, gateway outages, and the detector settings of the run (tick, tolerance,
+// shards, the handlers' tag and gateway environment). Every run that simulates a fleet reads it from here: `npm start`,
 // `npm run simulate`, the benchmarks and the tests. The files are in ./scenarios (see its README).
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -119,7 +120,7 @@ function groupProblem(scenario: Scenario): string | undefined {
     if (!Number.isInteger(n) || n < 0) return `${key} must be a whole number ≥ 0`;
   }
   if (gateways > 0 && !scenario.deviceTypes[gatewayTypeOf(scenario)])
-    return `gatewayType "${scenario.gatewayType}" is not in deviceTypes`;
+    return `gatewayType "${gatewayTypeOf(scenario)}" is not in deviceTypes`;
   if (!Object.values(scenario.deviceTypes).some((t) => t.share > 0)) return 'no device type has a share > 0';
   const knownSite = (site: string | undefined) =>
     site === undefined || Array.from({ length: sites }, (_, k) => siteName(k)).includes(site);

@@ -404,18 +404,11 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
       clock.t = T0 + elapsed;
       while (maintenance && windowsToOpen[0] && windowsToOpen[0].from <= elapsed) {
         const planned = windowsToOpen.shift()!;
-        const window = await maintenance.open(planned.selector, clock.t + planned.to - planned.from, planned.group);
-        const devices = fleet.group(planned.selector);
-        truth.maintenance({ from: window.from, until: window.until!, devices });
-        windowsOpened.push({
-          from: elapsed / 1000,
-          to: planned.to / 1000,
-          group: planned.group,
-          devices: devices.size,
-        });
+        const { devices } = await maintenance.openPlanned(planned, fleet, truth);
+        windowsOpened.push({ from: elapsed / 1000, to: planned.to / 1000, group: planned.group, devices });
         out.milestone(
           elapsed,
-          `maintenance window over ${planned.group} (${devices.size} devices) until ${runTime(planned.to)}`,
+          `maintenance window over ${planned.group} (${devices} devices) until ${runTime(planned.to)}`,
         );
       }
       for (const edge of (await maintenance?.fireDue(clock.t, (event) =>
