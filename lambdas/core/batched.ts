@@ -237,7 +237,13 @@ export class ShardStore implements DeviceStore {
     const out = await this.table.touch(request);
     if (out.applied) {
       const deadline = request.moveDeadline?.deadline ?? out.before.deadline;
-      this.observe(request.deviceId, { ...out.before, lastSeen: request.lastSeen, deadline });
+      // The item as written: tags the touch replaced included, or the next sighting would find them changed again.
+      this.observe(request.deviceId, {
+        ...out.before,
+        lastSeen: request.lastSeen,
+        deadline,
+        ...(request.tags ? { tags: request.tags } : {}),
+      });
     } else this.observe(request.deviceId, out.current);
     return out;
   }
