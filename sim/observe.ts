@@ -143,7 +143,8 @@ export class RuntimeObserver {
         const from = source();
         const jobStartedAt = this.invocation.getStore()?.startedAt;
         const result = await inner.publish(events);
-        const failed = new Set(result.failed.map((e) => e.eventId));
+        // Held events (outage detection's hold) stay in their outbox: not published yet.
+        const failed = new Set([...result.failed, ...(result.held ?? [])].map((e) => e.eventId));
         const at = this.now();
         for (const event of events) {
           if (failed.has(event.eventId)) continue;
