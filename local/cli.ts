@@ -137,7 +137,7 @@ export async function main(argv: string[]): Promise<number> {
     printSummary(report, reportPath, json ? process.stderr : process.stdout);
     if (json) process.stdout.write(`${JSON.stringify(line)}\n`);
     if (report.interrupted) return 130;
-    return s.falseOffline === 0 && s.missedOffline === 0 && s.wrongCause === 0 ? 0 : 1;
+    return s.falseOffline === 0 && s.missedOffline === 0 && s.wrongCause === 0 && s.falseIncidents === 0 ? 0 : 1;
   } catch (error) {
     out.clearStatus();
     if (error instanceof UsageError || error instanceof ScenarioError) {
@@ -188,10 +188,22 @@ function duplicatesBy(report: RunReport): string {
   return entries.length === 0 ? '' : ` (published more than once: ${entries.map(([k, n]) => `${k} ${n}`).join(', ')})`;
 }
 
+/** The mass-outage lines: the fleet events received, and the offline events marked as part of an incident. */
+function outageLines(report: RunReport): string[] {
+  const s = report.summary;
+  if (s.fleetOutages === 0 && s.fleetRecovered === 0 && s.markedOutage === 0 && report.settings.outage === undefined)
+    return [];
+  const outages = s.incidents.map((i) => `${i.group} (count ${i.count})`).join(', ');
+  return [
+    `  mass outage        fleet.outage ${s.fleetOutages}${outages ? ` for ${outages}` : ''}, fleet.recovered ${s.fleetRecovered}; false incidents ${s.falseIncidents}`,
+    `  marked offline     ${s.markedOutage} offline events marked as part of incident${s.incidents.length === 1 ? '' : 's'} ${s.incidents.map((i) => `${i.incidentId.slice(0, 8)} (${i.group}: ${i.marked})`).join(', ') || '—'}`,
+  ];
+}
+
 function printSummary(report: RunReport, reportPath: string, stream: NodeJS.WriteStream) {
   const s = report.summary;
   const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-  const ok = s.falseOffline === 0 && s.missedOffline === 0 && s.wrongCause === 0;
+  const ok = s.falseOffline === 0 && s.missedOffline === 0 && s.wrongCause === 0 && s.falseIncidents === 0;
   const lines = [
     '',
     `Summary (${report.mode === 'live' ? 'live' : 'virtual time'}, scenario ${report.scenario.name}, seed ${report.seed})${report.interrupted ? ' — interrupted' : ''}`,
@@ -215,6 +227,7 @@ function printSummary(report: RunReport, reportPath: string, stream: NodeJS.Writ
           `  behind a gateway   ${s.behindGateway} offline events with cause parent-offline, ${s.reportedAgain} reported again without it (still silent after the gateway was back); wrong cause ${s.wrongCause}`,
         ]
       : []),
+    ...outageLines(report),
     `  lateness           p50 ${secs(s.latenessMs.p50)}, p99 ${secs(s.latenessMs.p99)}, max ${secs(s.latenessMs.max)} (after last message + timeout; ${s.stallDeferred} deferred by our own stall)`,
     ...(s.overdueDetections > 0
       ? [

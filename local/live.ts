@@ -9,18 +9,19 @@ import { mapLimit } from '../lambdas/core/concurrency.js';
 import type { EngineName } from '../lambdas/core/config.js';
 import type { DeviceEvent } from '../lambdas/core/device.js';
 import type { WindowEdge } from '../lambdas/core/maintenance.js';
+import type { FleetEvent } from '../lambdas/core/outage.js';
 import { sweepCutoff } from '../lambdas/core/watermark.js';
 import { dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
 import { ingestDepsFromEnv, kinesisIngestHandler, sqsIngestHandler } from '../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
-import { type RunConsole, clock as runTime } from '../sim/console.js';
+import { fleetLine, isFleetEvent, type RunConsole, clock as runTime } from '../sim/console.js';
 import { dynaliteNotice, dynamoEngineFor } from '../sim/engines/engines.js';
 import { type DueMessage, Fleet } from '../sim/fleet.js';
 import { lambdaContext } from '../sim/lambda-events.js';
 import { LocalMaintenance } from '../sim/maintenance.js';
 import { RuntimeObserver } from '../sim/observe.js';
 import type { RunReport, SeriesPoint } from '../sim/report.js';
-import { groupTimings, type Scenario, scenarioEnv, toleranceOf } from '../sim/scenario.js';
+import { groupTimings, outageConfigOf, type Scenario, scenarioEnv, toleranceOf } from '../sim/scenario.js';
 import { Truth } from '../sim/truth.js';
 import { KinesisPoller, SqsPoller } from './pollers.js';
 import { type LocalStack, type Source, startLocalStack } from './stack.js';
@@ -228,6 +229,7 @@ async function driveFleet(
   const { scenario, durationMs, source, console: out, signal, tickMs, toleranceMs, slackMs, tailMs } = options;
   const { clients } = stack;
   let startedAt = Date.now();
+  const outage = outageConfigOf(scenario);
   const truth = new Truth({
     policies: scenario.deviceTypes,
     parents: fleet.parents(),
@@ -237,6 +239,7 @@ async function driveFleet(
     slackMs,
     startedAt,
     shardCount: scenario.shardCount,
+    ...(outage ? { outage: { config: outage, groups: fleet.groups(outage) } } : {}),
   });
   const stop = new AbortController();
   const stopped = AbortSignal.any([signal, stop.signal]);
@@ -304,7 +307,12 @@ async function driveFleet(
       const messages = received.Messages ?? [];
       if (messages.length === 0 && drainFrom !== undefined && receivedAt >= drainFrom) return;
       for (const message of messages) {
-        const event = JSON.parse(message.Body!) as DeviceEvent;
+        const event = JSON.parse(message.Body!) as DeviceEvent | FleetEvent;
+        // The offline topic also carries the dispatcher's fleet events (outage detection): no device, judged apart.
+        if (isFleetEvent(event)) {
+          if (truth.fleet(event)) out.milestone(Date.now() - startedAt, fleetLine(event));
+          continue;
+        }
         eventsWindow++;
         out.transition(event, Date.now() - startedAt, startedAt, truth.event(event));
       }
@@ -514,7 +522,14 @@ async function driveFleet(
       ingest: { ...runtime.ingestPoller.stats },
       sweep: { ...runtime.sweepPoller.stats },
     },
-    settings: { tickMs, toleranceMs, slackMs, shardCount: scenario.shardCount, deviceTypes: scenario.deviceTypes },
+    settings: {
+      tickMs,
+      toleranceMs,
+      slackMs,
+      shardCount: scenario.shardCount,
+      deviceTypes: scenario.deviceTypes,
+      ...(outage ? { outage: scenario.outageDetection } : {}),
+    },
     series,
     transitionsPerMinute: [...truth.transitions].sort(([a], [b]) => a - b).map(([minute, c]) => ({ minute, ...c })),
     lateness: truth.lateness,

@@ -1,6 +1,7 @@
 // What a run shows while it runs: a live status line on a terminal (a line every 10 s otherwise), and compact
 // transition lines, sampled when there are many. Everything goes to stderr, so `--json` keeps stdout to one line.
 import type { DeviceEvent } from '../lambdas/core/device.js';
+import type { FleetEvent } from '../lambdas/core/outage.js';
 import type { SeriesPoint } from './report.js';
 import type { EventNote } from './truth.js';
 
@@ -18,6 +19,19 @@ export const clock = (ms: number) => {
 };
 const seconds = (ms: number | undefined) => (ms === undefined ? '—' : `${(ms / 1000).toFixed(1)} s`);
 const n = (x: number) => Math.round(x).toLocaleString('en-US');
+
+/** A fleet event received, for a milestone line: `fleet.outage for site-1 (count 212, incident 3f2a9c1e)`. */
+export function fleetLine(event: FleetEvent): string {
+  const incident = `incident ${event.incidentId.slice(0, 8)}`;
+  return event.type === 'fleet.outage'
+    ? `fleet.outage for ${event.group} (count ${event.count}, ${incident}): its offline events follow, marked cause outage`
+    : `fleet.recovered for ${event.group} (${event.count} still offline, ${incident})`;
+}
+
+/** Whether an event received on the offline topic is a fleet event (it has no device). */
+export function isFleetEvent(event: DeviceEvent | FleetEvent): event is FleetEvent {
+  return event.type === 'fleet.outage' || event.type === 'fleet.recovered';
+}
 
 export class RunConsole {
   private readonly tty: boolean;
@@ -72,7 +86,9 @@ export class RunConsole {
           ? `cause: its gateway ${note.parentId} is offline`
           : note?.kind === 'reported-again'
             ? 'still silent after its gateway came back: reported again, no cause'
-            : undefined;
+            : note?.kind === 'outage'
+              ? `cause: outage, incident ${note.incidentId.slice(0, 8)}`
+              : undefined;
     this.line(
       `  ${clock(elapsedMs).padStart(5)} ${label} ${event.deviceId.padEnd(14)} ${detail}${why ? ` │ ${why}` : ''}`,
     );

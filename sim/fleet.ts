@@ -3,6 +3,7 @@
 // maintenance windows, all from one seeded generator so a run can be repeated. It only says who sends what when; the
 // live runtime sends through real queues, the virtual simulator builds Lambda events itself.
 import { type Selector, selects } from '../lambdas/core/maintenance.js';
+import { groupOf, type OutageConfig } from '../lambdas/core/outage.js';
 import { random } from './random.js';
 import {
   gatewayName,
@@ -179,6 +180,16 @@ export class Fleet {
         .filter((d) => selects(selector, { deviceId: d.id, deviceType: d.type, tags: d.tags }))
         .map((d) => d.id),
     );
+  }
+
+  /** Device id → its group under outage detection's `groupBy` (a device type, or a tag's value), for those with one. */
+  groups(config: Pick<OutageConfig, 'groupBy'>): Map<string, string> {
+    const groups = new Map<string, string>();
+    for (const device of this.devices) {
+      const group = groupOf(config, { deviceType: device.type, tags: device.tags });
+      if (group !== undefined) groups.set(device.id, group);
+    }
+    return groups;
   }
 
   /** Device id → the gateway it is behind. */

@@ -155,7 +155,7 @@ export function renderReport(report: RunReport): string {
     shade(report.disconnects, xMax, 'rgba(60,60,220,0.08)', 'mass disconnect') +
     shade(report.gatewayOutages, xMax, 'rgba(60,60,220,0.08)', 'gateway outage');
   const windowShade = shade(report.windows, xMax, 'rgba(40,160,80,0.10)', 'maintenance window');
-  const ok = s.falseOffline === 0 && s.missedOffline === 0 && s.wrongCause === 0;
+  const ok = s.falseOffline === 0 && s.missedOffline === 0 && s.wrongCause === 0 && s.falseIncidents === 0;
   const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   const duplicatesBy = (s.duplicatesBy ?? {}) as Record<string, number>;
   const rows: Array<[string, string]> = [
@@ -204,6 +204,14 @@ export function renderReport(report: RunReport): string {
           ] as [string, string],
         ]
       : []),
+    ...(s.fleetOutages > 0 || s.markedOutage > 0 || s.falseIncidents > 0
+      ? [
+          [
+            'mass outage',
+            `fleet.outage ${s.fleetOutages} (${s.incidents.map((i) => `${i.group}, count ${i.count}, ${i.marked} offline events marked`).join('; ')}), fleet.recovered ${s.fleetRecovered}; false incidents ${s.falseIncidents}`,
+          ] as [string, string],
+        ]
+      : []),
     ['DynamoDB write units per message', String(s.wruPerMessage)],
   ];
   const findings = s.findings
@@ -218,7 +226,7 @@ h1{font-size:22px}h2{font-size:16px;margin-top:28px}table{border-collapse:collap
 td{padding:3px 10px;border-bottom:1px solid #eee;vertical-align:top}td:first-child{color:#555;white-space:nowrap}
 svg{font-size:11px;font-family:inherit;background:#fff}.ok{color:#17803d}.bad{color:#c0262d}.note{color:#666}
 </style></head><body>
-<h1>offline-detector run: <span class="${ok ? 'ok' : 'bad'}">${ok ? 'no false or missed offline' : `${s.falseOffline} false, ${s.missedOffline} missed offline, ${s.wrongCause} wrong cause`}</span></h1>
+<h1>offline-detector run: <span class="${ok ? 'ok' : 'bad'}">${ok ? 'no false or missed offline' : `${s.falseOffline} false, ${s.missedOffline} missed offline, ${s.wrongCause} wrong cause, ${s.falseIncidents} false incidents`}</span></h1>
 <p class="note">Started ${esc(new Date(report.startedAt).toISOString())}${report.interrupted ? ' — interrupted before the end' : ''}.
 Every event received through the SNS topics was judged against the simulated fleet's truth, by message entry time;
 a silence counts as missed only when a sweep whose cutoff passed the device's deadline completed without reporting it.</p>

@@ -6,7 +6,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENV } from '../lambdas/core/config.js';
+import { ConfigError } from '../lambdas/core/errors.js';
 import { DEFAULT_RECHECK_MS } from '../lambdas/core/maintenance.js';
+import { type OutageConfig, parseOutageConfig } from '../lambdas/core/outage.js';
 import { DEFAULT_PARENT_GRACE_MS } from '../lambdas/core/sweep.js';
 
 export interface SimDeviceType {
@@ -63,7 +65,18 @@ export interface Scenario {
   maintenanceRecheckSeconds?: number;
   /** PARENT_GRACE_SECONDS: how long after a device went silent its gateway may go offline and still be the cause. */
   parentGraceSeconds?: number;
+  /** OUTAGE_DETECTION: one incident for a mass outage of a site (`"groupBy": "site"`), a gateway's devices
+   * (`"gatewayId"`) or a device type (`"deviceType"`). */
+  outageDetection?: ScenarioOutageDetection;
   events: ScenarioEvent[];
+}
+
+/** The setting as the handlers read it (lambdas/core/outage.ts `parseOutageConfig`). */
+export interface ScenarioOutageDetection {
+  groupBy: string;
+  minDevices: number;
+  windowSeconds?: number;
+  holdSeconds?: number;
 }
 
 const SCENARIOS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'scenarios');
@@ -95,6 +108,7 @@ export function loadScenario(nameOrPath: string): Scenario {
     gatewayType: raw.gatewayType,
     maintenanceRecheckSeconds: raw.maintenanceRecheckSeconds,
     parentGraceSeconds: raw.parentGraceSeconds,
+    outageDetection: raw.outageDetection,
     events: raw.events ?? [],
   };
   for (const [type, t] of Object.entries(scenario.deviceTypes)) {
@@ -118,6 +132,20 @@ function groupProblem(scenario: Scenario): string | undefined {
     ['gateways', gateways],
   ] as const) {
     if (!Number.isInteger(n) || n < 0) return `${key} must be a whole number ≥ 0`;
+  }
+  if (scenario.outageDetection !== undefined) {
+    let config: OutageConfig | undefined;
+    try {
+      config = outageConfigOf(scenario);
+    } catch (error) {
+      if (error instanceof ConfigError) return `outageDetection: ${error.message}`;
+      throw error;
+    }
+    const groupBy = config?.groupBy;
+    if (groupBy === 'site' && sites === 0) return 'outageDetection groups by site: set "sites"';
+    if (groupBy === PARENT_TAG && gateways === 0) return `outageDetection groups by ${PARENT_TAG}: set "gateways"`;
+    if (groupBy !== undefined && !['deviceType', 'site', PARENT_TAG].includes(groupBy))
+      return `outageDetection: groupBy must be "deviceType", "site" or "${PARENT_TAG}" (the tags the fleet carries)`;
   }
   if (gateways > 0 && !scenario.deviceTypes[gatewayTypeOf(scenario)])
     return `gatewayType "${gatewayTypeOf(scenario)}" is not in deviceTypes`;
@@ -166,7 +194,15 @@ export function scenarioEnv(scenario: Scenario): Record<string, string> {
     ...(scenario.parentGraceSeconds !== undefined
       ? { [ENV.parentGraceSeconds]: String(scenario.parentGraceSeconds) }
       : {}),
+    ...(scenario.outageDetection !== undefined
+      ? { [ENV.outageDetection]: JSON.stringify(scenario.outageDetection) }
+      : {}),
   };
+}
+
+/** The outage detection the handlers run with (scenarioEnv), as they parse it; undefined when off. */
+export function outageConfigOf(scenario: Scenario): OutageConfig | undefined {
+  return parseOutageConfig(scenario.outageDetection, ENV.outageDetection);
 }
 
 /** The recheck interval and the parent grace the handlers run with (scenarioEnv, else the Lambdas' defaults). */

@@ -10,23 +10,24 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { DynamoOutageStore } from '../lambdas/adapters/outage-store.js';
 import { DynamoShardStates, DynamoSightingLog } from '../lambdas/adapters/shard-log.js';
 import { DynamoWatermarkStore } from '../lambdas/adapters/watermark-store.js';
 import { mapLimit } from '../lambdas/core/concurrency.js';
 import type { EngineName } from '../lambdas/core/config.js';
 import type { DeviceEvent } from '../lambdas/core/device.js';
 import { DeviceCache } from '../lambdas/core/device-cache.js';
-import type { DispatchDeps } from '../lambdas/core/dispatch.js';
+import { type FleetEvent, OutageAwarePublisher } from '../lambdas/core/outage.js';
 import type { DeviceStore, EventPublisher, TouchOutcome, TouchRequest } from '../lambdas/core/ports.js';
 import { shardOf } from '../lambdas/core/shard.js';
 import { batchedSizing } from '../lambdas/core/sizing.js';
 import type { SweepJob } from '../lambdas/core/sweep.js';
 import { sweepCutoff } from '../lambdas/core/watermark.js';
-import { dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
+import { type DispatchHandlerDeps, dispatchDepsFromEnv, dispatchHandler } from '../lambdas/dispatch.js';
 import { ingestDepsFromEnv, sqsIngestHandler } from '../lambdas/ingest-handler.js';
 import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
 import { VirtualClock } from './clock.js';
-import { type RunConsole, clock as runTime } from './console.js';
+import { fleetLine, type RunConsole, clock as runTime } from './console.js';
 import {
   type DynamoEngineChoice,
   dynaliteNotice,
@@ -42,7 +43,7 @@ import { lambdaContext, sqsRecord } from './lambda-events.js';
 import { LocalMaintenance } from './maintenance.js';
 import { RuntimeObserver } from './observe.js';
 import type { RunReport, SeriesPoint } from './report.js';
-import { groupTimings, type Scenario, scenarioEnv, toleranceOf } from './scenario.js';
+import { groupTimings, outageConfigOf, type Scenario, scenarioEnv, toleranceOf } from './scenario.js';
 import { Truth } from './truth.js';
 
 const INGEST_ARN = 'arn:aws:sqs:us-east-1:000000000000:offline-detector-ingest';
@@ -233,6 +234,13 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         return { failed: [] };
       },
     };
+    // With outage detection, ingest and sweep publish through the hold and marking (runtime.ts `devicePublisher`),
+    // stamped by the virtual clock; the dispatcher's fleet events are collected beside the device events.
+    const outage = outageConfigOf(scenario);
+    const devicePublisher: EventPublisher = outage
+      ? new OutageAwarePublisher(publisher, outage, new DynamoOutageStore(dynamodb, tableName), clock.now)
+      : publisher;
+    const fleetEvents: FleetEvent[] = [];
     const queue = new VirtualIngestQueue(T0);
     const sweepJobs: Array<{ job: SweepJob; visibleAt: number }> = [];
 
@@ -252,7 +260,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
       const deps = {
         ...base,
         store,
-        publisher: observer.ingestPublisher(publisher),
+        publisher: observer.ingestPublisher(devicePublisher),
         rejects: { send: async () => ({ failed: [] }) },
         cache: new DeviceCache(base.config.cacheSize),
         now: clock.now,
@@ -273,7 +281,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
             states: new DynamoShardStates(dynamodb, shardTableName, shardTables),
           }
         : {}),
-      publisher,
+      publisher: devicePublisher,
       now: clock.now,
       queue: {
         enqueue: async (jobs: SweepJob[], delaySeconds = 0) => {
@@ -282,8 +290,23 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
       },
     });
     const sweep = observer.sweepHandler(sweepHandler(() => sweepDeps));
-    const dispatchDeps: DispatchDeps = {
-      ...dispatchDepsFromEnv(env, { dynamodb, sqs, sns }),
+    const dispatchEnv = dispatchDepsFromEnv(env, { dynamodb, sqs, sns });
+    const dispatchDeps: DispatchHandlerDeps = {
+      ...dispatchEnv,
+      ...(dispatchEnv.outage
+        ? {
+            outage: {
+              ...dispatchEnv.outage,
+              now: clock.now,
+              publisher: {
+                publishFleet: async (published: FleetEvent[]) => {
+                  fleetEvents.push(...published);
+                  return { failed: [] };
+                },
+              },
+            },
+          }
+        : {}),
       sweepQueue: sweepDeps.queue,
       queues: {
         partitions: async () => [INGEST_ARN],
@@ -313,6 +336,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
       startedAt: T0,
       // The shards the sweep jobs are for: the batched engine's own.
       shardCount: sizing?.shardCount ?? scenario.shardCount,
+      ...(outage ? { outage: { config: outage, groups: fleet.groups(outage) } } : {}),
     });
     const series: SeriesPoint[] = [];
     const sampleEveryMs = Math.max(STEP_MS, Math.round((durationMs + tailMs) / 400 / 1000) * 1000);
@@ -439,6 +463,9 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         eventsWindow++;
         truth.event(event);
       }
+      for (const event of fleetEvents.splice(0)) {
+        if (truth.fleet(event)) out.milestone(elapsed, fleetLine(event));
+      }
       // The watermark moves with the probes, once a tick: reading it then is enough to see a stall caught up.
       if (elapsed % tickMs === 0 || elapsed % sampleEveryMs === 0) {
         const snapshot = await watermarks.read();
@@ -522,6 +549,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         containers,
         ingestPerSecond,
         deviceTypes: scenario.deviceTypes,
+        ...(outage ? { outage: scenario.outageDetection } : {}),
       },
       series,
       transitionsPerMinute: [...truth.transitions].sort(([a], [b]) => a - b).map(([minute, c]) => ({ minute, ...c })),

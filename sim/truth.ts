@@ -30,7 +30,15 @@
 //   gateway's shard was due to report it) and the grace rule names it the cause (`wrongCause`). A device reported
 //   behind its gateway and still silent a timeout after the gateway is back must be reported again, without the
 //   cause, at the latest by the next recheck (`reportedAgain`; a miss otherwise).
+// - mass outages (§8.11), with outage detection on: the offline events of a watched group (a device of it, without a
+//   gateway's cause) are published the hold after their commit (their `detectedAt` stays the commit time, so lateness
+//   is unaffected), so such a silence is due by deadline + hold + one tick. An event with `cause: outage` must carry
+//   the id of a `fleet.outage` the run received for the device's group (a wrong cause otherwise); a `fleet.outage`
+//   must come for a group where at least `minDevices` devices of the truth went silent, their offline `since` within
+//   the window before it (a false incident otherwise, failing the run). Fleet events are judged at the end, since
+//   they and the device events may arrive in any order; duplicates (by eventId) are counted, as for device events.
 import type { DeviceEvent } from '../lambdas/core/device.js';
+import type { FleetEvent, OutageConfig } from '../lambdas/core/outage.js';
 import { shardOf } from '../lambdas/core/shard.js';
 import type { CompletedSweep } from './observe.js';
 
@@ -49,6 +57,22 @@ export interface TruthSettings {
   startedAt: number;
   /** Shards of the deadline index (SHARD_COUNT): which sweeps judge which device. */
   shardCount: number;
+  /** OUTAGE_DETECTION of the run, and the group of every device that has one. @default off */
+  outage?: { config: OutageConfig; groups: ReadonlyMap<string, string> };
+}
+
+/** A `fleet.outage` the run received, and what the judge made of it. */
+export interface JudgedIncident {
+  incidentId: string;
+  group: string;
+  /** The devices the detector counted, and how many of the truth's went silent within the window before it. */
+  count: number;
+  silent: number;
+  /** When announced and, once received, when it recovered (epoch ms). */
+  detectedAt: number;
+  recoveredAt?: number;
+  /** Offline events received with `cause: outage` and this incident's id. */
+  marked: number;
 }
 
 export interface Stall {
@@ -66,7 +90,7 @@ export interface JudgedWindow {
 }
 
 export interface Finding {
-  kind: 'falseOffline' | 'missedOffline' | 'wrongCause';
+  kind: 'falseOffline' | 'missedOffline' | 'wrongCause' | 'falseIncident';
   deviceId: string;
   detail: string;
 }
@@ -90,6 +114,13 @@ export interface Summary {
    * cause of devices still silent a timeout after their gateway was back. */
   behindGateway: number;
   reportedAgain: number;
+  /** With outage detection: the `fleet.outage` events received (once each), the `fleet.recovered` ones, the offline
+   * events marked `cause: outage`, and the incidents announced for a group without the silences to make one. */
+  fleetOutages: number;
+  fleetRecovered: number;
+  markedOutage: number;
+  falseIncidents: number;
+  incidents: JudgedIncident[];
   /** Silences a completed sweep had to report (its cutoff passed the device's deadline before it came back). */
   requiredDetections: number;
   /** Silences past the design's bound at the end with no offline event and no completed sweep due to report them
@@ -132,7 +163,8 @@ type Silence = readonly [from: number, to: number, fromSpread: number, toSpread:
 export type EventNote =
   | { kind: 'held'; until: number }
   | { kind: 'behind-gateway'; parentId: string }
-  | { kind: 'reported-again' };
+  | { kind: 'reported-again' }
+  | { kind: 'outage'; incidentId: string };
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
@@ -156,12 +188,15 @@ export class Truth {
   stallDeferred = 0;
   /** Offline events whose `since` came after the device's return (within the type's precision): correct, late. */
   returnedBeforeSince = 0;
-  readonly duplicateSamples: Array<Pick<DeviceEvent, 'eventId' | 'type'>> = [];
+  readonly duplicateSamples: Array<{ eventId: string; type: string }> = [];
   readonly windows: JudgedWindow[] = [];
   heldByMaintenance = 0;
   heldLatenessMaxMs = 0;
   behindGateway = 0;
   reportedAgain = 0;
+  /** Fleet events by eventId (first receipt), and the offline events with `cause: outage`: judged at the end. */
+  private readonly fleetEvents = new Map<string, FleetEvent>();
+  private readonly marked: DeviceEvent[] = [];
   /** Offline events without a cause of devices behind a gateway: judged at the end, against the completed sweeps. */
   private readonly uncaused: DeviceEvent[] = [];
   online = 0;
@@ -202,7 +237,10 @@ export class Truth {
     let deadline = from + spread + policy.timeoutMs + policy.precisionMs;
     const held = this.holding(deviceId, from + policy.timeoutMs, deadline);
     if (this.settings.parents?.has(deviceId)) deadline += this.settings.parentGraceMs ?? 0;
-    return held ? Math.max(deadline, held.until) : deadline;
+    const committed = held ? Math.max(deadline, held.until) : deadline;
+    // A watched group's offline event waits the hold after its commit, then goes out with the next sweep's re-publish.
+    const outage = this.settings.outage;
+    return outage?.groups.has(deviceId) ? committed + outage.config.holdMs + this.settings.tickMs : committed;
   }
 
   /** The window of its group that holds an offline `since` of `deviceId` in [earliest, latest], if any. */
@@ -288,6 +326,18 @@ export class Truth {
     }
   }
 
+  /** A fleet event received (`fleet.outage`, `fleet.recovered`): kept, judged at the end; false when a duplicate. */
+  fleet(event: FleetEvent): boolean {
+    if (this.eventIds.has(event.eventId)) {
+      this.duplicates++;
+      if (this.duplicateSamples.length < 10) this.duplicateSamples.push({ eventId: event.eventId, type: event.type });
+      return false;
+    }
+    this.eventIds.add(event.eventId);
+    this.fleetEvents.set(event.eventId, event);
+    return true;
+  }
+
   /** Judges an event received; what was notable about an accepted offline event, for the console. */
   event(event: DeviceEvent): EventNote | undefined {
     if (this.eventIds.has(event.eventId)) {
@@ -349,6 +399,7 @@ export class Truth {
     const behind = event.cause === 'parent-offline';
     const again = !behind && device.causeSince.includes(event.since);
     this.judgeCause(event, behind, again);
+    if (event.cause === 'outage') this.marked.push(event);
     if (behind) {
       device.causeSince.push(event.since);
       this.behindGateway++;
@@ -375,7 +426,8 @@ export class Truth {
       byType.push(event.detectedAt - dueAt);
       this.latenessByType.set(device.type, byType);
     }
-    return behind ? { kind: 'behind-gateway', parentId: event.parentId ?? '' } : undefined;
+    if (behind) return { kind: 'behind-gateway', parentId: event.parentId ?? '' };
+    return event.cause === 'outage' ? { kind: 'outage', incidentId: event.incidentId ?? '' } : undefined;
   }
 
   /** A cause must name the device's gateway, offline then; an event without one, of a device behind a gateway, is
@@ -448,6 +500,7 @@ export class Truth {
       }
     }
     for (const event of this.uncaused) this.judgeUncaused(event, byShard, jobStartOf(event) ?? event.detectedAt);
+    const incidents = this.judgeIncidents();
     const sorted = [...this.lateness].sort((a, b) => a - b);
     return {
       devices: this.devices.size,
@@ -462,6 +515,11 @@ export class Truth {
       heldLatenessMaxMs: this.heldLatenessMaxMs,
       behindGateway: this.behindGateway,
       reportedAgain: this.reportedAgain,
+      fleetOutages: incidents.length,
+      fleetRecovered: [...this.fleetEvents.values()].filter((e) => e.type === 'fleet.recovered').length,
+      markedOutage: this.marked.length,
+      falseIncidents: this.findings.filter((f) => f.kind === 'falseIncident').length,
+      incidents,
       requiredDetections: required,
       overdueDetections: overdue,
       overdueMaxMs,
@@ -484,6 +542,69 @@ export class Truth {
       ),
       findings: this.findings.slice(0, 50),
     };
+  }
+
+  /** Every `fleet.outage` must stand for at least `minDevices` devices of its group that went silent (their offline
+   * `since` at the earliest and latest their entries allow) within the window before it; every offline event with
+   * `cause: outage` must carry the id of one received, of its device's group. */
+  private judgeIncidents(): JudgedIncident[] {
+    const incidents = new Map<string, JudgedIncident>();
+    const outage = this.settings.outage;
+    for (const event of this.fleetEvents.values()) {
+      if (event.type !== 'fleet.outage') continue;
+      const silent = outage ? this.silentWithin(event.group, event.detectedAt, outage) : 0;
+      incidents.set(event.incidentId, {
+        incidentId: event.incidentId,
+        group: event.group,
+        count: event.count,
+        silent,
+        detectedAt: event.detectedAt,
+        marked: 0,
+      });
+      const min = outage?.config.minDevices;
+      if (min === undefined || silent < min) {
+        this.findings.push({
+          kind: 'falseIncident',
+          deviceId: event.group,
+          detail: `fleet.outage ${event.incidentId} at ${iso(event.detectedAt)} (count ${event.count}), but ${outage ? `only ${silent} devices of ${outage.config.groupBy} ${event.group} went silent within the ${outage.config.windowMs / 1000} s before it (minDevices ${min})` : 'outage detection is off'}`,
+        });
+      }
+    }
+    for (const event of this.fleetEvents.values()) {
+      const incident = incidents.get(event.incidentId);
+      if (event.type === 'fleet.recovered' && incident) incident.recoveredAt = event.detectedAt;
+    }
+    for (const event of this.marked) {
+      const incident = incidents.get(event.incidentId ?? '');
+      const group = outage?.groups.get(event.deviceId);
+      if (incident && incident.group === group) {
+        incident.marked++;
+        continue;
+      }
+      this.findings.push({
+        kind: 'wrongCause',
+        deviceId: event.deviceId,
+        detail: `offline since ${iso(event.since)} with cause outage (incident ${event.incidentId}), but ${incident ? `that incident is of ${incident.group}, the device of ${group ?? 'no group'}` : 'no fleet.outage of that id was received'}`,
+      });
+    }
+    return [...incidents.values()].sort((a, b) => a.detectedAt - b.detectedAt);
+  }
+
+  /** Devices of `group` silent for their timeout with an offline `since` that can lie in [at − window, at]. */
+  private silentWithin(group: string, at: number, outage: NonNullable<TruthSettings['outage']>): number {
+    let silent = 0;
+    for (const [deviceId, device] of this.devices) {
+      if (outage.groups.get(deviceId) !== group) continue;
+      const { timeoutMs, precisionMs } = this.settings.policies[device.type]!;
+      const went = silencesOf(device).some(
+        ([from, to, fromSpread, toSpread]) =>
+          to + toSpread - from >= timeoutMs &&
+          from + timeoutMs <= at &&
+          from + fromSpread + timeoutMs + precisionMs >= at - outage.config.windowMs,
+      );
+      if (went) silent++;
+    }
+    return silent;
   }
 
   /** A device reported behind its gateway, still silent a timeout after the gateway was back: due to be reported
