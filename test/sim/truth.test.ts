@@ -3,6 +3,7 @@
 // there yet when the run ends) is lateness, never a miss.
 import { describe, expect, it } from 'vitest';
 import type { DeviceEvent } from '../../lambdas/core/device.js';
+import type { FleetEvent } from '../../lambdas/core/outage.js';
 import { shardOf } from '../../lambdas/core/shard.js';
 import type { CompletedSweep } from '../../sim/observe.js';
 import { Truth } from '../../sim/truth.js';
@@ -268,5 +269,87 @@ describe('gateways', () => {
     expect(waiting).toMatchObject({ missedOffline: 0, requiredDetections: 0 });
     const due = fleet('online').finish(T0 + 60_000, [sweep(CHILD_DEADLINE + GRACE, T0 + 30_000, CHILD_SHARD)]);
     expect(due).toMatchObject({ missedOffline: 1, requiredDetections: 1 });
+  });
+});
+
+describe('mass outages', () => {
+  const HOLD = 90_000;
+  const FLEET = Array.from({ length: 4 }, (_, i) => `meter-10${i}`);
+  const incidentOf = (group: string, detectedAt: number, id = 'inc-1'): FleetEvent => ({
+    eventId: `fleet.outage#${id}`,
+    type: 'fleet.outage',
+    incidentId: id,
+    groupBy: 'site',
+    group,
+    count: 3,
+    firstSince: LAST + TIMEOUT,
+    lastSince: LAST + TIMEOUT,
+    detectedAt,
+  });
+  /** Four devices at site-a (the judged one among them) fall silent at T0 + 10 s; minDevices 3. */
+  function outageTruth(minDevices = 3) {
+    const t = new Truth({
+      policies: { meter: { timeoutMs: TIMEOUT, precisionMs: PRECISION } },
+      tickMs: 1_000,
+      toleranceMs: 3_000,
+      slackMs: 2_000,
+      startedAt: T0,
+      shardCount: SHARDS,
+      outage: {
+        config: { groupBy: 'site', minDevices, windowMs: 60_000, holdMs: HOLD },
+        groups: new Map([ID, ...FLEET].map((id, i) => [id, i < 3 ? 'site-a' : 'site-b'])),
+      },
+    });
+    for (let at = T0; at <= LAST; at += 1_000) for (const id of [ID, ...FLEET]) t.sent(id, 'meter', at, 20);
+    return t;
+  }
+  const marked = (incidentId: string): DeviceEvent => ({
+    ...offline(DEADLINE + 500),
+    cause: 'outage',
+    incidentId,
+  });
+
+  it('a watched device’s silence is due only a hold (and a tick) after its deadline', () => {
+    const held = outageTruth().finish(T0 + 60_000, [sweep(DEADLINE + 500, DEADLINE + 600)]);
+    expect(held).toMatchObject({ missedOffline: 0, requiredDetections: 0 });
+    const due = DEADLINE + HOLD + 1_000;
+    const missed = outageTruth().finish(T0 + 300_000, [sweep(due, due + 100)]);
+    expect(missed.missedOffline).toBeGreaterThan(0);
+  });
+
+  it('an event marked cause outage with the id of a fleet.outage of its group is right', () => {
+    const t = outageTruth();
+    expect(t.fleet(incidentOf('site-a', LAST + 30_000))).toBe(true);
+    t.event(marked('inc-1'));
+    const summary = t.finish(T0 + 60_000, []);
+    expect(summary).toMatchObject({ fleetOutages: 1, markedOutage: 1, wrongCause: 0, falseIncidents: 0 });
+    expect(summary.incidents[0]).toMatchObject({ group: 'site-a', silent: 3, marked: 1 });
+  });
+
+  it('a marked event without a fleet.outage of that id, or of another group, is a wrong cause', () => {
+    const unknown = outageTruth();
+    unknown.event(marked('inc-9'));
+    expect(unknown.finish(T0 + 60_000, []).wrongCause).toBe(1);
+    const other = outageTruth(1);
+    other.fleet(incidentOf('site-b', LAST + 30_000));
+    other.event(marked('inc-1'));
+    expect(other.finish(T0 + 60_000, []).wrongCause).toBe(1);
+  });
+
+  it('a fleet.outage for a group with fewer than minDevices silent within the window is a false incident', () => {
+    // site-b has one device; site-a's three went silent longer ago than the window.
+    const few = outageTruth();
+    few.fleet(incidentOf('site-b', LAST + 30_000));
+    expect(few.finish(T0 + 60_000, []).falseIncidents).toBe(1);
+    const old = outageTruth();
+    old.fleet(incidentOf('site-a', LAST + 200_000));
+    expect(old.finish(T0 + 300_000, []).falseIncidents).toBe(1);
+  });
+
+  it('a fleet event received twice is a duplicate, judged once', () => {
+    const t = outageTruth();
+    expect(t.fleet(incidentOf('site-a', LAST + 30_000))).toBe(true);
+    expect(t.fleet(incidentOf('site-a', LAST + 30_000))).toBe(false);
+    expect(t.finish(T0 + 60_000, [])).toMatchObject({ fleetOutages: 1, duplicateEvents: 1, falseIncidents: 0 });
   });
 });
