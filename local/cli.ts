@@ -131,6 +131,7 @@ export async function main(argv: string[]): Promise<number> {
       source: report.source,
       seed: report.seed,
       durationMs: report.durationMs,
+      startedAt: report.startedAt,
       interrupted: report.interrupted,
       enginePids: report.enginePids ?? [],
     };

@@ -1,6 +1,7 @@
 // `npm run simulate` as a user runs it: the real CLI in virtual time on a small fleet (silences, a mass disconnect
-// and a 4-minute ingest stall over 20 virtual minutes; sites, gateways and maintenance in the groups scenario). No
-// false and no missed offline, no wrong cause, a report, no engine left.
+// and a 4-minute ingest stall over 20 virtual minutes; sites, gateways and maintenance in the groups scenario; one
+// incident for a mass outage in the outage scenario). No false and no missed offline, no wrong cause, a report, no
+// engine left.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -56,6 +57,35 @@ it.each(['per-device', 'batched'])(
     expect(summary.heldByMaintenance).toBeGreaterThan(10);
     expect(summary.behindGateway).toBeGreaterThan(10);
     expect(summary.reportedAgain).toBeGreaterThan(0);
+    for (const pid of summary.enginePids) expect(() => process.kill(pid, 0)).toThrow();
+  },
+  120_000,
+);
+
+it.each(['per-device', 'batched'])(
+  'simulates a mass outage of one site as one incident, its offline events held and marked (%s engine)',
+  (engine) => {
+    const summary = simulate(['--scenario', 'outage', '--engine', engine], 110_000);
+    expect(summary).toMatchObject({
+      devices: 600,
+      falseOffline: 0,
+      missedOffline: 0,
+      wrongCause: 0,
+      duplicateEvents: 0,
+      falseIncidents: 0,
+      // One fleet.outage, for the site cut off, and its recovery once the site is back.
+      fleetOutages: 1,
+      fleetRecovered: 1,
+    });
+    const [incident] = summary.incidents;
+    expect(incident).toMatchObject({ group: 'site-1' });
+    expect(incident.count).toBeGreaterThanOrEqual(50);
+    // The site is back at 210 s: the recovery is announced by the next evaluations.
+    expect(incident.recoveredAt - summary.startedAt).toBeGreaterThan(210_000);
+    // The site's offline events came out marked with the incident; held 90 s, they are not later for it.
+    expect(summary.markedOutage).toBeGreaterThan(50);
+    expect(incident.marked).toBe(summary.markedOutage);
+    expect(summary.latenessByType.tracker.p99).toBeLessThanOrEqual(5_000 + 10_000);
     for (const pid of summary.enginePids) expect(() => process.kill(pid, 0)).toThrow();
   },
   120_000,
