@@ -6,7 +6,7 @@ import { PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { DynamoWatermarkStore } from '../lambdas/adapters/watermark-store.js';
 import { mapLimit } from '../lambdas/core/concurrency.js';
-import type { EngineName } from '../lambdas/core/config.js';
+import { type EngineName, loadBatchedEngine } from '../lambdas/core/config.js';
 import type { DeviceEvent } from '../lambdas/core/device.js';
 import type { WindowEdge } from '../lambdas/core/maintenance.js';
 import type { FleetEvent } from '../lambdas/core/outage.js';
@@ -17,7 +17,7 @@ import { sweepDepsFromEnv, sweepHandler } from '../lambdas/sweep.js';
 import { fleetLine, isFleetEvent, type RunConsole, clock as runTime } from '../sim/console.js';
 import { dynaliteNotice, dynamoEngineFor } from '../sim/engines/engines.js';
 import { type DueMessage, Fleet } from '../sim/fleet.js';
-import { lambdaContext } from '../sim/lambda-events.js';
+import { lambdaContext, timeoutMsOf } from '../sim/lambda-events.js';
 import { LocalMaintenance } from '../sim/maintenance.js';
 import { RuntimeObserver } from '../sim/observe.js';
 import type { RunReport, SeriesPoint } from '../sim/report.js';
@@ -60,6 +60,8 @@ export async function startRuntime(stack: LocalStack, scenario: Scenario, source
   const stopping = new AbortController();
   const signal = AbortSignal.any([outer, stopping.signal]);
   const { clients, env } = stack;
+  // The pollers and contexts time out as the construct deploys the functions (contracts.ts functionSpec).
+  const deployed = { engine: loadBatchedEngine(env) ? 'batched' : 'per-device', stream: source === 'kinesis' } as const;
   // Watched through their ports: which sweeps completed by which cutoff (the judge needs them), who published what.
   const observer = new RuntimeObserver();
   const ingestEnv = ingestDepsFromEnv(env, clients);
@@ -80,7 +82,7 @@ export async function startRuntime(stack: LocalStack, scenario: Scenario, source
           batchSize: 100,
           batchingWindowMs: 500,
           concurrency: 4,
-          functionTimeoutMs: 30_000,
+          functionTimeoutMs: timeoutMsOf('ingestSqs', deployed),
           handler: sqsIngestHandler(() => ingestDeps),
         }).start()
       : await new KinesisPoller({
@@ -93,7 +95,7 @@ export async function startRuntime(stack: LocalStack, scenario: Scenario, source
           batchingWindowMs: 500,
           retryAttempts: 10,
           failureQueueUrl: stack.kinesisFailures?.url,
-          functionTimeoutMs: 30_000,
+          functionTimeoutMs: timeoutMsOf('ingestKinesis', deployed),
           handler: kinesisIngestHandler(() => ingestDeps),
         }).start();
   running.add(() => ingestPoller.stop());
@@ -105,7 +107,7 @@ export async function startRuntime(stack: LocalStack, scenario: Scenario, source
     batchSize: 1,
     batchingWindowMs: 0,
     concurrency: Math.min(scenario.shardCount, 8),
-    functionTimeoutMs: 45_000,
+    functionTimeoutMs: timeoutMsOf('sweep', deployed),
     handler: sweep,
   }).start();
   running.add(() => sweepPoller.stop());
@@ -116,7 +118,7 @@ export async function startRuntime(stack: LocalStack, scenario: Scenario, source
   const scheduler = (async () => {
     const started = Date.now();
     for (let minute = 1; !signal.aborted; minute++) {
-      const invocation = dispatch({}, lambdaContext('dispatch', source === 'kinesis' ? 75_000 : 30_000)).then(
+      const invocation = dispatch({}, lambdaContext('dispatch', timeoutMsOf('dispatch', deployed))).then(
         () => dispatches++,
         () => dispatchErrors++,
       );
@@ -139,7 +141,7 @@ export async function startRuntime(stack: LocalStack, scenario: Scenario, source
     while (!signal.aborted) {
       await abortableSleep(1_000);
       const fired = await maintenance
-        .fireDue(Date.now(), (event) => dispatch(event, lambdaContext('dispatch', 30_000)))
+        .fireDue(Date.now(), (event) => dispatch(event, lambdaContext('dispatch', timeoutMsOf('dispatch', deployed))))
         .catch(() => {
           edges.failed++;
           return [];

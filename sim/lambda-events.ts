@@ -4,6 +4,7 @@
 import type { _Record } from '@aws-sdk/client-kinesis';
 import type { Message } from '@aws-sdk/client-sqs';
 import type { Context, KinesisStreamRecord, SQSRecord } from 'aws-lambda';
+import { type Deployment, type FunctionName, functionSpec } from '../lambdas/core/contracts.js';
 
 export function lambdaContext(functionName: string, timeoutMs: number, now: () => number = Date.now): Context {
   const started = now();
@@ -65,4 +66,9 @@ export function kinesisRecord(record: _Record, streamArn: string, shardId: strin
       approximateArrivalTimestamp: record.ApproximateArrivalTimestamp!.getTime() / 1000,
     },
   };
+}
+
+/** The timeout a function is deployed with (contracts.ts functionSpec), for the Lambda contexts of local runs. */
+export function timeoutMsOf(fn: FunctionName, deployment: Deployment): number {
+  return functionSpec(fn, deployment).timeoutSeconds * 1000;
 }

@@ -39,7 +39,7 @@ import {
 import { createDeviceTable, createShardTable } from './engines/resources.js';
 import { WriteUnits } from './engines/write-units.js';
 import { type DueMessage, Fleet } from './fleet.js';
-import { lambdaContext, sqsRecord } from './lambda-events.js';
+import { lambdaContext, sqsRecord, timeoutMsOf } from './lambda-events.js';
 import { LocalMaintenance } from './maintenance.js';
 import { RuntimeObserver } from './observe.js';
 import type { RunReport, SeriesPoint } from './report.js';
@@ -165,6 +165,8 @@ function naiveStore(store: DeviceStore): DeviceStore {
 export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
   const { durationMs, seed, console: out, signal } = options;
   const batched = options.engine === 'batched';
+  // The Lambda contexts time out as the construct deploys the functions (SQS ingest in the simulator).
+  const deployed = { engine: options.engine ?? 'per-device', stream: false } as const;
   const rateOf = (s: Scenario) =>
     Object.values(s.deviceTypes).reduce((sum, t) => sum + (s.devices * t.share * 1000) / t.heartbeatMs, 0);
   // The batched engine takes its shards and ingest batching from the fleet, as the construct does; the watermark
@@ -384,9 +386,10 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
               ingestStats.records += chunk.length;
               let failed = new Set<string>();
               try {
-                const response = (await handlers[c]!(event, lambdaContext('ingest', 30_000, clock.now))) as
-                  | SQSBatchResponse
-                  | undefined;
+                const response = (await handlers[c]!(
+                  event,
+                  lambdaContext('ingest', timeoutMsOf('ingestSqs', deployed), clock.now),
+                )) as SQSBatchResponse | undefined;
                 failed = new Set((response?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
               } catch {
                 failed = new Set(chunk.map((m) => m.id));
@@ -416,7 +419,10 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
           };
           // The runtime's remaining time is real time, as on Lambda: a job with more work than its real budget hands
           // the rest on (a batched job's item writes for a fleet registering at once), instead of being cut off.
-          const response = (await sweep(event, lambdaContext('sweep', 45_000))) as SQSBatchResponse;
+          const response = (await sweep(
+            event,
+            lambdaContext('sweep', timeoutMsOf('sweep', deployed)),
+          )) as SQSBatchResponse;
           if (response.batchItemFailures.length > 0) sweepJobs.push({ job, visibleAt: clock.t + 60_000 });
         });
       }
@@ -436,7 +442,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         );
       }
       for (const edge of (await maintenance?.fireDue(clock.t, (event) =>
-        dispatch(event, lambdaContext('dispatch', 30_000, clock.now)),
+        dispatch(event, lambdaContext('dispatch', timeoutMsOf('dispatch', deployed), clock.now)),
       )) ?? []) {
         edgesFired++;
         out.milestone(elapsed, `maintenance window ${edge.edge === 'end' ? 'ended' : 'started'}: its schedule fired`);
@@ -453,7 +459,8 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
       if (stalledNow && !stalled) truth.stallStarted(clock.t);
       if (!stalledNow && stalled) truth.stallEnded(clock.t);
       stalled = stalledNow;
-      if (elapsed % 60_000 === 0) await dispatch({}, lambdaContext('dispatch', 30_000, clock.now));
+      if (elapsed % 60_000 === 0)
+        await dispatch({}, lambdaContext('dispatch', timeoutMsOf('dispatch', deployed), clock.now));
       // A batching window: the ingest is invoked once the window has filled its batches.
       const windowDue = batchWindowMs === 0 || (clock.t - T0) % batchWindowMs === 0;
       if (!stalled && windowDue)
