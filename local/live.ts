@@ -20,7 +20,7 @@ import { type DueMessage, Fleet } from '../sim/fleet.js';
 import { lambdaContext, timeoutMsOf } from '../sim/lambda-events.js';
 import { LocalMaintenance } from '../sim/maintenance.js';
 import { RuntimeObserver } from '../sim/observe.js';
-import type { RunReport, SeriesPoint } from '../sim/report.js';
+import { type RunReport, type SeriesPoint, timelineOf } from '../sim/report.js';
 import { groupTimings, outageConfigOf, type Scenario, scenarioEnv, toleranceOf } from '../sim/scenario.js';
 import { Truth } from '../sim/truth.js';
 import { KinesisPoller, SqsPoller } from './pollers.js';
@@ -533,16 +533,7 @@ async function driveFleet(
       ...(outage ? { outage: scenario.outageDetection } : {}),
     },
     series,
-    transitionsPerMinute: [...truth.transitions].sort(([a], [b]) => a - b).map(([minute, c]) => ({ minute, ...c })),
-    lateness: truth.lateness,
-    stalls: truth.stalls.map((s) => ({
-      from: (s.from - startedAt) / 1000,
-      to: (Math.min(s.to, Date.now()) - startedAt) / 1000,
-      caughtUpAt: s.caughtUpAt === undefined ? undefined : (s.caughtUpAt - startedAt) / 1000,
-    })),
-    disconnects: fleet.disconnects.map((d) => ({ ...d, from: d.from / 1000, to: d.to / 1000 })),
-    windows: windowsOpened,
-    gatewayOutages: fleet.gatewayOutages.map((g) => ({ ...g, from: g.from / 1000, to: g.to / 1000 })),
+    ...timelineOf(truth, fleet, windowsOpened, startedAt, Date.now()),
   };
 }
 

@@ -2,7 +2,8 @@
 // per minute, the lateness histogram, watermark and sweep lag). No external assets, so it opens anywhere.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Summary } from './truth.js';
+import type { Fleet } from './fleet.js';
+import type { Summary, Truth } from './truth.js';
 
 export interface SeriesPoint {
   /** Seconds since the run's start. */
@@ -35,6 +36,29 @@ export interface RunReport {
   /** The maintenance windows the run opened, in seconds from the start: over what, how many devices. */
   windows: Array<{ from: number; to: number; group: string; devices: number }>;
   gatewayOutages: Array<{ gateway: string; from: number; to: number; devices: number; stragglers: number }>;
+}
+
+/** What a run's report shows of the fleet's and the judge's timeline, in seconds from `origin`; a stall still going on
+ * at `now` ends there. */
+export function timelineOf(
+  truth: Pick<Truth, 'transitions' | 'lateness' | 'stalls'>,
+  fleet: Pick<Fleet, 'disconnects' | 'gatewayOutages'>,
+  windows: RunReport['windows'],
+  origin: number,
+  now = Number.POSITIVE_INFINITY,
+): Pick<RunReport, 'transitionsPerMinute' | 'lateness' | 'stalls' | 'disconnects' | 'windows' | 'gatewayOutages'> {
+  return {
+    transitionsPerMinute: [...truth.transitions].sort(([a], [b]) => a - b).map(([minute, c]) => ({ minute, ...c })),
+    lateness: truth.lateness,
+    stalls: truth.stalls.map((s) => ({
+      from: (s.from - origin) / 1000,
+      to: (Math.min(s.to, now) - origin) / 1000,
+      caughtUpAt: s.caughtUpAt === undefined ? undefined : (s.caughtUpAt - origin) / 1000,
+    })),
+    disconnects: fleet.disconnects.map((d) => ({ ...d, from: d.from / 1000, to: d.to / 1000 })),
+    windows,
+    gatewayOutages: fleet.gatewayOutages.map((g) => ({ ...g, from: g.from / 1000, to: g.to / 1000 })),
+  };
 }
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);

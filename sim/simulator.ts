@@ -42,7 +42,7 @@ import { type DueMessage, Fleet } from './fleet.js';
 import { lambdaContext, sqsRecord, timeoutMsOf } from './lambda-events.js';
 import { LocalMaintenance } from './maintenance.js';
 import { RuntimeObserver } from './observe.js';
-import type { RunReport, SeriesPoint } from './report.js';
+import { type RunReport, type SeriesPoint, timelineOf } from './report.js';
 import { groupTimings, outageConfigOf, type Scenario, scenarioEnv, toleranceOf } from './scenario.js';
 import { Truth } from './truth.js';
 
@@ -559,16 +559,7 @@ export async function runVirtual(options: VirtualOptions): Promise<RunReport> {
         ...(outage ? { outage: scenario.outageDetection } : {}),
       },
       series,
-      transitionsPerMinute: [...truth.transitions].sort(([a], [b]) => a - b).map(([minute, c]) => ({ minute, ...c })),
-      lateness: truth.lateness,
-      stalls: truth.stalls.map((s) => ({
-        from: (s.from - T0) / 1000,
-        to: (s.to - T0) / 1000,
-        caughtUpAt: s.caughtUpAt === undefined ? undefined : (s.caughtUpAt - T0) / 1000,
-      })),
-      disconnects: fleet.disconnects.map((d) => ({ ...d, from: d.from / 1000, to: d.to / 1000 })),
-      windows: windowsOpened,
-      gatewayOutages: fleet.gatewayOutages.map((g) => ({ ...g, from: g.from / 1000, to: g.to / 1000 })),
+      ...timelineOf(truth, fleet, windowsOpened, T0),
     };
   } finally {
     dynamodb.destroy();
